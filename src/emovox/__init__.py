@@ -1,0 +1,22 @@
+"""emovox: speech emotion recognition by transfer learning."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import AudioError, CorpusError, EmovoxError, ModelError, UnknownLabelError  # noqa: E402
+from .labels import CANONICAL  # noqa: E402
+
+
+def __getattr__(name: str):
+    # Heavy imports (torch, librosa) only when the recognizer is asked for.
+    if name in ("EmotionRecognizer", "Prediction"):
+        from . import recognizer
+
+        return getattr(recognizer, name)
+    raise AttributeError(f"module 'emovox' has no attribute {name!r}")
+
+
+__all__ = [
+    "AudioError", "CANONICAL", "CorpusError", "EmotionRecognizer", "EmovoxError",
+    "ModelError", "Prediction", "UnknownLabelError", "__version__",
+]

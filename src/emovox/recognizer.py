@@ -1,0 +1,165 @@
+"""The object a user holds: load a model folder, predict emotions from audio.
+
+>>> from emovox import EmotionRecognizer
+>>> rec = EmotionRecognizer.load("runs/tess/model")   # doctest: +SKIP
+>>> rec.predict("clip.wav").label                       # doctest: +SKIP
+'happy'
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+
+from .corpora.base import AUDIO_EXTENSIONS, Utterance, audio_files
+from .errors import AudioError, EmovoxError, ModelError
+from .features import FeatureConfig, file_features, signal_features
+from .model import EmotionClassifier, load_model
+from .train import predict_logits
+
+AudioInput = Union[str, Path, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The predicted ``label`` and the probability of every label."""
+
+    label: str
+    probabilities: dict[str, float]
+    source: str | None = None
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.label]
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "label": self.label, "confidence": self.confidence, "probabilities": self.probabilities}
+
+
+def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders replaced by the audio files below them (sorted)."""
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        out.extend(audio_files(p) if p.is_dir() else [p])
+    return out
+
+
+class EmotionRecognizer:
+    """A trained emotion model with its feature config, ready to predict."""
+
+    def __init__(self, model: EmotionClassifier, features: FeatureConfig, config: dict[str, Any] | None = None):
+        self.model = model.eval()
+        self.features = features
+        self.config = config or {}
+
+    @classmethod
+    def load(cls, path: str | Path) -> EmotionRecognizer:
+        """Load a model folder written by ``emovox train`` (``RUN_DIR/model``)."""
+        model, features, config = load_model(path)
+        return cls(model, features, config)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.model.labels)
+
+    # -- core ---------------------------------------------------------------
+    def _specs(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None) -> tuple[list[np.ndarray], list[str], bool]:
+        single = isinstance(x, (str, Path, np.ndarray)) and not (isinstance(x, (str, Path)) and Path(x).is_dir())
+        items: list[AudioInput]
+        if isinstance(x, (str, Path)):
+            items = list(expand_inputs([x]))
+        elif isinstance(x, np.ndarray):
+            items = [x]
+        else:
+            items = list(x)
+        specs, names = [], []
+        for i, item in enumerate(items):
+            if isinstance(item, np.ndarray):
+                if sample_rate is None:
+                    raise EmovoxError("an audio array needs its sample rate: predict(signal, sample_rate=16000)")
+                name = f"<array {i}>"
+                specs.append(signal_features(item, sample_rate, self.features, source=name))
+            else:
+                name = str(item)
+                specs.append(file_features(item, self.features))
+            names.append(name)
+        return specs, names, single
+
+    def probabilities(self, specs: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+        """Class probabilities ``(n, n_labels)`` for precomputed spectrograms."""
+        return torch.softmax(predict_logits(self.model, specs, self.features, batch_size), dim=1).numpy()
+
+    def predict_proba(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None = None) -> np.ndarray:
+        """Probabilities over :attr:`labels`: ``(n_labels,)`` for one input, ``(n, n_labels)`` for several."""
+        specs, _, single = self._specs(x, sample_rate)
+        p = self.probabilities(specs)
+        return p[0] if single else p
+
+    def predict(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None = None) -> Prediction | list[Prediction]:
+        """Predict the emotion of a file, a folder, an array (with ``sample_rate``) or a list of these.
+
+        Raises :class:`AudioError` for an unusable input; use
+        :meth:`predict_files` to skip bad files in a batch.
+        """
+        specs, names, single = self._specs(x, sample_rate)
+        preds = [self._prediction(p, n) for p, n in zip(self.probabilities(specs), names)]
+        return preds[0] if single else preds
+
+    def _prediction(self, probs: np.ndarray, source: str | None) -> Prediction:
+        labels = self.labels
+        return Prediction(labels[int(np.argmax(probs))], {lab: float(v) for lab, v in zip(labels, probs)}, source)
+
+    def predict_files(self, paths: Iterable[str | Path], batch_size: int = 32) -> Iterator[Prediction | AudioError]:
+        """Stream predictions over many files, ``batch_size`` at a time, in input order.
+
+        A file that cannot be used yields its :class:`AudioError` instead of a
+        prediction, and the rest go on. Memory stays bounded by the batch.
+        """
+        batch: list[tuple[str, np.ndarray | AudioError]] = []
+
+        def flush() -> Iterator[Prediction | AudioError]:
+            good = [(n, s) for n, s in batch if not isinstance(s, AudioError)]
+            probs = iter(self.probabilities([s for _, s in good], batch_size)) if good else iter(())
+            for name, s in batch:
+                yield s if isinstance(s, AudioError) else self._prediction(next(probs), name)
+            batch.clear()
+
+        for path in paths:
+            try:
+                item: np.ndarray | AudioError = file_features(path, self.features)
+            except AudioError as err:
+                item = err
+            batch.append((str(path), item))
+            if len(batch) >= batch_size:
+                yield from flush()
+        yield from flush()
+
+    def evaluate(
+        self, utts: Sequence[Utterance], *, workers: int | None = None, cache_dir: str | Path | None = None,
+        use_cache: bool = True, progress: bool = True,
+    ) -> dict[str, Any]:
+        """Metrics of this model on labelled utterances (see :func:`emovox.metrics.classification_metrics`).
+
+        Unreadable files are skipped and listed under ``"skipped"``.
+        """
+        from .extract import extract_features
+        from .metrics import classification_metrics
+
+        ext = extract_features([u.path for u in utts], self.features, workers=workers, cache_dir=cache_dir, use_cache=use_cache, progress=progress)
+        ok = ext.ok
+        probs = self.probabilities([ext.specs[i] for i in ok])
+        pred = [self.labels[k] for k in probs.argmax(1)] if len(ok) else []
+        metrics = classification_metrics([utts[i].emotion for i in ok], pred, self.labels)
+        metrics["skipped"] = list(ext.errors.values())
+        return metrics
+
+
+__all__ = ["AUDIO_EXTENSIONS", "EmotionRecognizer", "ModelError", "Prediction", "expand_inputs"]

@@ -1,0 +1,151 @@
+"""Deterministic train / validation / test splits of a list of utterances.
+
+Every function returns a :class:`Split` of index arrays into the list it was
+given. Speaker grouping uses :attr:`Utterance.speaker_key`, so merged corpora
+never mix speakers by accident.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from .corpora.base import Utterance
+from .errors import EmovoxError
+
+SPLITS = ("random", "speaker", "words", "all")
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    description: str = ""
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def _stratified(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``idx`` into (rest, part) with ``part`` a stratified ``fraction``."""
+    if fraction <= 0 or len(idx) == 0:
+        return idx, idx[:0]
+    counts = np.unique(labels[idx], return_counts=True)[1]
+    strat = labels[idx] if counts.min() >= 2 else None
+    rest, part = train_test_split(idx, test_size=fraction, random_state=seed, stratify=strat)
+    return np.sort(rest), np.sort(part)
+
+
+def random_split(utts: Sequence[Utterance], val: float = 0.15, test: float = 0.15, seed: int = 0) -> Split:
+    """Stratified random split (the tutorial protocol: speakers and words leak)."""
+    labels = np.array([u.emotion for u in utts])
+    idx = np.arange(len(utts))
+    rest, test_idx = _stratified(idx, labels, test, seed)
+    train_idx, val_idx = _stratified(rest, labels, val / (1 - test) if test < 1 else 0, seed + 1)
+    return Split(train_idx, val_idx, test_idx, f"random stratified {1 - val - test:.0%}/{val:.0%}/{test:.0%}")
+
+
+def _group_parts(groups: np.ndarray, fractions: Sequence[float], seed: int) -> list[set]:
+    """Shuffle the unique groups and cut them into parts of the given fractions (each ≥ 1 group)."""
+    uniq = np.array(sorted(set(groups.tolist())))
+    rng = np.random.default_rng(seed)
+    rng.shuffle(uniq)
+    parts, start = [], 0
+    for f in fractions:
+        n = max(1, int(round(f * len(uniq))))
+        parts.append(set(uniq[start : start + n].tolist()))
+        start += n
+    parts.append(set(uniq[start:].tolist()))
+    return parts
+
+
+def group_split(
+    utts: Sequence[Utterance],
+    groups: Sequence[str],
+    val: float = 0.15,
+    test: float = 0.15,
+    seed: int = 0,
+    what: str = "group",
+) -> Split:
+    """Split so that no group (speaker, word …) is in two parts.
+
+    With fewer than three groups there cannot be three disjoint parts: the
+    validation part is then a stratified share of the training groups.
+    """
+    groups = np.asarray(groups)
+    n_groups = len(set(groups.tolist()))
+    labels = np.array([u.emotion for u in utts])
+    idx = np.arange(len(utts))
+    if n_groups < 2:
+        raise EmovoxError(f"a {what}-independent split needs at least 2 {what}s, found {n_groups}")
+    if n_groups < 3:
+        test_set, _ = _group_parts(groups, [test], seed)
+        test_idx = idx[np.isin(groups, list(test_set))]
+        train_idx, val_idx = _stratified(idx[~np.isin(groups, list(test_set))], labels, val, seed)
+        return Split(train_idx, val_idx, test_idx, f"{what}-independent test ({', '.join(sorted(test_set))}); validation shares training {what}s")
+    test_set, val_set, _ = _group_parts(groups, [test, val], seed)
+    test_idx = idx[np.isin(groups, list(test_set))]
+    val_idx = idx[np.isin(groups, list(val_set))]
+    train_idx = idx[~np.isin(groups, list(test_set | val_set))]
+    return Split(train_idx, val_idx, test_idx, f"{what}-independent: {len(test_set)} test, {len(val_set)} validation {what}s")
+
+
+def speaker_split(
+    utts: Sequence[Utterance],
+    test_speakers: Sequence[str] | None = None,
+    val: float = 0.15,
+    test: float = 0.15,
+    seed: int = 0,
+) -> Split:
+    """Speaker-independent split; ``test_speakers`` (ids or ``corpus:id``) fixes the test speakers."""
+    keys = np.array([u.speaker_key for u in utts])
+    if not test_speakers:
+        return group_split(utts, keys, val, test, seed, what="speaker")
+    wanted = set(test_speakers)
+    in_test = np.array([u.speaker in wanted or u.speaker_key in wanted for u in utts])
+    found = {u.speaker for u, t in zip(utts, in_test) if t} | {u.speaker_key for u, t in zip(utts, in_test) if t}
+    unknown = wanted - found
+    if unknown:
+        raise EmovoxError(f"test speaker(s) {', '.join(sorted(unknown))} not in the data; speakers are {', '.join(sorted(set(keys.tolist())))}")
+    idx = np.arange(len(utts))
+    test_idx, rest = idx[in_test], idx[~in_test]
+    if len(rest) == 0:
+        raise EmovoxError("every speaker is a test speaker: nothing left to train on")
+    rest_keys = keys[rest]
+    labels = np.array([u.emotion for u in utts])
+    if len(set(rest_keys.tolist())) >= 3:
+        val_set, _ = _group_parts(rest_keys, [val], seed)
+        is_val = np.isin(rest_keys, list(val_set))
+        return Split(rest[~is_val], rest[is_val], test_idx, f"test speakers {', '.join(sorted(wanted))}; validation speakers {', '.join(sorted(val_set))}")
+    train_idx, val_idx = _stratified(rest, labels, val, seed)
+    return Split(train_idx, val_idx, test_idx, f"test speakers {', '.join(sorted(wanted))}; validation shares training speakers")
+
+
+def words_split(utts: Sequence[Utterance], val: float = 0.15, test: float = 0.15, seed: int = 0) -> Split:
+    """No word (or sentence) in two parts: for TESS, whose speakers say every word in every emotion."""
+    if any(u.text is None for u in utts):
+        raise EmovoxError("the 'words' split needs the spoken word of every utterance (TESS has it)")
+    return group_split(utts, [f"{u.corpus}:{u.text}" for u in utts], val, test, seed, what="word")
+
+
+def all_split(utts: Sequence[Utterance], val: float = 0.1, seed: int = 0) -> Split:
+    """Train on everything but a small stratified validation part for model selection; no test part."""
+    labels = np.array([u.emotion for u in utts])
+    train_idx, val_idx = _stratified(np.arange(len(utts)), labels, val, seed)
+    return Split(train_idx, val_idx, val_idx[:0], f"all data; stratified {val:.0%} validation, no test part")
+
+
+def make_split(name: str, utts: Sequence[Utterance], seed: int = 0, test_speakers: Sequence[str] | None = None) -> Split:
+    """Dispatch on a split name from :data:`SPLITS`."""
+    if name == "random":
+        return random_split(utts, seed=seed)
+    if name == "speaker":
+        return speaker_split(utts, test_speakers, seed=seed)
+    if name == "words":
+        return words_split(utts, seed=seed)
+    if name == "all":
+        return all_split(utts, seed=seed)
+    raise EmovoxError(f"unknown split {name!r}; choose from {', '.join(SPLITS)}")
