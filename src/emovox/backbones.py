@@ -39,6 +39,31 @@ class InputSpec:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
+class Standardize(nn.Module):
+    """Per-dimension z-scoring of embeddings with statistics fitted on training data.
+
+    Frozen ImageNet embeddings have very uneven scales; standardising them
+    lets a linear head converge in a few epochs. Identity until fitted.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> Standardize:
+        std = x.std(0) if len(x) > 1 else torch.ones_like(x[0])
+        # Floor near-constant dimensions: with few training samples their tiny
+        # spread would turn small shifts on new voices into huge values.
+        self.mean.copy_(x.mean(0))
+        self.std.copy_(std.clamp_min(0.1 * float(std.mean()) + 1e-6))
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
 @dataclass
 class BackboneParts:
     body: nn.Module
@@ -195,7 +220,7 @@ def _lite0_network(weights: Weights) -> nn.Module:
 def _lite0_split(net: nn.Module, n_classes: int, dropout: float) -> BackboneParts:
     embed_dim = net.num_features
     net.reset_classifier(0)  # the body now returns pooled 1280-d embeddings
-    head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed_dim, n_classes))
+    head = nn.Sequential(Standardize(embed_dim), nn.Dropout(dropout), nn.Linear(embed_dim, n_classes))
     return BackboneParts(net, head, embed_dim, last=[net.blocks[-2:], net.conv_head, net.bn2])
 
 

@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_positive_int, default=1, help="show the k most probable labels (default: %(default)s)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="files per inference batch (default: %(default)s)")
 
+    d = sub.add_parser("download", help="fetch a public corpus", description="Download, verify and extract a public corpus into the layout its loader reads, printing its license first. Idempotent and resumable; corpora that need registration or Git LFS get exact instructions instead.")
+    from .download import SOURCES
+
+    d.add_argument("corpus", choices=list(SOURCES), help="corpus to fetch")
+    d.add_argument("--to", type=Path, default=Path("data"), help="parent folder; the corpus goes to TO/<corpus> (default: %(default)s)")
+    d.add_argument("--url", help="fetch the archive from this URL instead (a mirror); a published checksum still applies")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+
     sub.add_parser("backbones", help="list the available backbones", description="List the registered pretrained backbones.")
     return parser
 
@@ -197,6 +205,14 @@ def cmd_predict(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_download(args) -> int:
+    from .download import download
+
+    path = download(args.corpus, args.to, url=args.url, progress=not args.quiet)
+    print(f"{args.corpus} is in {path}; train with: emovox train --corpus {args.corpus} --data {path} ...")
+    return 0
+
+
 def cmd_backbones(args) -> int:
     from .backbones import REGISTRY
 
@@ -207,7 +223,7 @@ def cmd_backbones(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "backbones": cmd_backbones}[args.command]
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download, "backbones": cmd_backbones}[args.command]
     try:
         return handler(args)
     except EmovoxError as err:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .corpora.base import Utterance
+from .backbones import Standardize
 from .errors import EmovoxError
 from .extract import extract_features
 from .features import FeatureConfig, to_image
@@ -136,6 +137,9 @@ def train(
         t0 = time.perf_counter()
         x_all = images_to_embeddings(model, specs, features, batch_size=max(cfg.batch_size, 32), progress=progress)
         timings["backbone_pass_s"] = time.perf_counter() - t0
+        for module in model.head.modules():
+            if isinstance(module, Standardize):
+                module.fit(x_all[torch.as_tensor(split.train)])
         forward = model.head
         fetch = lambda idx: x_all[idx]  # noqa: E731
     else:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ..errors import CorpusError
-from . import ravdess, tess
+from . import cremad, emodb, ravdess, savee, tess
 from .base import AUDIO_EXTENSIONS, Utterance, audio_files
 from .folder import load_csv, load_folder
 
@@ -19,6 +19,9 @@ Loader = Callable[[Path], list[Utterance]]
 LOADERS: dict[str, Loader] = {
     "tess": tess.load,
     "ravdess": ravdess.load,
+    "cremad": cremad.load,
+    "savee": savee.load,
+    "emodb": emodb.load,
     "folder": load_folder,
     "csv": load_csv,
 }
