@@ -49,7 +49,8 @@ def main() -> None:
                          **{k: round(v, 2) for k, v in s["timings"].items()}, "total_s": round(time.perf_counter() - t0, 1)})
             print(f"done: {name}", flush=True)
 
-    print(f"\nTESS, backbone {args.backbone} (finetune={args.finetune}), {args.epochs} epochs, seed {args.seed}\n")
+    print(f"\nTESS, backbone {args.backbone} (finetune={args.finetune}), {args.epochs} epochs, seed {args.seed}")
+    print("(features and embeddings are computed cold for the first row and come from the cache afterwards)\n")
     print("| protocol | n test | accuracy | UAR | macro-F1 | features s | backbone pass s | 10 epochs s |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:

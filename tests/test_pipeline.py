@@ -23,8 +23,9 @@ FAST = FeatureConfig(duration=1.0, image_size=96)
 
 
 @pytest.fixture(scope="module")
-def run_dir(tone_corpus, cache_dir, tmp_path_factory):
+def run_dir(tone_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
+    cache_dir = tmp_path_factory.mktemp("fresh-cache")
     utts = load_folder(tone_corpus)
     summary = train(utts, out, TrainConfig(epochs=8, lr=3e-3, split="speaker", test_speakers=("s4",)), FAST,
                     workers=2, cache_dir=cache_dir, progress=False, overwrite=True, log=lambda m: None)
@@ -42,7 +43,7 @@ def test_training_writes_a_complete_run_folder(run_dir):
     m = json.loads((out / "metrics.json").read_text())
     assert m["n"] == 9  # speaker s4 holds every 4th file of each class
     assert m["accuracy"] >= 0.8  # chance is 1/3
-    assert summary["timings"]["epochs_s"] < summary["timings"]["backbone_pass_s"]
+    assert set(summary["timings"]) == {"features_s", "backbone_pass_s", "epochs_s"}
 
 
 def test_refuses_to_overwrite_a_run(run_dir, tone_corpus):

@@ -81,3 +81,47 @@ def test_all_split_has_no_test_part():
     assert len(s.test) == 0 and abs(len(s.val) - 0.1 * len(utts)) <= 2
     with pytest.raises(EmovoxError, match="unknown split"):
         make_split("kfold", utts)
+
+
+def test_speaker_kfold_covers_every_speaker_once_as_test():
+    from emovox.splits import speaker_kfold
+
+    utts = corpus(n_speakers=18, words=2)
+    folds = speaker_kfold(utts, k=6, seed=0)
+    assert len(folds) == 6
+    tested = [{utts[i].speaker for i in f.test} for f in folds]
+    assert all(len(t) == 3 for t in tested)
+    assert set().union(*tested) == {f"spk{s}" for s in range(18)}
+    for f in folds:
+        _disjoint_cover(f, len(utts))
+        spk = [{utts[i].speaker for i in part} for part in _parts(f)]
+        assert not (spk[0] & spk[1] or spk[0] & spk[2] or spk[1] & spk[2])
+    with pytest.raises(EmovoxError, match="at least 3 speakers"):
+        speaker_kfold(corpus(n_speakers=2))
+
+
+def test_loso_and_cross_speaker():
+    from emovox.splits import cross_speaker, leave_one_speaker_out
+
+    utts = corpus(n_speakers=4, words=2)
+    loso = leave_one_speaker_out(utts)
+    assert sorted(next(iter({utts[i].speaker for i in f.test})) for f in loso) == ["spk0", "spk1", "spk2", "spk3"]
+    two = corpus(n_speakers=2)
+    cs = cross_speaker(two)
+    assert [{two[i].speaker for i in f.test} for f in cs] == [{"spk0"}, {"spk1"}]
+    assert [{two[i].speaker for i in f.train} for f in cs] == [{"spk1"}, {"spk0"}]
+
+
+def test_cross_corpus_scores_only_shared_labels():
+    from emovox.splits import cross_corpus, protocol_folds
+
+    a = corpus(n_speakers=4, words=2, corpus="a")
+    b = [Utterance(Path(f"/b/{i}.wav"), e, "x", "b") for i, e in enumerate(["angry", "calm", "sad", "calm"])]
+    utts = a + b
+    s = cross_corpus(utts, "b")
+    assert sorted(utts[i].emotion for i in s.test) == ["angry", "sad"]
+    assert {utts[i].corpus for i in np.concatenate([s.train, s.val])} == {"a"}
+    assert not ({utts[i].speaker for i in s.train} & {utts[i].speaker for i in s.val})
+    assert len(protocol_folds("cross-corpus", utts)) == 2
+    with pytest.raises(EmovoxError, match="unknown protocol"):
+        protocol_folds("magic", utts)

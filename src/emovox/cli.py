@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--url", help="fetch the archive from this URL instead (a mirror); a published checksum still applies")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    b = sub.add_parser("benchmark", help="run a matrix of corpus x protocol x backbone", description="Run the evaluation matrix of a TOML config (see bench/protocols.toml) and write REPORT_DIR/report.md, results.json and one confusion-matrix PNG per row. Features and frozen embeddings are cached, so a re-run recomputes neither.")
+    b.add_argument("--config", required=True, type=Path, help="TOML file: [data] corpus folders, [defaults], [[cell]] entries")
+    b.add_argument("--out", required=True, type=Path, help="report folder to create")
+    b.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
+    b.add_argument("--workers", type=_positive_int, default=None, help="feature-extraction processes (default: all cores)")
+    b.add_argument("--cache-dir", type=Path, default=None, help="feature and embedding cache (default: $EMOVOX_CACHE or ~/.cache/emovox)")
+    b.add_argument("--quiet", action="store_true", help="no progress bars or per-fold lines")
+
     sub.add_parser("backbones", help="list the available backbones", description="List the registered pretrained backbones.")
     return parser
 
@@ -213,6 +221,17 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_benchmark(args) -> int:
+    from .benchmark import report_table, run_benchmark
+
+    log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    rows = run_benchmark(args.config, args.out, workers=args.workers, cache_dir=args.cache_dir, progress=not args.quiet,
+                         overwrite=args.overwrite, log=log)
+    print(report_table(rows))
+    print(f"\nreport written to {args.out / 'report.md'}")
+    return 0
+
+
 def cmd_backbones(args) -> int:
     from .backbones import REGISTRY
 
@@ -223,7 +242,7 @@ def cmd_backbones(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download, "backbones": cmd_backbones}[args.command]
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download, "benchmark": cmd_benchmark, "backbones": cmd_backbones}[args.command]
     try:
         return handler(args)
     except EmovoxError as err:

@@ -37,51 +37,58 @@ def content_hash(path: str | Path) -> str:
 
 
 @dataclass
-class FeatureCache:
-    """Spectrograms stored as ``.npy`` under ``root/features/<config digest>/``."""
+class ArrayCache:
+    """Arrays stored as ``.npy`` files under ``root/<namespace>/<key[:2]>/<key>.npy``.
+
+    Namespaces separate what was computed how: ``features/<config digest>`` for
+    spectrograms, ``embeddings/<backbone>/<config digest>`` for frozen-backbone
+    embeddings.
+    """
 
     root: Path
+    namespace: str
 
-    def path_for(self, key: str, cfg: FeatureConfig) -> Path:
-        return self.root / "features" / cfg.digest() / key[:2] / f"{key}.npy"
+    def path_for(self, key: str) -> Path:
+        return self.root / self.namespace / key[:2] / f"{key}.npy"
 
-    def get(self, key: str, cfg: FeatureConfig) -> np.ndarray | None:
-        p = self.path_for(key, cfg)
+    def get(self, key: str) -> np.ndarray | None:
         try:
-            return np.load(p, allow_pickle=False)
+            return np.load(self.path_for(key), allow_pickle=False)
         except (OSError, ValueError):
             return None
 
-    def put(self, key: str, cfg: FeatureConfig, spec: np.ndarray) -> None:
-        p = self.path_for(key, cfg)
+    def put(self, key: str, array: np.ndarray) -> None:
+        p = self.path_for(key)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_suffix(f".{os.getpid()}.tmp")
         with open(tmp, "wb") as fh:
-            np.save(fh, spec, allow_pickle=False)
+            np.save(fh, array, allow_pickle=False)
         os.replace(tmp, p)  # atomic: concurrent workers never see a half-written file
 
 
-def features_for_file(path: str | Path, cfg: FeatureConfig, cache: FeatureCache | None = None) -> np.ndarray:
-    """Spectrogram of one file, through the cache when one is given."""
-    if cache is None:
-        return file_features(path, cfg)
-    try:
-        key = content_hash(path)
-    except OSError:
-        return file_features(path, cfg)  # raises the specific AudioError
-    spec = cache.get(key, cfg)
-    if spec is None:
-        spec = file_features(path, cfg)
-        cache.put(key, cfg, spec)
-    return spec
+def feature_cache(root: Path, cfg: FeatureConfig) -> ArrayCache:
+    return ArrayCache(root, f"features/{cfg.digest()}")
 
 
-def _worker(args: tuple[str, FeatureConfig, Path | None]) -> tuple[np.ndarray | None, str | None]:
+def _worker(args: tuple[str, FeatureConfig, Path | None]) -> tuple[np.ndarray | None, str | None, str | None]:
+    """(spectrogram, error, content key) of one file, through the cache when ``root`` is set."""
     path, cfg, root = args
+    key = None
     try:
-        return features_for_file(path, cfg, FeatureCache(root) if root else None), None
+        if root is not None:
+            try:
+                key = content_hash(path)
+            except OSError:
+                key = None  # file_features below raises the specific AudioError
+        cache = feature_cache(root, cfg) if root is not None and key else None
+        spec = cache.get(key) if cache else None
+        if spec is None:
+            spec = file_features(path, cfg)
+            if cache:
+                cache.put(key, spec)
+        return spec, None, key
     except AudioError as err:
-        return None, str(err)
+        return None, str(err), key
 
 
 @dataclass
@@ -90,6 +97,8 @@ class Extracted:
 
     specs: list[np.ndarray | None]
     errors: dict[int, str] = field(default_factory=dict)
+    #: content hashes of the files (``None`` where the cache was off or the file unreadable)
+    keys: list[str | None] = field(default_factory=list)
 
     @property
     def ok(self) -> list[int]:
@@ -117,7 +126,7 @@ def extract_features(
     workers = max(1, workers or os.cpu_count() or 1)
     jobs = [(str(p), cfg, root) for p in paths]
     bar = tqdm(total=len(jobs), desc=desc, unit="file", disable=not progress, file=sys.stderr)
-    out = Extracted([None] * len(jobs))
+    out = Extracted([None] * len(jobs), keys=[None] * len(jobs))
     with bar:
         if workers == 1 or len(jobs) < 8:
             results = map(_worker, jobs)
@@ -131,8 +140,9 @@ def extract_features(
             pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method))
             results = pool.map(_worker, jobs, chunksize=max(1, min(32, len(jobs) // (workers * 8))))
         try:
-            for i, (spec, err) in enumerate(results):
+            for i, (spec, err, key) in enumerate(results):
                 out.specs[i] = spec
+                out.keys[i] = key
                 if err:
                     out.errors[i] = err
                 bar.update()

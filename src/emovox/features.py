@@ -36,7 +36,7 @@ class FeatureConfig:
         fmin, fmax: mel filterbank range, Hz (``fmax=None``: Nyquist).
         n_mfcc: coefficients when ``kind == "mfcc"``.
         trim: strip leading/trailing silence before analysis.
-        top_db: trim threshold, dB below peak.
+        top_db: trim threshold, dB below peak (60: only near-silence goes).
         duration: pad/crop to this many seconds; ``None`` keeps the length.
         image_size: side of the square image fed to the CNN.
     """
@@ -51,7 +51,7 @@ class FeatureConfig:
     fmax: float | None = 8000.0
     n_mfcc: int = 40
     trim: bool = True
-    top_db: float = 30.0
+    top_db: float = 60.0
     duration: float | None = 3.0
     image_size: int = 224
 

@@ -150,15 +150,11 @@ class EmotionRecognizer:
 
         Unreadable files are skipped and listed under ``"skipped"``.
         """
-        from .extract import extract_features
-        from .metrics import classification_metrics
+        from .train import prepare, score
 
-        ext = extract_features([u.path for u in utts], self.features, workers=workers, cache_dir=cache_dir, use_cache=use_cache, progress=progress)
-        ok = ext.ok
-        probs = self.probabilities([ext.specs[i] for i in ok])
-        pred = [self.labels[k] for k in probs.argmax(1)] if len(ok) else []
-        metrics = classification_metrics([utts[i].emotion for i in ok], pred, self.labels)
-        metrics["skipped"] = list(ext.errors.values())
+        data = prepare(utts, self.features, workers=workers, cache_dir=cache_dir, use_cache=use_cache, progress=progress, log=lambda m: None)
+        metrics, _ = score(self.model, data.specs, range(len(data.utts)), data.utts, self.features)
+        metrics["skipped"] = data.skipped
         return metrics
 
 

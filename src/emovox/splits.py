@@ -16,6 +16,8 @@ from .corpora.base import Utterance
 from .errors import EmovoxError
 
 SPLITS = ("random", "speaker", "words", "all")
+#: Protocols that yield several folds (see :func:`protocol_folds`).
+PROTOCOLS = ("random", "words", "speaker", "speaker-kfold", "loso", "cross-speaker", "cross-corpus")
 
 
 @dataclass(frozen=True)
@@ -149,3 +151,82 @@ def make_split(name: str, utts: Sequence[Utterance], seed: int = 0, test_speaker
     if name == "all":
         return all_split(utts, seed=seed)
     raise EmovoxError(f"unknown split {name!r}; choose from {', '.join(SPLITS)}")
+
+
+def speaker_kfold(utts: Sequence[Utterance], k: int = 5, seed: int = 0) -> list[Split]:
+    """Speaker-grouped k-fold: each fold tests on 1/k of the speakers.
+
+    Validation speakers are those of the next fold, so train, validation and
+    test never share a speaker (needs at least 3 speakers).
+    """
+    keys = np.array([u.speaker_key for u in utts])
+    speakers = np.array(sorted(set(keys.tolist())))
+    if len(speakers) < 3:
+        raise EmovoxError(f"speaker k-fold needs at least 3 speakers, found {len(speakers)}")
+    k = min(k, len(speakers))
+    if k < 3:
+        raise EmovoxError("speaker k-fold needs k >= 3 (test, validation and training speakers)")
+    rng = np.random.default_rng(seed)
+    rng.shuffle(speakers)
+    groups = [set(g.tolist()) for g in np.array_split(speakers, k)]
+    idx = np.arange(len(utts))
+    folds = []
+    for f in range(k):
+        test_set, val_set = groups[f], groups[(f + 1) % k]
+        in_test, in_val = np.isin(keys, list(test_set)), np.isin(keys, list(val_set))
+        folds.append(Split(idx[~in_test & ~in_val], idx[in_val], idx[in_test],
+                           f"fold {f + 1}/{k}: test speakers {', '.join(sorted(test_set))}"))
+    return folds
+
+
+def leave_one_speaker_out(utts: Sequence[Utterance], seed: int = 0) -> list[Split]:
+    """One fold per speaker (validation: the next speaker in a seeded order)."""
+    return speaker_kfold(utts, k=len({u.speaker_key for u in utts}), seed=seed)
+
+
+def cross_speaker(utts: Sequence[Utterance], seed: int = 0) -> list[Split]:
+    """Each speaker in turn is the whole test set; the others train (TESS: OAF -> YAF and YAF -> OAF)."""
+    speakers = sorted({u.speaker_key for u in utts})
+    return [speaker_split(utts, [s], seed=seed) for s in speakers]
+
+
+def cross_corpus(utts: Sequence[Utterance], test_corpus: str, seed: int = 0, val: float = 0.15) -> Split:
+    """Train on every corpus but ``test_corpus``, test on it, scoring only labels the training corpora have.
+
+    Validation is speaker-independent when the training corpora have at least
+    three speakers.
+    """
+    idx = np.arange(len(utts))
+    in_test = np.array([u.corpus == test_corpus for u in utts])
+    if not in_test.any() or in_test.all():
+        raise EmovoxError(f"cross-corpus needs {test_corpus!r} and at least one other corpus; have {sorted({u.corpus for u in utts})}")
+    rest = idx[~in_test]
+    shared = {utts[i].emotion for i in rest}
+    test_idx = np.array([i for i in idx[in_test] if utts[i].emotion in shared], dtype=int)
+    keys = np.array([utts[i].speaker_key for i in rest])
+    if len(set(keys.tolist())) >= 3:
+        val_set, _ = _group_parts(keys, [val], seed)
+        is_val = np.isin(keys, list(val_set))
+        train_idx, val_idx = rest[~is_val], rest[is_val]
+    else:
+        labels = np.array([u.emotion for u in utts])
+        train_idx, val_idx = _stratified(rest, labels, val, seed)
+    trained_on = ", ".join(sorted({utts[i].corpus for i in rest}))
+    return Split(train_idx, val_idx, test_idx, f"train {trained_on} -> test {test_corpus} (shared labels: {', '.join(sorted(shared & {utts[i].emotion for i in idx[in_test]}))})")
+
+
+def protocol_folds(name: str, utts: Sequence[Utterance], *, seed: int = 0, folds: int = 5, test_corpus: str | None = None) -> list[Split]:
+    """The folds of an evaluation protocol from :data:`PROTOCOLS`."""
+    if name in ("random", "words", "speaker"):
+        return [make_split(name, utts, seed=seed)]
+    if name == "speaker-kfold":
+        return speaker_kfold(utts, folds, seed)
+    if name == "loso":
+        return leave_one_speaker_out(utts, seed)
+    if name == "cross-speaker":
+        return cross_speaker(utts, seed)
+    if name == "cross-corpus":
+        corpora = sorted({u.corpus for u in utts})
+        targets = [test_corpus] if test_corpus else corpora
+        return [cross_corpus(utts, c, seed) for c in targets]
+    raise EmovoxError(f"unknown protocol {name!r}; choose from {', '.join(PROTOCOLS)}")

@@ -1,16 +1,20 @@
 """Training: Adam + cross-entropy over a pretrained backbone, best-on-validation kept.
 
 With a frozen backbone (``finetune="none"``) the body runs once over every
-spectrogram and only the head trains on the cached embeddings, so an epoch
-costs milliseconds instead of a full CNN pass.
+spectrogram (and its embeddings are cached on disk), and only the head trains
+on them, so an epoch costs milliseconds instead of a full CNN pass.
+
+The pieces (:func:`prepare`, :func:`embed`, :func:`fit`, :func:`score`) are
+reused by the benchmark runner; :func:`train` chains them and writes a run folder.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,15 +23,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .corpora.base import Utterance
 from .backbones import Standardize
+from .corpora.base import Utterance
 from .errors import EmovoxError
-from .extract import extract_features
+from .extract import ArrayCache, default_cache_dir, extract_features
 from .features import FeatureConfig, to_image
 from .labels import sort_labels
 from .metrics import classification_metrics, format_metrics, plot_confusion
 from .model import EmotionClassifier, save_model
-from .splits import make_split
+from .splits import Split, make_split
+
+Log = Callable[[str], object]
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,18 @@ class TrainConfig:
         return d
 
 
+@dataclass
+class Prepared:
+    """Utterances whose audio decoded, with their spectrograms and content keys."""
+
+    utts: list[Utterance]
+    specs: list[np.ndarray]
+    keys: list[str | None]
+    skipped: list[str]
+    features: FeatureConfig
+    cache_root: Path | None
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed)
@@ -59,102 +77,104 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def prepare(
+    utts: Sequence[Utterance], features: FeatureConfig, *, workers: int | None = None, cache_dir: str | Path | None = None,
+    use_cache: bool = True, progress: bool = True, log: Log = print,
+) -> Prepared:
+    """Extract spectrograms of ``utts`` in parallel (cached); unreadable files are reported and dropped."""
+    root = (Path(cache_dir) if cache_dir else default_cache_dir()) if use_cache else None
+    ext = extract_features([u.path for u in utts], features, workers=workers, cache_dir=root, use_cache=use_cache, progress=progress)
+    for err in ext.errors.values():
+        log(f"skipped: {err}")
+    ok = ext.ok
+    if not ok:
+        raise EmovoxError("no usable audio: every file failed to load")
+    return Prepared([utts[i] for i in ok], [ext.specs[i] for i in ok], [ext.keys[i] for i in ok],
+                    list(ext.errors.values()), features, root)
+
+
+def images(specs: Sequence[np.ndarray], model: EmotionClassifier, features: FeatureConfig) -> torch.Tensor:
+    """Spectrograms -> normalised image batch for ``model``."""
+    if len({s.shape for s in specs}) > 1:
+        return torch.stack([images([s], model, features)[0] for s in specs])
+    return to_image(np.stack(specs), features.image_size, model.spec.mean, model.spec.std, features.kind)
+
+
+def weights_tag(backbone: str, weights: str | Path | None) -> str | None:
+    """Identity of a backbone's weights, for embedding-cache keys (``None``: do not cache)."""
+    if weights is None:
+        return None
+    if weights == "imagenet":
+        return f"{backbone}-imagenet"
+    h = hashlib.sha1(Path(weights).read_bytes()).hexdigest()[:12]
+    return f"{backbone}-{h}"
+
+
 @torch.inference_mode()
-def images_to_embeddings(
-    model: EmotionClassifier, specs: Sequence[np.ndarray], features: FeatureConfig, batch_size: int = 32, progress: bool = True
+def embed(
+    model: EmotionClassifier, data: Prepared, *, tag: str | None = None, batch_size: int = 32, progress: bool = True,
 ) -> torch.Tensor:
-    """Run the body once over ``specs`` (list of spectrograms): ``(n, embed_dim)``."""
+    """Body embeddings ``(n, embed_dim)`` of every prepared utterance, computed once and cached on disk under ``tag``."""
     from tqdm.auto import tqdm
 
+    cache = ArrayCache(data.cache_root, f"embeddings/{tag}/{data.features.digest()}") if tag and data.cache_root else None
+    out: list[np.ndarray | None] = [cache.get(k) if cache and k else None for k in data.keys]
+    todo = [i for i, e in enumerate(out) if e is None]
     model.eval()
-    out = []
-    for start in tqdm(range(0, len(specs), batch_size), desc="embeddings", unit="batch", disable=not progress, file=sys.stderr):
-        batch = _images(specs[start : start + batch_size], model, features)
-        out.append(model.embed(batch))
-    return torch.cat(out) if out else torch.empty(0, model.embed_dim)
-
-
-def _images(specs: Sequence[np.ndarray], model: EmotionClassifier, features: FeatureConfig) -> torch.Tensor:
-    if len({s.shape for s in specs}) > 1:
-        return torch.stack([_images([s], model, features)[0] for s in specs])
-    return to_image(np.stack(specs), features.image_size, model.spec.mean, model.spec.std, features.kind)
+    bar = tqdm(total=len(todo), desc="embeddings", unit="file", disable=not progress or not todo, file=sys.stderr)
+    with bar:
+        for start in range(0, len(todo), batch_size):
+            idx = todo[start : start + batch_size]
+            emb = model.embed(images([data.specs[i] for i in idx], model, data.features)).numpy()
+            for i, e in zip(idx, emb):
+                out[i] = e
+                if cache and data.keys[i]:
+                    cache.put(data.keys[i], e)
+            bar.update(len(idx))
+    return torch.from_numpy(np.stack(out)) if out else torch.empty(0, model.embed_dim)
 
 
 @torch.inference_mode()
 def predict_logits(model: EmotionClassifier, specs: Sequence[np.ndarray], features: FeatureConfig, batch_size: int = 32) -> torch.Tensor:
     """Logits of the full model for a list of spectrograms."""
     model.eval()
-    out = [model(_images(specs[i : i + batch_size], model, features)) for i in range(0, len(specs), batch_size)]
+    out = [model(images(specs[i : i + batch_size], model, features)) for i in range(0, len(specs), batch_size)]
     return torch.cat(out) if out else torch.empty(0, len(model.labels))
 
 
-def train(
-    utts: Sequence[Utterance],
-    out_dir: str | Path,
-    cfg: TrainConfig = TrainConfig(),
-    features: FeatureConfig = FeatureConfig(),
-    *,
-    workers: int | None = None,
-    cache_dir: str | Path | None = None,
-    use_cache: bool = True,
-    progress: bool = True,
-    overwrite: bool = False,
-    log=print,
-) -> dict[str, Any]:
-    """Train a classifier on ``utts`` and write a run folder.
+def fit(
+    model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], y: torch.Tensor, split: Split, cfg: TrainConfig,
+    features: FeatureConfig, *, progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Train ``model`` on ``split.train`` for ``cfg.epochs``; keep the state best on ``split.val``.
 
-    ``out_dir`` receives ``model/`` (the best-on-validation model),
-    ``history.json``, ``curves.png`` and, when the split has a test part,
-    ``metrics.json`` and ``confusion.png``. Returns a summary dict.
+    ``inputs`` are body embeddings (frozen backbone: only the head runs) or
+    spectrograms (fine-tuning: the whole network runs). ``y`` holds class
+    indices, ``-1`` for labels the model does not know (left out).
+    Returns the per-epoch history.
     """
-    out_dir = Path(out_dir)
-    if (out_dir / "model").exists() and not overwrite:
-        raise EmovoxError(f"{out_dir}: already holds a trained model; choose another --out or pass --overwrite")
+    from tqdm.auto import tqdm
+
     gen = seed_everything(cfg.seed)
-    timings: dict[str, float] = {}
-
-    t0 = time.perf_counter()
-    ext = extract_features([u.path for u in utts], features, workers=workers, cache_dir=cache_dir, use_cache=use_cache, progress=progress)
-    timings["features_s"] = time.perf_counter() - t0
-    for i, err in ext.errors.items():
-        log(f"skipped: {err}")
-    keep = ext.ok
-    if not keep:
-        raise EmovoxError("no usable audio: every file failed to load")
-    utts = [utts[i] for i in keep]
-    specs = [ext.specs[i] for i in keep]
-
-    split = make_split(cfg.split, utts, seed=cfg.seed, test_speakers=cfg.test_speakers)
-    if len(split.train) == 0 or len(split.val) == 0:
-        raise EmovoxError(f"split {cfg.split!r} left an empty part: {split.sizes()}")
-    labels = sort_labels(utts[i].emotion for i in split.train)
-    index = {lab: k for k, lab in enumerate(labels)}
-    y = torch.tensor([index.get(u.emotion, -1) for u in utts])
-    log(f"{len(utts)} utterances, labels: {', '.join(labels)}; split: {split.description} {split.sizes()}")
-
-    model = EmotionClassifier(cfg.backbone, labels, weights=cfg.weights, finetune=cfg.finetune, dropout=cfg.dropout)
-    if cfg.finetune == "none":
-        t0 = time.perf_counter()
-        x_all = images_to_embeddings(model, specs, features, batch_size=max(cfg.batch_size, 32), progress=progress)
-        timings["backbone_pass_s"] = time.perf_counter() - t0
+    frozen = isinstance(inputs, torch.Tensor)
+    train_idx = torch.as_tensor(split.train, dtype=torch.long)
+    train_idx = train_idx[y[train_idx] >= 0]
+    val_idx = torch.as_tensor(split.val, dtype=torch.long)
+    val_idx = val_idx[y[val_idx] >= 0]
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise EmovoxError(f"nothing to train or validate on: {len(train_idx)} training, {len(val_idx)} validation utterances")
+    if frozen:
         for module in model.head.modules():
             if isinstance(module, Standardize):
-                module.fit(x_all[torch.as_tensor(split.train)])
-        forward = model.head
-        fetch = lambda idx: x_all[idx]  # noqa: E731
+                module.fit(inputs[train_idx])
+        forward, fetch = model.head, (lambda idx: inputs[idx])
     else:
-        forward = model
-        fetch = lambda idx: _images([specs[i] for i in idx.tolist()], model, features)  # noqa: E731
+        forward, fetch = model, (lambda idx: images([inputs[i] for i in idx.tolist()], model, features))
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
-    train_idx = torch.as_tensor(split.train)
-    train_idx = train_idx[y[train_idx] >= 0]
-    val_idx = torch.as_tensor(split.val)
-    val_idx = val_idx[y[val_idx] >= 0]
 
-    def run_epoch(idx: torch.Tensor, training: bool) -> tuple[float, float]:
+    def run_epoch(idx: torch.Tensor, training: bool, bar=None) -> tuple[float, float]:
         model.train(training)
         if training:
             idx = idx[torch.randperm(len(idx), generator=gen)]
@@ -170,38 +190,99 @@ def train(
                     opt.step()
                 total_loss += loss.item() * len(b)
                 correct += int((logits.argmax(1) == y[b]).sum())
-        return total_loss / max(len(idx), 1), correct / max(len(idx), 1)
+                if bar is not None:
+                    bar.update(len(b))
+        return total_loss / len(idx), correct / len(idx)
 
-    from tqdm.auto import tqdm
-
-    history: list[dict[str, float]] = []
+    history: list[dict[str, Any]] = []
     best: tuple[float, float] | None = None
     best_state: dict[str, torch.Tensor] = {}
-    t0 = time.perf_counter()
-    bar = tqdm(range(1, cfg.epochs + 1), desc="training", unit="epoch", disable=not progress, file=sys.stderr)
-    for epoch in bar:
-        tr_loss, tr_acc = run_epoch(train_idx, True)
+    epochs = tqdm(range(1, cfg.epochs + 1), desc="training", unit="epoch", disable=not progress, file=sys.stderr)
+    for epoch in epochs:
+        inner = None if frozen or not progress else tqdm(total=len(train_idx), desc=f"epoch {epoch}", unit="utt", leave=False, file=sys.stderr)
+        tr_loss, tr_acc = run_epoch(train_idx, True, inner)
+        if inner is not None:
+            inner.close()
         va_loss, va_acc = run_epoch(val_idx, False)
         history.append({"epoch": epoch, "train_loss": tr_loss, "train_acc": tr_acc, "val_loss": va_loss, "val_acc": va_acc})
-        bar.set_postfix(loss=f"{tr_loss:.3f}", acc=f"{tr_acc:.3f}", val_loss=f"{va_loss:.3f}", val_acc=f"{va_acc:.3f}")
+        epochs.set_postfix(loss=f"{tr_loss:.3f}", acc=f"{tr_acc:.3f}", val_loss=f"{va_loss:.3f}", val_acc=f"{va_acc:.3f}")
         if best is None or (va_acc, -va_loss) > best:
             best = (va_acc, -va_loss)
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             history[-1]["best"] = True
-    timings["epochs_s"] = time.perf_counter() - t0
     model.load_state_dict(best_state)
+    return history
+
+
+@torch.inference_mode()
+def score(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], idx: Sequence[int], utts: Sequence[Utterance],
+          features: FeatureConfig) -> tuple[dict[str, Any], np.ndarray]:
+    """Metrics of ``model`` on the utterances ``idx`` (and their probabilities)."""
+    model.eval()
+    if isinstance(inputs, torch.Tensor):
+        logits = model.head(inputs[torch.as_tensor(np.asarray(idx), dtype=torch.long)])
+    else:
+        logits = predict_logits(model, [inputs[i] for i in idx], features)
+    probs = torch.softmax(logits, 1).numpy()
+    pred = [model.labels[k] for k in probs.argmax(1)]
+    return classification_metrics([utts[i].emotion for i in idx], pred, model.labels), probs
+
+
+def train(
+    utts: Sequence[Utterance],
+    out_dir: str | Path,
+    cfg: TrainConfig = TrainConfig(),
+    features: FeatureConfig = FeatureConfig(),
+    *,
+    workers: int | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+    overwrite: bool = False,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Train a classifier on ``utts`` and write a run folder.
+
+    ``out_dir`` receives ``model/`` (the best-on-validation model),
+    ``history.json``, ``curves.png``, ``timings.json`` and, when the split has
+    a test part, ``metrics.json`` and ``confusion.png``. Returns a summary dict.
+    """
+    out_dir = Path(out_dir)
+    if (out_dir / "model").exists() and not overwrite:
+        raise EmovoxError(f"{out_dir}: already holds a trained model; choose another --out or pass --overwrite")
+    seed_everything(cfg.seed)
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    data = prepare(utts, features, workers=workers, cache_dir=cache_dir, use_cache=use_cache, progress=progress, log=log)
+    timings["features_s"] = time.perf_counter() - t0
+    split = make_split(cfg.split, data.utts, seed=cfg.seed, test_speakers=cfg.test_speakers)
+    if len(split.train) == 0 or len(split.val) == 0:
+        raise EmovoxError(f"split {cfg.split!r} left an empty part: {split.sizes()}")
+    labels = sort_labels(data.utts[i].emotion for i in split.train)
+    index = {lab: k for k, lab in enumerate(labels)}
+    y = torch.tensor([index.get(u.emotion, -1) for u in data.utts])
+    log(f"{len(data.utts)} utterances, labels: {', '.join(labels)}; split: {split.description} {split.sizes()}")
+
+    model = EmotionClassifier(cfg.backbone, labels, weights=cfg.weights, finetune=cfg.finetune, dropout=cfg.dropout)
+    inputs: torch.Tensor | list[np.ndarray] = data.specs
+    if cfg.finetune == "none":
+        t0 = time.perf_counter()
+        inputs = embed(model, data, tag=weights_tag(cfg.backbone, cfg.weights), batch_size=max(cfg.batch_size, 32), progress=progress)
+        timings["backbone_pass_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    history = fit(model, inputs, y, split, cfg, features, progress=progress)
+    timings["epochs_s"] = time.perf_counter() - t0
     model.eval()
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    training = cfg.to_dict() | {"split_description": split.description, "sizes": split.sizes(), "n_skipped": len(ext.errors)}
+    training = cfg.to_dict() | {"split_description": split.description, "sizes": split.sizes(), "n_skipped": len(data.skipped)}
     save_model(model, out_dir / "model", features, training, overwrite=overwrite)
     (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     plot_curves(history, out_dir / "curves.png")
     summary: dict[str, Any] = {"labels": labels, "split": split.description, "sizes": split.sizes(), "timings": timings, "history": history}
     if len(split.test):
-        logits = model.head(x_all[torch.as_tensor(split.test)]) if cfg.finetune == "none" else predict_logits(model, [specs[i] for i in split.test], features)
-        pred = [labels[k] for k in logits.argmax(1).tolist()]
-        metrics = classification_metrics([utts[i].emotion for i in split.test], pred, labels)
+        metrics, _ = score(model, inputs, split.test, data.utts, features)
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         plot_confusion(metrics, out_dir / "confusion.png")
         log("test: " + format_metrics(metrics))
@@ -210,7 +291,7 @@ def train(
     return summary
 
 
-def plot_curves(history: list[dict[str, float]], path: str | Path) -> Path:
+def plot_curves(history: list[dict[str, Any]], path: str | Path) -> Path:
     """Loss and accuracy per epoch, train vs validation, as a PNG."""
     import matplotlib
 
