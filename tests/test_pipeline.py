@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 import pytest
 import soundfile as sf
 
@@ -136,3 +137,26 @@ def test_every_command_documents_its_options():
     out = subprocess.run([sys.executable, "-m", "emovox.cli", "train", "--help"], capture_output=True, text=True).stdout
     for opt in ("--corpus", "--data", "--backbone", "--weights", "--finetune", "--split", "--epochs", "--batch-size", "--lr", "--seed", "--out"):
         assert opt in out
+
+
+@pytest.mark.parametrize("finetune", ["last", "all"])
+def test_finetuning_trains_the_body_and_predicts(tone_corpus, tmp_path, finetune):
+    from emovox.model import load_model
+
+    utts = load_folder(tone_corpus)
+    feats = FeatureConfig(duration=1.0, image_size=64)
+    s = train(utts, tmp_path / "run", TrainConfig(epochs=4, lr=1e-3, finetune=finetune, split="speaker", test_speakers=("s4",)),
+              feats, workers=1, use_cache=False, progress=False, log=lambda m: None)
+    assert s["metrics"]["n"] == 9 and s["metrics"]["accuracy"] > 0.5
+    trained, _, cfg = load_model(tmp_path / "run" / "model")
+    assert cfg["finetune"] == finetune
+    # the last block of the body moved away from ImageNet
+    from emovox.backbones import imagenet_classifier
+
+    ref, _ = imagenet_classifier("efficientnet_lite0")
+    assert not torch.allclose(trained.body.conv_head.weight, ref.conv_head.weight)
+    same_stem = torch.allclose(trained.body.conv_stem.weight, ref.conv_stem.weight)
+    assert same_stem == (finetune == "last")
+    # evaluation through the recognizer (spectrogram inputs) agrees with the run's own test metrics
+    m = EmotionRecognizer.load(tmp_path / "run" / "model").evaluate([u for u in utts if u.speaker == "s4"], use_cache=False, progress=False)
+    assert m["accuracy"] == pytest.approx(s["metrics"]["accuracy"])

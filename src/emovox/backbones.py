@@ -17,7 +17,7 @@ Weights argument everywhere:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -69,8 +69,10 @@ class BackboneParts:
     body: nn.Module
     head: nn.Module
     embed_dim: int
-    #: modules that ``finetune="last"`` unfreezes (the last blocks of the body)
-    last: list[nn.Module] = field(default_factory=list)
+    #: ``body(x) == tail(stem(x))``: ``finetune="last"`` trains ``tail`` (the last blocks)
+    #: and, since ``stem`` stays frozen, its outputs can be computed once and cached.
+    stem: nn.Module
+    tail: nn.Module
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,8 @@ def _vgg16_split(net: nn.Module, n_classes: int, dropout: float) -> BackbonePart
     body = nn.Sequential(net.features, net.avgpool, nn.Flatten(1))
     # As in the recipe: the pretrained FC layers stay trainable, the last one is new.
     head = nn.Sequential(*list(net.classifier.children())[:6], nn.Linear(4096, n_classes))
-    return BackboneParts(body, head, 512 * 7 * 7, last=[net.features[24:]])
+    tail = nn.Sequential(net.features[24:], net.avgpool, nn.Flatten(1))
+    return BackboneParts(body, head, 512 * 7 * 7, stem=net.features[:24], tail=tail)
 
 
 REGISTRY["vgg16"] = BackboneEntry(
@@ -221,7 +224,9 @@ def _lite0_split(net: nn.Module, n_classes: int, dropout: float) -> BackbonePart
     embed_dim = net.num_features
     net.reset_classifier(0)  # the body now returns pooled 1280-d embeddings
     head = nn.Sequential(Standardize(embed_dim), nn.Dropout(dropout), nn.Linear(embed_dim, n_classes))
-    return BackboneParts(net, head, embed_dim, last=[net.blocks[-2:], net.conv_head, net.bn2])
+    stem = nn.Sequential(net.conv_stem, net.bn1, *net.blocks[:-2])
+    tail = nn.Sequential(*net.blocks[-2:], net.conv_head, net.bn2, net.global_pool)
+    return BackboneParts(net, head, embed_dim, stem=stem, tail=tail)
 
 
 REGISTRY["efficientnet_lite0"] = BackboneEntry(

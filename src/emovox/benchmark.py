@@ -39,7 +39,7 @@ from .labels import sort_labels
 from .metrics import classification_metrics, plot_confusion
 from .model import EmotionClassifier
 from .splits import protocol_folds
-from .train import Log, Prepared, TrainConfig, embed, fit, prepare, score, weights_tag
+from .train import Log, Prepared, TrainConfig, fit, model_inputs, prepare, score, weights_tag
 
 #: Protocols whose folds are different experiments (directions), reported one row each.
 PER_FOLD_ROWS = {"cross-speaker", "cross-corpus"}
@@ -109,9 +109,7 @@ def run_benchmark(
         tc = TrainConfig(**{k: v for k, v in cell.items() if k in _TRAIN_FIELDS})
         folds = protocol_folds(cell["protocol"], data.utts, seed=tc.seed, folds=cell.get("folds", 5), test_corpus=cell.get("test_corpus"))
         probe = EmotionClassifier(tc.backbone, sort_labels({u.emotion for u in data.utts}), weights=tc.weights, finetune=tc.finetune)
-        inputs: Any = data.specs
-        if tc.finetune == "none":
-            inputs = embed(probe, data, tag=weights_tag(tc.backbone, tc.weights), progress=progress)
+        inputs = model_inputs(probe, data, weights_tag(tc.backbone, tc.weights), progress=progress)
         results = []
         for f, split in enumerate(folds):
             t_fold = time.perf_counter()

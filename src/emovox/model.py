@@ -55,14 +55,17 @@ class EmotionClassifier(nn.Module):
         for p in self.body.parameters():
             p.requires_grad = finetune == "all"
         if finetune == "last":
-            for module in parts.last:
-                for p in module.parameters():
-                    p.requires_grad = True
+            for p in parts.tail.parameters():
+                p.requires_grad = True
+        # Views on the body's own modules, kept out of the state dict.
+        self.__dict__["stages"] = (parts.stem, parts.tail)
 
     def train(self, mode: bool = True) -> EmotionClassifier:
         super().train(mode)
         if mode and self.finetune == "none":
             self.body.eval()  # a frozen body keeps its BatchNorm statistics and no dropout
+        elif mode and self.finetune == "last":
+            self.stages[0].eval()
         return self
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:

@@ -135,6 +135,38 @@ def embed(
 
 
 @torch.inference_mode()
+def stem_features(model: EmotionClassifier, data: Prepared, *, batch_size: int = 32, progress: bool = True) -> torch.Tensor:
+    """Outputs of the frozen stem (``finetune="last"``): computed once, then only the tail trains."""
+    from tqdm.auto import tqdm
+
+    stem = model.stages[0].eval()
+    out = []
+    for start in tqdm(range(0, len(data.specs), batch_size), desc="frozen stem", unit="batch", disable=not progress, file=sys.stderr):
+        out.append(stem(images(data.specs[start : start + batch_size], model, data.features)))
+    return torch.cat(out)
+
+
+def model_inputs(model: EmotionClassifier, data: Prepared, tag: str | None, *, progress: bool = True) -> torch.Tensor | list[np.ndarray]:
+    """What training feeds the model: embeddings (frozen), stem outputs (``last``) or spectrograms (``all``)."""
+    if model.finetune == "none":
+        return embed(model, data, tag=tag, progress=progress)
+    if model.finetune == "last":
+        return stem_features(model, data, progress=progress)
+    return data.specs
+
+
+def _forward(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], features: FeatureConfig):
+    """``idx -> logits`` over ``inputs``: spectrograms (a list) run the whole
+    network; tensors from :func:`model_inputs` run only what follows them."""
+    if not isinstance(inputs, torch.Tensor):
+        return lambda idx: model(images([inputs[i] for i in idx.tolist()], model, features))
+    if model.finetune == "none":
+        return lambda idx: model.head(inputs[idx])
+    tail = model.stages[1]
+    return lambda idx: model.head(tail(inputs[idx]))
+
+
+@torch.inference_mode()
 def predict_logits(model: EmotionClassifier, specs: Sequence[np.ndarray], features: FeatureConfig, batch_size: int = 32) -> torch.Tensor:
     """Logits of the full model for a list of spectrograms."""
     model.eval()
@@ -148,28 +180,30 @@ def fit(
 ) -> list[dict[str, Any]]:
     """Train ``model`` on ``split.train`` for ``cfg.epochs``; keep the state best on ``split.val``.
 
-    ``inputs`` are body embeddings (frozen backbone: only the head runs) or
-    spectrograms (fine-tuning: the whole network runs). ``y`` holds class
+    ``inputs`` come from :func:`model_inputs`: body embeddings (frozen
+    backbone: only the head runs), stem outputs (``last``: tail and head run)
+    or spectrograms (``all``: the whole network runs). ``y`` holds class
     indices, ``-1`` for labels the model does not know (left out).
     Returns the per-epoch history.
     """
     from tqdm.auto import tqdm
 
     gen = seed_everything(cfg.seed)
-    frozen = isinstance(inputs, torch.Tensor)
     train_idx = torch.as_tensor(split.train, dtype=torch.long)
     train_idx = train_idx[y[train_idx] >= 0]
     val_idx = torch.as_tensor(split.val, dtype=torch.long)
     val_idx = val_idx[y[val_idx] >= 0]
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise EmovoxError(f"nothing to train or validate on: {len(train_idx)} training, {len(val_idx)} validation utterances")
-    if frozen:
-        for module in model.head.modules():
-            if isinstance(module, Standardize):
-                module.fit(inputs[train_idx])
-        forward, fetch = model.head, (lambda idx: inputs[idx])
-    else:
-        forward, fetch = model, (lambda idx: images([inputs[i] for i in idx.tolist()], model, features))
+    standardize = [m for m in model.head.modules() if isinstance(m, Standardize)]
+    if standardize and model.finetune != "all":
+        with torch.inference_mode():
+            emb = inputs[train_idx] if model.finetune == "none" else torch.cat(
+                [model.stages[1].eval()(inputs[train_idx[i : i + 64]]) for i in range(0, len(train_idx), 64)])
+        for module in standardize:
+            module.fit(emb.clone())
+    run = _forward(model, inputs, features)
+    frozen = model.finetune != "all"
 
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
@@ -182,7 +216,7 @@ def fit(
         with torch.set_grad_enabled(training):
             for start in range(0, len(idx), cfg.batch_size):
                 b = idx[start : start + cfg.batch_size]
-                logits = forward(fetch(b))
+                logits = run(b)
                 loss = loss_fn(logits, y[b])
                 if training:
                     opt.zero_grad()
@@ -219,10 +253,9 @@ def score(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray],
           features: FeatureConfig) -> tuple[dict[str, Any], np.ndarray]:
     """Metrics of ``model`` on the utterances ``idx`` (and their probabilities)."""
     model.eval()
-    if isinstance(inputs, torch.Tensor):
-        logits = model.head(inputs[torch.as_tensor(np.asarray(idx), dtype=torch.long)])
-    else:
-        logits = predict_logits(model, [inputs[i] for i in idx], features)
+    idx = torch.as_tensor(np.asarray(list(idx), dtype=np.int64))
+    run = _forward(model, inputs, features)
+    logits = torch.cat([run(idx[i : i + 64]) for i in range(0, len(idx), 64)]) if len(idx) else torch.empty(0, len(model.labels))
     probs = torch.softmax(logits, 1).numpy()
     pred = [model.labels[k] for k in probs.argmax(1)]
     return classification_metrics([utts[i].emotion for i in idx], pred, model.labels), probs
@@ -265,10 +298,9 @@ def train(
     log(f"{len(data.utts)} utterances, labels: {', '.join(labels)}; split: {split.description} {split.sizes()}")
 
     model = EmotionClassifier(cfg.backbone, labels, weights=cfg.weights, finetune=cfg.finetune, dropout=cfg.dropout)
-    inputs: torch.Tensor | list[np.ndarray] = data.specs
-    if cfg.finetune == "none":
-        t0 = time.perf_counter()
-        inputs = embed(model, data, tag=weights_tag(cfg.backbone, cfg.weights), batch_size=max(cfg.batch_size, 32), progress=progress)
+    t0 = time.perf_counter()
+    inputs = model_inputs(model, data, weights_tag(cfg.backbone, cfg.weights), progress=progress)
+    if cfg.finetune != "all":
         timings["backbone_pass_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     history = fit(model, inputs, y, split, cfg, features, progress=progress)
