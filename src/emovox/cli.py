@@ -14,6 +14,8 @@ EPILOG = """examples:
   emovox train --corpus tess --data data/tess --split words --out runs/tess
   emovox evaluate runs/tess/model --corpus tess --data data/tess --json eval.json
   emovox predict --model runs/tess/model clip.wav recordings/
+  emovox timeline --model runs/tess/model interview.flac --csv t.csv --plot t.png
+  emovox serve runs/tess/model --port 8000
 """
 
 
@@ -102,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="table", choices=["table", "json", "csv"], help="output format: aligned table, JSON lines, or CSV (default: %(default)s)")
     p.add_argument("--top-k", type=_positive_int, default=1, help="show the k most probable labels (default: %(default)s)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="files per inference batch (default: %(default)s)")
+    p.add_argument("--segments", action="store_true", help="long recordings: find the speech, classify overlapping windows and print a timeline per file (see 'emovox timeline' for its options)")
+    p.add_argument("--plot", type=Path, help="with --segments and one file: save the timeline as this PNG")
+    p.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="with --segments: voice activity detector (default: %(default)s)")
 
     d = sub.add_parser("download", help="fetch a public corpus", description="Download, verify and extract a public corpus into the layout its loader reads, printing its license first. Idempotent and resumable; corpora that need registration or Git LFS get exact instructions instead.")
     from .download import SOURCES
@@ -118,6 +123,26 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=_positive_int, default=None, help="feature-extraction processes (default: all cores)")
     b.add_argument("--cache-dir", type=Path, default=None, help="feature and embedding cache (default: $EMOVOX_CACHE or ~/.cache/emovox)")
     b.add_argument("--quiet", action="store_true", help="no progress bars or per-fold lines")
+
+    tl = sub.add_parser("timeline", help="emotion over time in a long recording", description="Find the speech in a recording (voice activity detection), classify overlapping windows of it, and print the timeline; optionally save it as CSV, JSON and a PNG plot. The file is read in blocks, so hour-long recordings fit in memory.")
+    tl.add_argument("input", type=Path, metavar="FILE", help="audio file")
+    tl.add_argument("--model", required=True, type=Path, help="model folder (RUN_DIR/model)")
+    tl.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="voice activity detector: auto uses silero-vad when installed, else an energy threshold (default: %(default)s)")
+    tl.add_argument("--max-segment", type=float, default=4.0, help="longest window classified at once, seconds (default: %(default)s)")
+    tl.add_argument("--hop", type=float, default=2.0, help="largest step between overlapping windows, seconds (default: %(default)s)")
+    tl.add_argument("--min-speech", type=float, default=0.3, help="shortest speech region kept, seconds (default: %(default)s)")
+    tl.add_argument("--csv", type=Path, help="write one row per segment to this CSV file")
+    tl.add_argument("--json", type=Path, help="write the timeline to this JSON file")
+    tl.add_argument("--plot", type=Path, help="save the probabilities over time as this PNG")
+
+    sv = sub.add_parser("serve", help="run the web service and web page", description="Serve a model over HTTP on this machine: POST /v1/predict, GET /v1/labels, GET /healthz, a web page at / and API docs at /docs. Needs: pip install 'emovox[serve]'.")
+    sv.add_argument("model", type=Path, help="model folder (RUN_DIR/model)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
+    sv.add_argument("--port", type=_positive_int, default=8000, help="TCP port (default: %(default)s)")
+    sv.add_argument("--max-upload-mb", type=float, default=25.0, help="largest accepted upload, MiB (default: %(default)s)")
+    sv.add_argument("--workers", type=_positive_int, default=2, help="inference threads (default: %(default)s)")
+    sv.add_argument("--uncertain-below", type=float, default=0.4, help="flag predictions whose top probability is below this (default: %(default)s)")
+    sv.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="voice activity detector for timelines (default: %(default)s)")
 
     sub.add_parser("backbones", help="list the available backbones", description="List the registered pretrained backbones.")
     return parser
@@ -185,6 +210,8 @@ def cmd_predict(args) -> int:
     if not paths:
         print("emovox: no audio files found in the given folders", file=sys.stderr)
         return 1
+    if args.segments:
+        return _predict_segments(rec, paths, args)
     failed = 0
     k = min(args.top_k, len(rec.labels))
     writer = csv.writer(sys.stdout) if args.format == "csv" else None
@@ -232,6 +259,54 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+def _predict_segments(rec, paths, args) -> int:
+    failed = 0
+    for path in paths:
+        ns = argparse.Namespace(input=path, vad=args.vad, max_segment=4.0, hop=2.0, min_speech=0.3, csv=None, json=None,
+                                plot=args.plot if len(paths) == 1 else None)
+        print(f"== {path}")
+        try:
+            _timeline(rec, ns)
+        except AudioError as err:
+            failed += 1
+            print(f"skipped: {err}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_timeline(args) -> int:
+    from .recognizer import EmotionRecognizer
+
+    return _timeline(EmotionRecognizer.load(args.model), args)
+
+
+def _timeline(rec, args) -> int:
+    from .segments import plot_timeline, segment_file
+
+    tl = segment_file(rec, args.input, max_segment_s=args.max_segment, hop_s=args.hop, vad=args.vad, min_speech_s=args.min_speech)
+    if tl.message:
+        print(f"emovox: {tl.message}", file=sys.stderr)
+    else:
+        print(f"{'start':>8} {'end':>8}  {'emotion':<9} {'prob':>5}")
+        for seg in tl:
+            print(f"{seg.start:>8.2f} {seg.end:>8.2f}  {seg.label:<9} {seg.confidence:>5.2f}")
+        print(f"{len(tl)} segment(s) in {tl.speech_seconds:.1f} s of speech out of {tl.duration:.1f} s ({tl.vad} VAD); overall: {tl.label}")
+    for path, write in ((args.csv, tl.to_csv), (args.json, tl.to_json), (args.plot, lambda p: plot_timeline(tl, p))):
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write(path)
+            print(f"written: {path}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .serve import serve
+
+    print(f"serving {args.model} on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
+    serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, workers=args.workers,
+          uncertain_below=args.uncertain_below, segment_options={"vad": args.vad})
+    return 0
+
+
 def cmd_backbones(args) -> int:
     from .backbones import REGISTRY
 
@@ -242,7 +317,8 @@ def cmd_backbones(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download, "benchmark": cmd_benchmark, "backbones": cmd_backbones}[args.command]
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download, "benchmark": cmd_benchmark,
+               "timeline": cmd_timeline, "serve": cmd_serve, "backbones": cmd_backbones}[args.command]
     try:
         return handler(args)
     except EmovoxError as err:

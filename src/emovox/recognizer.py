@@ -117,6 +117,19 @@ class EmotionRecognizer:
         labels = self.labels
         return Prediction(labels[int(np.argmax(probs))], {lab: float(v) for lab, v in zip(labels, probs)}, source)
 
+    def timeline(self, x: str | Path | np.ndarray, sample_rate: int | None = None, **options: Any):
+        """Emotion over time of a (long) file or array: a :class:`emovox.segments.Timeline`.
+
+        ``options`` go to :func:`emovox.segments.segment_file` (``vad``, ``max_segment_s``, ``hop_s`` ...).
+        """
+        from .segments import segment_file, segment_signal
+
+        if isinstance(x, np.ndarray):
+            if sample_rate is None:
+                raise EmovoxError("an audio array needs its sample rate: timeline(signal, sample_rate=16000)")
+            return segment_signal(self, x, sample_rate, **options)
+        return segment_file(self, x, **options)
+
     def predict_files(self, paths: Iterable[str | Path], batch_size: int = 32) -> Iterator[Prediction | AudioError]:
         """Stream predictions over many files, ``batch_size`` at a time, in input order.
 

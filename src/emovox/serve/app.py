@@ -1,0 +1,445 @@
+"""FastAPI application: an HTTP API and a web page for emotion prediction.
+
+Endpoints:
+    ``POST /v1/predict``  audio upload (multipart field ``file``, or the raw body);
+                          ``segments=true`` (form field or query) adds the timeline.
+    ``GET /v1/labels``    the model's labels.
+    ``GET /healthz``      liveness and load.
+    ``GET /``             the web page (no external resources).
+    ``GET /docs``         OpenAPI documentation.
+
+Uploads are streamed into a temporary file (deleted after every request)
+with the size limit enforced while reading; inference runs in worker threads
+so the event loop stays free.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import anyio
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
+
+from .. import __version__
+from ..errors import AudioError, EmovoxError
+
+if TYPE_CHECKING:
+    from ..recognizer import EmotionRecognizer
+
+log = logging.getLogger("emovox.serve")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+MIB = 1024 * 1024
+#: Room for multipart headers and small form fields on top of the file limit.
+BODY_OVERHEAD = 64 * 1024
+#: Largest non-file form field, bytes.
+MAX_FIELD_BYTES = 4096
+#: After a 413, this many extra bytes are read and discarded so the client sees the answer.
+DRAIN_BYTES = 8 * MIB
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Options of the service.
+
+    Attributes:
+        max_upload_mb: largest accepted audio file, MiB (larger: HTTP 413).
+        uncertain_below: a prediction whose top probability is below this is flagged ``uncertain``.
+        workers: inference threads (requests beyond them wait their turn).
+        max_pending: requests waiting or running at once before new ones get HTTP 503.
+        tmp_dir: folder for the temporary upload files (default: the system's).
+        segment_options: keyword arguments for :func:`emovox.segments.segment_file`.
+    """
+
+    max_upload_mb: float = 25.0
+    uncertain_below: float = 0.4
+    workers: int = 2
+    max_pending: int = 32
+    tmp_dir: str | Path | None = None
+    segment_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.max_upload_mb <= 0:
+            raise EmovoxError(f"max_upload_mb must be positive, not {self.max_upload_mb}")
+        if not 0 <= self.uncertain_below <= 1:
+            raise EmovoxError(f"uncertain_below must be between 0 and 1, not {self.uncertain_below}")
+        if self.workers < 1 or self.max_pending < 1:
+            raise EmovoxError(f"workers and max_pending must be at least 1, not {self.workers} and {self.max_pending}")
+        if self.tmp_dir is not None and not Path(self.tmp_dir).is_dir():
+            raise EmovoxError(f"tmp_dir {self.tmp_dir}: not a folder")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MIB)
+
+
+# --------------------------------------------------------------------------- response schemas (for /docs)
+class PredictResponse(BaseModel):
+    filename: str = Field(description="name of the uploaded file")
+    label: str = Field(description="most probable emotion")
+    confidence: float = Field(description="probability of that emotion")
+    probabilities: dict[str, float] = Field(description="probability of every label, in the model's order")
+    uncertain: bool = Field(description="true when the top probability is below the service's threshold")
+    threshold: float = Field(description="the threshold used for `uncertain`")
+    timeline: dict[str, Any] | None = Field(None, description="emotion over time (only with segments=true)")
+
+
+class LabelsResponse(BaseModel):
+    labels: list[str]
+
+
+class HealthResponse(BaseModel):
+    status: str
+    version: str
+    labels: int
+    pending: int
+    workers: int
+    max_upload_mb: float
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+PREDICT_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "audio file (wav, flac, ogg, mp3, ...)"},
+                    "segments": {"type": "boolean", "description": "also return the emotion timeline"},
+                },
+            }
+        },
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary", "description": "raw audio file"}},
+    },
+}
+
+
+# --------------------------------------------------------------------------- upload streaming
+class _Reject(Exception):
+    """Ends a request with an HTTP error (after the body has been dealt with)."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+class _TooLarge(Exception):
+    pass
+
+
+@dataclass
+class _Upload:
+    filename: str = "upload"
+    content_type: str | None = None
+    size: int = 0
+    received: bool = False
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+class _FormReader:
+    """Multipart callbacks: the first file part streams into ``out``, small text fields are kept."""
+
+    def __init__(self, out: BinaryIO, upload: _Upload, max_bytes: int):
+        self.out, self.upload, self.max_bytes = out, upload, max_bytes
+        self.header_name, self.header_value = b"", b""
+        self.headers: dict[bytes, bytes] = {}
+        self.mode = "skip"  # "file", "field" or "skip"
+        self.name = ""
+        self.value = bytearray()
+
+    def callbacks(self) -> dict[str, Any]:
+        return {
+            "on_part_begin": self.on_part_begin, "on_part_data": self.on_part_data, "on_part_end": self.on_part_end,
+            "on_header_field": self.on_header_field, "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end, "on_headers_finished": self.on_headers_finished,
+        }
+
+    def on_part_begin(self) -> None:
+        self.headers, self.mode, self.name, self.value = {}, "skip", "", bytearray()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[self.header_name.strip().lower()] = self.header_value.strip()
+        self.header_name, self.header_value = b"", b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
+        self.name = options.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" in options:
+            if self.upload.received:
+                raise _Reject(422, "send one audio file per request")
+            self.mode = "file"
+            self.upload.received = True
+            self.upload.filename = _safe_name(options[b"filename"].decode("utf-8", "replace"))
+            ctype = self.headers.get(b"content-type")
+            self.upload.content_type = ctype.decode("latin-1") if ctype else None
+        else:
+            self.mode = "field"
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        n = end - start
+        if self.mode == "file":
+            if self.upload.size + n > self.max_bytes:
+                raise _TooLarge()
+            self.out.write(data[start:end])
+            self.upload.size += n
+        elif self.mode == "field":
+            if len(self.value) + n > MAX_FIELD_BYTES:
+                raise _Reject(422, f"form field {self.name!r} is longer than {MAX_FIELD_BYTES} bytes")
+            self.value += data[start:end]
+
+    def on_part_end(self) -> None:
+        if self.mode == "field" and self.name:
+            self.upload.fields[self.name] = self.value.decode("utf-8", "replace")
+        self.mode = "skip"
+
+
+def _safe_name(name: str) -> str:
+    """The base name of an uploaded file, for messages only (it never becomes a path)."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return "".join(c for c in base if c.isprintable())[:200] or "upload"
+
+
+async def _receive(request: Request, out: BinaryIO, max_bytes: int) -> _Upload:
+    """Stream the request body into ``out``; raises :class:`_Reject` for a bad or oversized upload."""
+    upload = _Upload()
+    body_limit = max_bytes + BODY_OVERHEAD
+    too_large_msg = f"upload is larger than the limit of {round(max_bytes / MIB, 3):g} MiB"
+    ctype = request.headers.get("content-type", "")
+    kind, params = parse_options_header(ctype)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > body_limit:
+        if int(declared) > body_limit + DRAIN_BYTES:
+            raise _Reject(413, too_large_msg)  # too much to drain: answer now, the connection will close
+        await _drain(request.stream(), DRAIN_BYTES + body_limit)
+        raise _Reject(413, too_large_msg)
+
+    parser: MultipartParser | None = None
+    if kind == b"multipart/form-data":
+        boundary = params.get(b"boundary")
+        if not boundary:
+            raise _Reject(422, "multipart body without a boundary in its Content-Type")
+        parser = MultipartParser(boundary, _FormReader(out, upload, max_bytes).callbacks())
+    elif kind == b"application/x-www-form-urlencoded":
+        raise _Reject(415, "send the audio as multipart/form-data (field 'file') or as the raw request body, not as a URL-encoded form")
+    else:
+        upload.received = True
+        upload.filename = _safe_name(request.query_params.get("filename", "upload"))
+        upload.content_type = ctype or None
+
+    stream = request.stream()
+    received = 0
+    try:
+        async for chunk in stream:
+            received += len(chunk)
+            if received > body_limit:
+                raise _TooLarge()
+            if parser is not None:
+                parser.write(chunk)
+            else:
+                if received > max_bytes:
+                    raise _TooLarge()
+                out.write(chunk)
+                upload.size = received
+        if parser is not None:
+            parser.finalize()
+    except _TooLarge:
+        await _drain(stream, DRAIN_BYTES)
+        raise _Reject(413, too_large_msg) from None
+    except MultipartParseError as err:
+        raise _Reject(422, f"malformed multipart body ({err})") from None
+    except ClientDisconnect:
+        raise _Reject(400, "the client disconnected during the upload") from None
+    if not upload.received:
+        raise _Reject(422, "no audio file in the request: send it in a multipart field named 'file'")
+    if upload.size == 0:
+        raise _Reject(422, f"{upload.filename}: file is empty (0 bytes)")
+    return upload
+
+
+async def _drain(stream: AsyncIterator[bytes], limit: int) -> None:
+    """Read and discard up to ``limit`` more bytes, so a client still sending can read the error."""
+    n = 0
+    try:
+        async for chunk in stream:
+            n += len(chunk)
+            if n > limit:
+                break
+    except ClientDisconnect:
+        pass
+
+
+def _flag(value: str | None, name: str) -> bool:
+    if value is None:
+        return False
+    v = value.strip().lower()
+    if v in TRUE:
+        return True
+    if v in FALSE:
+        return False
+    raise _Reject(422, f"{name} must be true or false, not {value!r}")
+
+
+# --------------------------------------------------------------------------- the app
+def create_app(
+    recognizer: EmotionRecognizer,
+    *,
+    max_upload_mb: float = 25.0,
+    uncertain_below: float = 0.4,
+    workers: int = 2,
+    max_pending: int = 32,
+    tmp_dir: str | Path | None = None,
+    segment_options: dict[str, Any] | None = None,
+    docs: bool = True,
+) -> FastAPI:
+    """A FastAPI app serving ``recognizer`` (see the module docstring for the endpoints)."""
+    from ..segments import segment_file
+
+    cfg = ServeConfig(max_upload_mb, uncertain_below, workers, max_pending, tmp_dir, dict(segment_options or {}))
+    if "vad" in cfg.segment_options:
+        from ..segments import resolve_vad
+
+        resolve_vad(cfg.segment_options["vad"])
+    labels = recognizer.labels
+    limiter = anyio.CapacityLimiter(cfg.workers)
+    state = {"pending": 0}
+
+    app = FastAPI(
+        title="emovox",
+        version=__version__,
+        description="Speech emotion recognition. Upload a recording to `POST /v1/predict`; the web page is at `/`.",
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.state.config = cfg
+    app.state.recognizer = recognizer
+
+    def infer(path: Path, filename: str, segments: bool) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        try:
+            pred = recognizer.predict(path)
+            timeline = segment_file(recognizer, path, **cfg.segment_options).to_dict() if segments else None
+        except AudioError as err:
+            problem = err.problem.replace(str(path), filename)
+            status = 415 if ("not a readable audio file" in problem or "cannot be read" in problem) else 422
+            raise _Reject(status, f"{filename}: {problem}") from None
+        out: dict[str, Any] = {
+            "filename": filename,
+            "label": pred.label,
+            "confidence": pred.confidence,
+            "probabilities": {lab: pred.probabilities[lab] for lab in labels},
+            "uncertain": pred.confidence < cfg.uncertain_below,
+            "threshold": cfg.uncertain_below,
+        }
+        if timeline is not None:
+            timeline["source"] = filename
+            if timeline.get("message"):
+                timeline["message"] = timeline["message"].replace(str(path), filename)
+            out["timeline"] = timeline
+        log.info("%s: %s (%.2f) in %.2f s", filename, pred.label, pred.confidence, time.perf_counter() - t0)
+        return out
+
+    @app.exception_handler(_Reject)
+    async def _rejected(request: Request, exc: _Reject) -> JSONResponse:
+        headers = {"Retry-After": "1"} if exc.status == 503 else None
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
+
+    @app.post(
+        "/v1/predict",
+        response_model=PredictResponse,
+        response_model_exclude_none=True,
+        summary="Predict the emotion of an audio file",
+        openapi_extra={"requestBody": PREDICT_BODY},
+        responses={
+            413: {"model": ErrorResponse, "description": "upload too large"},
+            415: {"model": ErrorResponse, "description": "not a readable audio file"},
+            422: {"model": ErrorResponse, "description": "no file, empty, silent or otherwise unusable audio"},
+            503: {"model": ErrorResponse, "description": "too many requests in progress"},
+        },
+    )
+    async def predict(
+        request: Request,
+        segments: str | None = Query(None, description="true: also return the emotion timeline (also accepted as a form field)"),
+    ) -> dict[str, Any]:
+        """Upload audio as multipart field ``file`` (or as the raw body); get the emotion and its probabilities."""
+        if state["pending"] >= cfg.max_pending:
+            raise _Reject(503, f"the server is busy ({state['pending']} requests in progress); try again shortly")
+        state["pending"] += 1
+        fd, name = tempfile.mkstemp(prefix="emovox-upload-", dir=cfg.tmp_dir)
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                upload = await _receive(request, out, cfg.max_upload_bytes)
+            want_segments = _flag(upload.fields.get("segments", segments), "segments")
+            return await anyio.to_thread.run_sync(infer, path, upload.filename, want_segments, limiter=limiter)
+        finally:
+            state["pending"] -= 1
+            path.unlink(missing_ok=True)
+
+    @app.get("/v1/labels", response_model=LabelsResponse, summary="The labels the model predicts")
+    async def get_labels() -> dict[str, Any]:
+        return {"labels": labels}
+
+    @app.get("/healthz", response_model=HealthResponse, summary="Liveness and load")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "labels": len(labels), "pending": state["pending"], "workers": cfg.workers,
+                "max_upload_mb": cfg.max_upload_mb}
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    return app
+
+
+def serve(
+    model_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    log_level: str = "info",
+    **options: Any,
+) -> None:
+    """Load the model in ``model_dir`` and serve it with uvicorn until interrupted.
+
+    ``options`` go to :func:`create_app` (``max_upload_mb``, ``workers``, ...).
+    """
+    import uvicorn
+
+    from ..recognizer import EmotionRecognizer
+
+    recognizer = EmotionRecognizer.load(model_dir)
+    app = create_app(recognizer, **options)
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(levelname)s: %(message)s")
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

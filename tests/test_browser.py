@@ -1,0 +1,122 @@
+"""The web page in a real browser (Debian's chromium driven by playwright) against a real server."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
+pytest.importorskip("playwright.sync_api", reason="the browser test needs the playwright package (pip install playwright)")
+pytest.importorskip("fastapi", reason="the service needs the serve extra: pip install 'emovox[serve]'")
+
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+from emovox.recognizer import EmotionRecognizer  # noqa: E402
+from emovox.serve import create_app  # noqa: E402
+
+from helpers_models import quiet, tone_model, tone_signal  # noqa: E402
+from helpers_server import running_server  # noqa: E402
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync", "--disable-dev-shm-usage",
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser")
+    rec = EmotionRecognizer.load(tone_model(root))
+    uploads = root / "uploads"
+    uploads.mkdir()
+    with running_server(create_app(rec, tmp_dir=uploads, segment_options={"vad": "energy"})) as url:
+        yield url
+    assert list(uploads.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser, base_url):
+    context = browser.new_context()
+    context.grant_permissions(["microphone"], origin=base_url)
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    requests: list[str] = []
+    problems: list[str] = []
+    pg.on("request", lambda r: requests.append(r.url))
+    # an HTTP error answer is logged by the browser too; those are checked through the page instead
+    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" and "Failed to load resource" not in m.text else None)
+    pg.on("pageerror", lambda e: problems.append(str(e)))
+    pg.goto(base_url + "/")
+    yield pg
+    context.close()
+    outside = [u for u in requests if not (u.startswith(base_url) or u.startswith(("data:", "blob:")))]
+    assert outside == [], f"the page fetched from elsewhere: {outside}"
+    assert problems == [], f"errors in the page: {problems}"
+
+
+def write(path: Path, y: np.ndarray) -> Path:
+    sf.write(path, y, 16000)
+    return path
+
+
+def test_upload_shows_the_emotion_and_the_bar_chart(page: Page, tmp_path):
+    clip = write(tmp_path / "sad_clip.wav", tone_signal("sad", 1.5))
+    page.set_input_files("#file", str(clip))
+    page.get_by_role("button", name="Analyse file").click()
+    expect(page.locator("#result-label")).to_have_text("sad")
+    expect(page.locator("#result-file")).to_have_text("sad_clip.wav")
+    bars = page.get_by_role("meter")
+    expect(bars).to_have_count(3)
+    top = page.get_by_role("meter", name="sad")
+    assert int(top.get_attribute("aria-valuenow")) > 50
+    expect(page.locator("#status")).to_contain_text("sad_clip.wav sounds sad")
+    assert page.locator("#timeline").is_hidden()
+    assert page.locator("#error").is_hidden()
+
+
+def test_long_file_shows_the_timeline(page: Page, tmp_path):
+    y = np.concatenate([tone_signal("angry", 3.0), quiet(2.0), tone_signal("sad", 3.0)])
+    clip = write(tmp_path / "talk.wav", y)
+    page.get_by_label("Show the emotion over time").check()
+    page.set_input_files("#file", str(clip))
+    page.get_by_role("button", name="Analyse file").click()
+    rows = page.locator("#timeline-table tbody tr")
+    expect(rows).to_have_count(2)
+    assert [rows.nth(i).locator("td.label").inner_text().lower() for i in range(2)] == ["angry", "sad"]
+    expect(page.locator("#timeline-summary")).to_contain_text("2 region(s)")
+    assert page.locator("#timeline-chart .lane").count() == 4  # speech + one lane per label
+
+
+def test_bad_file_shows_a_clear_error(page: Page, tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("this is not audio")
+    page.set_input_files("#file", str(bad))
+    page.get_by_role("button", name="Analyse file").click()
+    error = page.get_by_role("alert")
+    expect(error).to_contain_text("notes.txt: not a readable audio file")
+    assert page.locator("#result").is_hidden()
+
+
+def test_microphone_recording_is_analysed(page: Page):
+    record = page.get_by_role("button", name="Record")
+    expect(record).to_be_enabled()
+    record.click()
+    stop = page.get_by_role("button", name="Stop recording")
+    expect(stop).to_have_attribute("aria-pressed", "true")
+    page.wait_for_timeout(1500)
+    stop.click()
+    expect(page.locator("#result-file")).to_have_text("recording.wav")
+    expect(page.get_by_role("meter")).to_have_count(3)
+    expect(page.get_by_role("button", name="Record")).to_have_attribute("aria-pressed", "false")

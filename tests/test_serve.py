@@ -1,0 +1,211 @@
+"""The HTTP service: predictions, limits, errors, clean-up and concurrency."""
+from __future__ import annotations
+
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("fastapi", reason="the service needs the serve extra: pip install 'emovox[serve]'")
+pytest.importorskip("httpx", reason="the service tests need httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from emovox.recognizer import EmotionRecognizer  # noqa: E402
+from emovox.serve import create_app  # noqa: E402
+
+from helpers_models import quiet, tone_model, tone_signal  # noqa: E402
+from helpers_server import running_server  # noqa: E402
+
+SR = 16000
+
+
+def wav_bytes(y: np.ndarray, sr: int = SR, fmt: str = "WAV") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def rec(tmp_path_factory) -> EmotionRecognizer:
+    return EmotionRecognizer.load(tone_model(tmp_path_factory.mktemp("serve-model")))
+
+
+@pytest.fixture()
+def upload_dir(tmp_path) -> Path:
+    d = tmp_path / "uploads"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture()
+def client(rec, upload_dir):
+    app = create_app(rec, tmp_dir=upload_dir, segment_options={"vad": "energy"})
+    with TestClient(app) as c:
+        yield c
+    assert list(upload_dir.iterdir()) == [], "an upload was left in the temporary folder"
+
+
+def post(c: TestClient, audio: bytes, name: str = "clip.wav", ctype: str = "audio/wav", **kw):
+    return c.post("/v1/predict", files={"file": (name, audio, ctype)}, **kw)
+
+
+def test_predict_returns_label_probabilities_and_confidence(client):
+    r = post(client, wav_bytes(tone_signal("sad", 1.2)))
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["label"] == "sad" and d["filename"] == "clip.wav"
+    assert list(d["probabilities"]) == ["angry", "neutral", "sad"]
+    assert sum(d["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert d["confidence"] == d["probabilities"]["sad"] and d["uncertain"] is False and d["threshold"] == 0.4
+    assert "timeline" not in d
+
+
+@pytest.mark.parametrize("how", ["form", "query"])
+def test_segments_adds_the_timeline(client, how):
+    y = np.concatenate([tone_signal("angry", 3.0), quiet(2.0), tone_signal("sad", 3.0)])
+    kw = {"data": {"segments": "true"}} if how == "form" else {"params": {"segments": "true"}}
+    r = post(client, wav_bytes(y, fmt="FLAC"), name="talk.flac", ctype="audio/flac", **kw)
+    assert r.status_code == 200, r.text
+    tl = r.json()["timeline"]
+    assert tl["source"] == "talk.flac" and tl["vad"] == "energy" and tl["duration"] == pytest.approx(8.0, abs=0.01)
+    assert len(tl["speech"]) == 2 and [s["label"] for s in tl["segments"]] == ["angry", "sad"]
+
+
+def test_raw_body_upload_is_accepted(client):
+    r = client.post("/v1/predict", content=wav_bytes(tone_signal("angry", 1.2)), headers={"content-type": "audio/wav"},
+                    params={"filename": "raw.wav"})
+    assert r.status_code == 200 and r.json()["label"] == "angry" and r.json()["filename"] == "raw.wav"
+
+
+def test_uncertain_when_top_probability_is_below_the_threshold(rec, upload_dir):
+    with TestClient(create_app(rec, tmp_dir=upload_dir, uncertain_below=1.0)) as c:
+        d = post(c, wav_bytes(tone_signal("neutral", 1.2))).json()
+    assert d["uncertain"] is True and d["threshold"] == 1.0
+
+
+def test_labels_health_page_and_docs(client):
+    assert client.get("/v1/labels").json() == {"labels": ["angry", "neutral", "sad"]}
+    h = client.get("/healthz").json()
+    assert h["status"] == "ok" and h["labels"] == 3 and h["pending"] == 0 and h["max_upload_mb"] == 25
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "http://" not in page.text and "https://" not in page.text  # nothing from a CDN
+    for asset in ("/static/app.js", "/static/style.css"):
+        r = client.get(asset)
+        assert r.status_code == 200 and "http://" not in r.text and "https://" not in r.text
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/predict", "/v1/labels", "/healthz"} <= set(spec["paths"])
+    assert "multipart/form-data" in spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_error_codes_and_messages(rec, client, upload_dir):
+    r = post(client, b"just some text, not audio", name="notes.txt", ctype="text/plain")
+    assert r.status_code == 415 and r.json()["detail"].startswith("notes.txt: not a readable audio file")
+    assert str(upload_dir) not in r.json()["detail"]  # the temporary path is never shown
+    r = post(client, b"\x89PNG\r\n\x1a\n" + bytes(200), name="photo.png", ctype="image/png")
+    assert r.status_code == 415 and "photo.png" in r.json()["detail"]
+    r = post(client, b"RIFF\x00\x00\x00\x00WAVEfmt junk", name="cut.wav")
+    assert r.status_code == 415 and "cut.wav" in r.json()["detail"]
+    r = post(client, b"", name="empty.wav")
+    assert r.status_code == 422 and r.json()["detail"] == "empty.wav: file is empty (0 bytes)"
+    r = post(client, wav_bytes(np.zeros(SR, np.float32)), name="silent.wav")
+    assert r.status_code == 422 and "silent.wav: is silent" in r.json()["detail"]
+    r = client.post("/v1/predict", files={"other": (None, "x")})
+    assert r.status_code == 422 and "no audio file" in r.json()["detail"]
+    r = post(client, wav_bytes(tone_signal("sad", 1.2)), data={"segments": "perhaps"})
+    assert r.status_code == 422 and "segments must be true or false" in r.json()["detail"]
+    r = client.post("/v1/predict", data={"file": "abc"})
+    assert r.status_code == 415 and "multipart/form-data" in r.json()["detail"]
+    assert client.get("/v1/nothing").status_code == 404
+    assert client.get("/v1/predict").status_code == 405
+    with TestClient(create_app(rec, tmp_dir=upload_dir, max_upload_mb=0.05)) as small:
+        r = post(small, wav_bytes(tone_signal("sad", 2.0)))  # 64 kB > 0.05 MiB
+        assert r.status_code == 413 and "0.05 MiB" in r.json()["detail"]
+        r = small.post("/v1/predict", content=bytes(60_000), headers={"content-type": "application/octet-stream"})
+        assert r.status_code == 413
+        assert post(small, wav_bytes(tone_signal("sad", 1.0))).status_code == 200  # 32 kB is fine
+    assert list(upload_dir.iterdir()) == []
+
+
+def test_upload_exists_only_during_the_request(rec, upload_dir):
+    seen: list[list[str]] = []
+    original = rec.predict
+
+    def spy(x, *a, **kw):
+        seen.append([p.name for p in upload_dir.iterdir()])
+        return original(x, *a, **kw)
+
+    rec.predict = spy
+    try:
+        with TestClient(create_app(rec, tmp_dir=upload_dir)) as c:
+            assert post(c, wav_bytes(tone_signal("sad", 1.2))).status_code == 200
+            assert post(c, b"garbage" * 10, name="bad.wav").status_code == 415
+    finally:
+        del rec.predict
+    assert len(seen) == 2 and all(len(names) == 1 and names[0].startswith("emovox-upload-") for names in seen)
+    assert list(upload_dir.iterdir()) == []
+
+
+def test_twenty_parallel_requests_are_all_answered_correctly(client):
+    emotions = ["angry", "neutral", "sad"] * 7
+    clips = {e: wav_bytes(tone_signal(e, 1.2, seed=7)) for e in set(emotions)}
+
+    def one(i: int) -> tuple[str, int, str]:
+        r = post(client, clips[emotions[i]], name=f"{i}.wav")
+        return emotions[i], r.status_code, r.json().get("label", r.text)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(one, range(20)))
+    assert all(code == 200 for _, code, _ in results), results
+    assert [label for _, _, label in results] == [e for e, _, _ in results]
+
+
+def test_health_stays_responsive_during_inference(rec, upload_dir):
+    started = threading.Event()
+    original = rec.predict
+
+    def slow(x, *a, **kw):
+        started.set()
+        time.sleep(1.5)
+        return original(x, *a, **kw)
+
+    rec.predict = slow
+    try:
+        with TestClient(create_app(rec, tmp_dir=upload_dir, max_pending=1)) as c, ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(post, c, wav_bytes(tone_signal("sad", 1.2)))
+            assert started.wait(10)
+            t0 = time.perf_counter()
+            h = c.get("/healthz")
+            assert h.status_code == 200 and h.json()["pending"] == 1
+            assert time.perf_counter() - t0 < 1.0
+            busy = post(c, wav_bytes(tone_signal("sad", 1.2)))
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+            assert fut.result(timeout=30).status_code == 200
+    finally:
+        del rec.predict
+
+
+def test_real_server_rejects_an_oversized_stream_with_413(rec, upload_dir):
+    httpx = pytest.importorskip("httpx")
+    app = create_app(rec, tmp_dir=upload_dir, max_upload_mb=1)
+    with running_server(app) as base:
+        def chunks():  # no Content-Length: the limit must be enforced while reading
+            for _ in range(48):
+                yield bytes(64 * 1024)
+
+        r = httpx.post(f"{base}/v1/predict", content=chunks(), headers={"content-type": "audio/wav"}, timeout=30)
+        assert r.status_code == 413 and "1 MiB" in r.json()["detail"]
+        r = httpx.post(f"{base}/v1/predict", files={"file": ("big.wav", bytes(3 * 1024 * 1024), "audio/wav")}, timeout=30)
+        assert r.status_code == 413
+        ok = httpx.post(f"{base}/v1/predict", files={"file": ("a.wav", wav_bytes(tone_signal("angry", 1.2)), "audio/wav")}, timeout=30)
+        assert ok.status_code == 200 and ok.json()["label"] == "angry"
+        assert httpx.get(f"{base}/healthz", timeout=5).json()["status"] == "ok"
+    assert list(upload_dir.iterdir()) == []
