@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def write_tone_corpus(root: Path, n_per_class: int = 12, speakers: tuple[str, ..
             spk = speakers[i % len(speakers)]
             p = root / emo / spk / f"{emo}_{i:02d}.wav"
             p.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(p, tone(f0, vib, seed=hash((emo, i)) % 2**32), 16000)
+            sf.write(p, tone(f0, vib, seed=zlib.crc32(f"{emo}-{i}".encode())), 16000)
     return root
 
 

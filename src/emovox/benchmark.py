@@ -39,7 +39,8 @@ from .labels import sort_labels
 from .metrics import classification_metrics, plot_confusion
 from .model import EmotionClassifier
 from .splits import protocol_folds
-from .train import Log, Prepared, TrainConfig, fit, model_inputs, prepare, score, weights_tag
+from .calibration import calibration_report
+from .train import Log, Prepared, TrainConfig, calibrate, fit, logits_for, model_inputs, prepare, score, weights_tag
 
 #: Protocols whose folds are different experiments (directions), reported one row each.
 PER_FOLD_ROWS = {"cross-speaker", "cross-corpus"}
@@ -121,7 +122,9 @@ def run_benchmark(
             own = model.state_dict()
             model.load_state_dict({k: v for k, v in probe.state_dict().items() if own[k].shape == v.shape}, strict=False)
             fit(model, inputs, y, split, tc, features, progress=False)
+            calibrate(model, inputs, y, split.val, features)
             metrics, probs = score(model, inputs, split.test, data.utts, features)
+            metrics["calibration"] = calibration_report(logits_for(model, inputs, split.test, features), y[split.test], model.temperature)
             pred = [labels[k] for k in probs.argmax(1)]
             results.append({"split": split.description, "metrics": metrics, "seconds": time.perf_counter() - t_fold,
                             "true": [data.utts[i].emotion for i in split.test], "pred": pred, "labels": labels})
@@ -141,6 +144,10 @@ def run_benchmark(
                 "folds": len(group), "n": int(sum(r["metrics"]["n"] for r in group)),
                 "accuracy": [r["metrics"]["accuracy"] for r in group], "uar": [r["metrics"]["uar"] for r in group],
                 "macro_f1": [r["metrics"]["macro_f1"] for r in group],
+                "ece_before": [r["metrics"]["calibration"]["ece_before"] for r in group],
+                "ece_after": [r["metrics"]["calibration"]["ece_after"] for r in group],
+                "nll_before": [r["metrics"]["calibration"]["nll_before"] for r in group],
+                "nll_after": [r["metrics"]["calibration"]["nll_after"] for r in group],
                 "wall_s": round(time.perf_counter() - t_cell if len(groups) == 1 else sum(r["seconds"] for r in group), 1),
                 "confusion_png": f"{slug}.png", "pooled": pooled, "splits": [r["split"] for r in group],
                 "train": tc.to_dict(), "features": features.to_dict(),
@@ -151,10 +158,11 @@ def run_benchmark(
 
 
 def report_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| corpus · protocol | backbone | finetune | folds | n | accuracy | UAR | macro-F1 | wall s |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| corpus · protocol | backbone | finetune | folds | n | accuracy | UAR | macro-F1 | ECE before → after | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['backbone']} | {r['finetune']} | {r['folds']} | {r['n']} | {_mean_std(r['accuracy'])} | "
-                     f"{_mean_std(r['uar'])} | {_mean_std(r['macro_f1'])} | {r['wall_s']} |")
+                     f"{_mean_std(r['uar'])} | {_mean_std(r['macro_f1'])} | {np.mean(r['ece_before']):.3f} → {np.mean(r['ece_after']):.3f} | {r['wall_s']} |")
     return "\n".join(lines)
 
 

@@ -49,6 +49,8 @@ class EmotionClassifier(nn.Module):
         self.labels = list(labels)
         self.finetune = finetune
         self.spec = input_spec(backbone)
+        #: softmax temperature fitted on held-out data (1.0: uncalibrated)
+        self.temperature = 1.0
         self.embed_dim = parts.embed_dim
         self.body = parts.body
         self.head = parts.head
@@ -118,6 +120,7 @@ def save_model(
         "finetune": model.finetune,
         "features": features.to_dict(),
         "training": training or {},
+        "calibration": {"temperature": model.temperature},
         "versions": software_versions(),
     }
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
@@ -148,4 +151,5 @@ def load_model(directory: str | Path) -> tuple[EmotionClassifier, FeatureConfig,
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise ModelError(f"{w_path}: weights do not match backbone {backbone!r}: {str(err).splitlines()[0]}") from None
+    model.temperature = float(config.get("calibration", {}).get("temperature", 1.0))
     return model.eval(), features, config

@@ -94,8 +94,9 @@ class EmotionRecognizer:
         return specs, names, single
 
     def probabilities(self, specs: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
-        """Class probabilities ``(n, n_labels)`` for precomputed spectrograms."""
-        return torch.softmax(predict_logits(self.model, specs, self.features, batch_size), dim=1).numpy()
+        """Calibrated class probabilities ``(n, n_labels)`` for precomputed spectrograms."""
+        logits = predict_logits(self.model, specs, self.features, batch_size)
+        return torch.softmax(logits / self.model.temperature, dim=1).numpy()
 
     def predict_proba(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None = None) -> np.ndarray:
         """Probabilities over :attr:`labels`: ``(n_labels,)`` for one input, ``(n, n_labels)`` for several."""

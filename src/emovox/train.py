@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .backbones import Standardize
+from .calibration import calibration_report, fit_temperature
 from .corpora.base import Utterance
 from .errors import EmovoxError
 from .extract import ArrayCache, default_cache_dir, extract_features
@@ -249,16 +250,28 @@ def fit(
 
 
 @torch.inference_mode()
-def score(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], idx: Sequence[int], utts: Sequence[Utterance],
-          features: FeatureConfig) -> tuple[dict[str, Any], np.ndarray]:
-    """Metrics of ``model`` on the utterances ``idx`` (and their probabilities)."""
+def logits_for(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], idx: Sequence[int], features: FeatureConfig) -> torch.Tensor:
+    """Uncalibrated logits of ``model`` for the utterances ``idx`` of ``inputs``."""
     model.eval()
     idx = torch.as_tensor(np.asarray(list(idx), dtype=np.int64))
     run = _forward(model, inputs, features)
-    logits = torch.cat([run(idx[i : i + 64]) for i in range(0, len(idx), 64)]) if len(idx) else torch.empty(0, len(model.labels))
-    probs = torch.softmax(logits, 1).numpy()
+    return torch.cat([run(idx[i : i + 64]) for i in range(0, len(idx), 64)]) if len(idx) else torch.empty(0, len(model.labels))
+
+
+def score(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], idx: Sequence[int], utts: Sequence[Utterance],
+          features: FeatureConfig) -> tuple[dict[str, Any], np.ndarray]:
+    """Metrics of ``model`` on the utterances ``idx`` (and their calibrated probabilities)."""
+    probs = torch.softmax(logits_for(model, inputs, idx, features) / model.temperature, 1).numpy()
     pred = [model.labels[k] for k in probs.argmax(1)]
     return classification_metrics([utts[i].emotion for i in idx], pred, model.labels), probs
+
+
+def calibrate(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], y: torch.Tensor, idx: Sequence[int],
+              features: FeatureConfig) -> float:
+    """Fit the model's softmax temperature on the utterances ``idx`` (its validation part)."""
+    idx = np.asarray(list(idx), dtype=np.int64)
+    model.temperature = fit_temperature(logits_for(model, inputs, idx, features), y[idx])
+    return model.temperature
 
 
 def train(
@@ -306,6 +319,7 @@ def train(
     history = fit(model, inputs, y, split, cfg, features, progress=progress)
     timings["epochs_s"] = time.perf_counter() - t0
     model.eval()
+    calibrate(model, inputs, y, split.val, features)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     training = cfg.to_dict() | {"split_description": split.description, "sizes": split.sizes(), "n_skipped": len(data.skipped)}
@@ -315,6 +329,7 @@ def train(
     summary: dict[str, Any] = {"labels": labels, "split": split.description, "sizes": split.sizes(), "timings": timings, "history": history}
     if len(split.test):
         metrics, _ = score(model, inputs, split.test, data.utts, features)
+        metrics["calibration"] = calibration_report(logits_for(model, inputs, split.test, features), y[split.test], model.temperature)
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         plot_confusion(metrics, out_dir / "confusion.png")
         log("test: " + format_metrics(metrics))
