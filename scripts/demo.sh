@@ -1,16 +1,11 @@
 #!/usr/bin/env bash
-# The recipe end to end: set up, train on TESS (held-out words), evaluate, predict.
-# Usage: bash scripts/demo.sh [TESS_DIR] [RUN_DIR]
+# The main job: set up (once), then predict the emotion of the example clips
+# with the bundled default model. Extra arguments are passed to `emovox predict`
+# (e.g. your own files: bash scripts/demo.sh my_voice.wav --top-k 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TESS=${1:-../shared/data/tess}
-RUN=${2:-runs/demo-tess}
-if [ ! -d "$TESS" ]; then
-  echo "TESS not found at $TESS: pass its folder as the first argument" >&2
-  exit 1
+bash scripts/setup.sh >&2
+if [ "$#" -eq 0 ]; then
+  set -- examples/ --top-k 2
 fi
-bash scripts/setup.sh
-E=.venv/bin/emovox
-$E train --corpus tess --data "$TESS" --backbone efficientnet_lite0 --split words --epochs 10 --out "$RUN" --overwrite
-$E predict --model "$RUN/model" --top-k 2 "$TESS/YAF_happy/YAF_youth_happy.flac" "$TESS/OAF_sad/OAF_youth_sad.flac" "$TESS/YAF_fear/YAF_youth_fear.flac"
-echo "run folder: $RUN (model/, metrics.json, confusion.png, curves.png, history.json)"
+exec .venv/bin/emovox predict "$@"

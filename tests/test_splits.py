@@ -125,3 +125,16 @@ def test_cross_corpus_scores_only_shared_labels():
     assert len(protocol_folds("cross-corpus", utts)) == 2
     with pytest.raises(EmovoxError, match="unknown protocol"):
         protocol_folds("magic", utts)
+
+
+def test_fixed_validation_and_test_speakers():
+    utts = corpus(2, corpus="t") + corpus(6, corpus="r")
+    s = speaker_split(utts, ["r:spk4", "r:spk5"], val_speakers=["r:spk2", "r:spk3"])
+    _disjoint_cover(s, len(utts))
+    assert {utts[i].speaker_key for i in s.test} == {"r:spk4", "r:spk5"}
+    assert {utts[i].speaker_key for i in s.val} == {"r:spk2", "r:spk3"}
+    assert {utts[i].speaker_key for i in s.train} == {"t:spk0", "t:spk1", "r:spk0", "r:spk1"}
+    with pytest.raises(EmovoxError, match="both"):
+        speaker_split(utts, ["r:spk4"], val_speakers=["r:spk4"])
+    with pytest.raises(EmovoxError, match="validation speaker"):
+        speaker_split(utts, ["r:spk4"], val_speakers=["zz"])

@@ -40,7 +40,7 @@ from .metrics import classification_metrics, plot_confusion
 from .model import EmotionClassifier
 from .splits import protocol_folds
 from .calibration import calibration_report
-from .train import Log, Prepared, TrainConfig, calibrate, fit, logits_for, model_inputs, prepare, score, weights_tag
+from .train import Log, Prepared, TrainConfig, calibrate, fit, logits_for, model_inputs, prepare, score, seed_everything, weights_tag
 
 #: Protocols whose folds are different experiments (directions), reported one row each.
 PER_FOLD_ROWS = {"cross-speaker", "cross-corpus"}
@@ -117,6 +117,7 @@ def run_benchmark(
             labels = sort_labels(data.utts[i].emotion for i in split.train)
             index = {lab: k for k, lab in enumerate(labels)}
             y = torch.tensor([index.get(u.emotion, -1) for u in data.utts])
+            seed_everything(tc.seed)  # every fold starts from the same initialisation, whatever ran before
             model = EmotionClassifier(tc.backbone, labels, weights=None, finetune=tc.finetune, dropout=tc.dropout)
             # Pretrained layers from the probe; the new last layer keeps its fresh initialisation.
             own = model.state_dict()
@@ -126,14 +127,17 @@ def run_benchmark(
             metrics, probs = score(model, inputs, split.test, data.utts, features)
             metrics["calibration"] = calibration_report(logits_for(model, inputs, split.test, features), y[split.test], model.temperature)
             pred = [labels[k] for k in probs.argmax(1)]
-            results.append({"split": split.description, "metrics": metrics, "seconds": time.perf_counter() - t_fold,
+            results.append({"split": split.description, "metrics": metrics,
+                            "test_speakers": sorted({data.utts[i].speaker_key for i in split.test}), "seconds": time.perf_counter() - t_fold,
                             "true": [data.utts[i].emotion for i in split.test], "pred": pred, "labels": labels})
             log(f"{cell['corpus']} {cell['protocol']} {tc.backbone}/{tc.finetune} {split.description}: "
                 f"accuracy {metrics['accuracy']:.3f}, UAR {metrics['uar']:.3f}")
         groups = [[r] for r in results] if cell["protocol"] in PER_FOLD_ROWS else [results]
         for group in groups:
             name = cell.get("name") or f"{cell['corpus']} · {cell['protocol']}"
-            if cell["protocol"] in PER_FOLD_ROWS:
+            if cell["protocol"] == "cross-speaker":
+                name += f" (test {', '.join(group[0]['test_speakers'])})"
+            elif cell["protocol"] in PER_FOLD_ROWS:
                 name += f" ({group[0]['split'].split(' (')[0]})"
             all_labels = sort_labels(itertools.chain.from_iterable(r["labels"] for r in group))
             pooled = classification_metrics(sum((r["true"] for r in group), []), sum((r["pred"] for r in group), []), all_labels)

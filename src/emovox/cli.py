@@ -10,6 +10,8 @@ from pathlib import Path
 from . import __version__
 from .errors import AudioError, EmovoxError
 
+UNCERTAIN_BELOW = 0.4  # same as emovox.recognizer.UNCERTAIN_BELOW, without importing torch for --help
+
 EPILOG = """examples:
   emovox train --corpus tess --data data/tess --split words --out runs/tess
   emovox evaluate runs/tess/model --corpus tess --data data/tess --json eval.json
@@ -79,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--finetune", default="none", choices=FINETUNE, help="what trains besides the head: none (frozen backbone, embeddings computed once), last blocks, or all (default: %(default)s)")
     t.add_argument("--split", default="random", choices=SPLITS, help="random: stratified 70/15/15; speaker: no speaker in two parts; words: no word in two parts (TESS); all: train on everything but 10%% validation (default: %(default)s)")
     t.add_argument("--test-speakers", help="with --split speaker: these speakers form the test part, comma-separated (e.g. YAF)")
+    t.add_argument("--val-speakers", help="with --split speaker: these speakers form the validation part (model selection, calibration), comma-separated")
     t.add_argument("--epochs", type=_positive_int, default=10, help="training epochs (default: %(default)s)")
     t.add_argument("--batch-size", type=_positive_int, default=32, help="mini-batch size (default: %(default)s)")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
@@ -100,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict the emotion of audio files", description="Predict the emotion of audio files or every audio file in folders. Unreadable files are reported on stderr and skipped; the exit status is 1 if any file failed.")
     p.add_argument("inputs", nargs="+", metavar="FILE", help="audio files or folders")
-    p.add_argument("--model", required=True, type=Path, help="model folder (RUN_DIR/model)")
+    p.add_argument("--model", type=Path, default=None, help="model folder (RUN_DIR/model); default: the bundled model, trained on TESS + RAVDESS, whose weights are for NON-COMMERCIAL use only (CC BY-NC data licenses; see MODEL_CARD.md)")
+    p.add_argument("--uncertain-below", type=float, default=UNCERTAIN_BELOW, help="report a prediction as uncertain when its top probability is below this (default: %(default)s)")
     p.add_argument("--format", default="table", choices=["table", "json", "csv"], help="output format: aligned table, JSON lines, or CSV (default: %(default)s)")
     p.add_argument("--top-k", type=_positive_int, default=1, help="show the k most probable labels (default: %(default)s)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="files per inference batch (default: %(default)s)")
@@ -126,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tl = sub.add_parser("timeline", help="emotion over time in a long recording", description="Find the speech in a recording (voice activity detection), classify overlapping windows of it, and print the timeline; optionally save it as CSV, JSON and a PNG plot. The file is read in blocks, so hour-long recordings fit in memory.")
     tl.add_argument("input", type=Path, metavar="FILE", help="audio file")
-    tl.add_argument("--model", required=True, type=Path, help="model folder (RUN_DIR/model)")
+    tl.add_argument("--model", type=Path, default=None, help="model folder (RUN_DIR/model); default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
     tl.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="voice activity detector: auto uses silero-vad when installed, else an energy threshold (default: %(default)s)")
     tl.add_argument("--max-segment", type=float, default=4.0, help="longest window classified at once, seconds (default: %(default)s)")
     tl.add_argument("--hop", type=float, default=2.0, help="largest step between overlapping windows, seconds (default: %(default)s)")
@@ -136,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--plot", type=Path, help="save the probabilities over time as this PNG")
 
     sv = sub.add_parser("serve", help="run the web service and web page", description="Serve a model over HTTP on this machine: POST /v1/predict, GET /v1/labels, GET /healthz, a web page at / and API docs at /docs. Needs: pip install 'emovox[serve]'.")
-    sv.add_argument("model", type=Path, help="model folder (RUN_DIR/model)")
+    sv.add_argument("model", type=Path, nargs="?", default=None, help="model folder (RUN_DIR/model); default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
     sv.add_argument("--port", type=_positive_int, default=8000, help="TCP port (default: %(default)s)")
     sv.add_argument("--max-upload-mb", type=float, default=25.0, help="largest accepted upload, MiB (default: %(default)s)")
@@ -146,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("backbones", help="list the available backbones", description="List the registered pretrained backbones.")
     return parser
+
+
+def _speakers(value: str | None) -> tuple[str, ...] | None:
+    return tuple(s.strip() for s in value.split(",") if s.strip()) if value else None
 
 
 def _load_utts(args):
@@ -163,7 +171,7 @@ def cmd_train(args) -> int:
     weights = None if args.weights.lower() == "none" else args.weights
     cfg = TrainConfig(
         backbone=args.backbone, weights=weights, finetune=args.finetune, split=args.split,
-        test_speakers=tuple(s.strip() for s in args.test_speakers.split(",")) if args.test_speakers else None,
+        test_speakers=_speakers(args.test_speakers), val_speakers=_speakers(args.val_speakers),
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
     )
     feats = FeatureConfig(kind=args.kind, sample_rate=args.sample_rate, n_mels=args.n_mels, duration=args.duration,
@@ -203,9 +211,11 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .recognizer import EmotionRecognizer, expand_inputs
+    from .recognizer import DEFAULT_MODEL_NOTICE, EmotionRecognizer, expand_inputs
 
     rec = EmotionRecognizer.load(args.model)
+    if args.model is None:
+        print(f"note: {DEFAULT_MODEL_NOTICE}", file=sys.stderr)
     paths = expand_inputs(args.inputs)
     if not paths:
         print("emovox: no audio files found in the given folders", file=sys.stderr)
@@ -216,7 +226,7 @@ def cmd_predict(args) -> int:
     k = min(args.top_k, len(rec.labels))
     writer = csv.writer(sys.stdout) if args.format == "csv" else None
     if writer:
-        writer.writerow(["file", "label", "confidence", *rec.labels])
+        writer.writerow(["file", "label", "confidence", "uncertain", *rec.labels])
     elif args.format == "table":
         width = max(len(str(p)) for p in paths)
         print(f"{'file':<{width}}  {'emotion':<9} {'prob':>5}" + ("  next" if k > 1 else ""))
@@ -226,12 +236,17 @@ def cmd_predict(args) -> int:
             print(f"skipped: {result}", file=sys.stderr)
             continue
         if writer:
-            writer.writerow([result.source, result.label, f"{result.confidence:.4f}", *(f"{result.probabilities[lab]:.4f}" for lab in rec.labels)])
+            writer.writerow([result.source, result.label, f"{result.confidence:.4f}", str(result.is_uncertain(args.uncertain_below)).lower(),
+                             *(f"{result.probabilities[lab]:.4f}" for lab in rec.labels)])
         elif args.format == "json":
-            d = result.to_dict()
+            d = result.to_dict(args.uncertain_below)
             d["top"] = [{"label": lab, "probability": p} for lab, p in result.top(k)]
             print(json.dumps(d))
         else:
+            if result.is_uncertain(args.uncertain_below):
+                guesses = ", ".join(f"{lab} {p:.2f}" for lab, p in result.top(max(k, 2)))
+                print(f"{result.source:<{width}}  {'uncertain':<9} {result.confidence:>5.2f}  (best guesses: {guesses})")
+                continue
             rest = "  ".join(f"{lab} {p:.2f}" for lab, p in result.top(k)[1:])
             print(f"{result.source:<{width}}  {result.label:<9} {result.confidence:>5.2f}" + (f"  {rest}" if rest else ""))
         sys.stdout.flush()
@@ -301,7 +316,7 @@ def _timeline(rec, args) -> int:
 def cmd_serve(args) -> int:
     from .serve import serve
 
-    print(f"serving {args.model} on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
+    print(f"serving {args.model or 'the bundled default model'} on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
     serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, workers=args.workers,
           uncertain_below=args.uncertain_below, segment_options={"vad": args.vad})
     return 0

@@ -23,6 +23,15 @@ from .train import predict_logits
 
 AudioInput = Union[str, Path, np.ndarray]
 
+#: The model shipped inside the package (see MODEL_CARD.md; non-commercial use only).
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default"
+#: Below this top probability a prediction is reported as uncertain.
+UNCERTAIN_BELOW = 0.4
+DEFAULT_MODEL_NOTICE = (
+    "using emovox's bundled default model (EfficientNet-Lite0 trained on TESS + RAVDESS, acted English speech); "
+    "its weights inherit the data's CC BY-NC licenses: non-commercial use only (see MODEL_CARD.md)"
+)
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -39,8 +48,13 @@ class Prediction:
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "label": self.label, "confidence": self.confidence, "probabilities": self.probabilities}
+    def is_uncertain(self, threshold: float = UNCERTAIN_BELOW) -> bool:
+        """True when the top probability is below ``threshold``: a guess, not an answer."""
+        return self.confidence < threshold
+
+    def to_dict(self, threshold: float = UNCERTAIN_BELOW) -> dict[str, Any]:
+        return {"source": self.source, "label": self.label, "confidence": self.confidence,
+                "uncertain": self.is_uncertain(threshold), "probabilities": self.probabilities}
 
 
 def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
@@ -61,8 +75,12 @@ class EmotionRecognizer:
         self.config = config or {}
 
     @classmethod
-    def load(cls, path: str | Path) -> EmotionRecognizer:
-        """Load a model folder written by ``emovox train`` (``RUN_DIR/model``)."""
+    def load(cls, path: str | Path | None = None) -> EmotionRecognizer:
+        """Load a model folder written by ``emovox train`` (``RUN_DIR/model``), or the bundled default model."""
+        if path is None or str(path) == "default":
+            if not (DEFAULT_MODEL / "config.json").is_file():
+                raise ModelError(f"{DEFAULT_MODEL}: this installation has no bundled default model; pass a model folder")
+            path = DEFAULT_MODEL
         model, features, config = load_model(path)
         return cls(model, features, config)
 
@@ -172,4 +190,4 @@ class EmotionRecognizer:
         return metrics
 
 
-__all__ = ["AUDIO_EXTENSIONS", "EmotionRecognizer", "ModelError", "Prediction", "expand_inputs"]
+__all__ = ["AUDIO_EXTENSIONS", "DEFAULT_MODEL", "EmotionRecognizer", "ModelError", "Prediction", "UNCERTAIN_BELOW", "expand_inputs"]

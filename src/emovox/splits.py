@@ -95,35 +95,58 @@ def group_split(
     return Split(train_idx, val_idx, test_idx, f"{what}-independent: {len(test_set)} test, {len(val_set)} validation {what}s")
 
 
+def _select_speakers(utts: Sequence[Utterance], wanted: Sequence[str], role: str) -> np.ndarray:
+    """Mask of utterances whose speaker id (or ``corpus:id``) is in ``wanted``."""
+    wanted_set = set(wanted)
+    mask = np.array([u.speaker in wanted_set or u.speaker_key in wanted_set for u in utts])
+    found = {u.speaker for u, m in zip(utts, mask) if m} | {u.speaker_key for u, m in zip(utts, mask) if m}
+    unknown = wanted_set - found
+    if unknown:
+        known = sorted({u.speaker_key for u in utts})
+        raise EmovoxError(f"{role} speaker(s) {', '.join(sorted(unknown))} not in the data; speakers are {', '.join(known)}")
+    return mask
+
+
 def speaker_split(
     utts: Sequence[Utterance],
     test_speakers: Sequence[str] | None = None,
     val: float = 0.15,
     test: float = 0.15,
     seed: int = 0,
+    val_speakers: Sequence[str] | None = None,
 ) -> Split:
-    """Speaker-independent split; ``test_speakers`` (ids or ``corpus:id``) fixes the test speakers."""
+    """Speaker-independent split.
+
+    ``test_speakers`` and ``val_speakers`` (ids or ``corpus:id``) fix those
+    parts; otherwise speakers are drawn with ``seed``. With fewer than three
+    speakers left for training and validation, validation is a stratified
+    share of the training speakers' utterances.
+    """
     keys = np.array([u.speaker_key for u in utts])
-    if not test_speakers:
+    if not test_speakers and not val_speakers:
         return group_split(utts, keys, val, test, seed, what="speaker")
-    wanted = set(test_speakers)
-    in_test = np.array([u.speaker in wanted or u.speaker_key in wanted for u in utts])
-    found = {u.speaker for u, t in zip(utts, in_test) if t} | {u.speaker_key for u, t in zip(utts, in_test) if t}
-    unknown = wanted - found
-    if unknown:
-        raise EmovoxError(f"test speaker(s) {', '.join(sorted(unknown))} not in the data; speakers are {', '.join(sorted(set(keys.tolist())))}")
     idx = np.arange(len(utts))
+    in_test = _select_speakers(utts, test_speakers, "test") if test_speakers else np.zeros(len(utts), bool)
+    if val_speakers:
+        in_val = _select_speakers(utts, val_speakers, "validation")
+        if (in_val & in_test).any():
+            raise EmovoxError("a speaker cannot be both a test and a validation speaker")
+        if (in_val | in_test).all():
+            raise EmovoxError("every speaker is a test or validation speaker: nothing left to train on")
+        return Split(idx[~in_val & ~in_test], idx[in_val], idx[in_test],
+                     f"test speakers {', '.join(sorted(test_speakers or [])) or 'none'}; validation speakers {', '.join(sorted(val_speakers))}")
     test_idx, rest = idx[in_test], idx[~in_test]
     if len(rest) == 0:
         raise EmovoxError("every speaker is a test speaker: nothing left to train on")
     rest_keys = keys[rest]
-    labels = np.array([u.emotion for u in utts])
+    wanted = ", ".join(sorted(test_speakers))
     if len(set(rest_keys.tolist())) >= 3:
         val_set, _ = _group_parts(rest_keys, [val], seed)
         is_val = np.isin(rest_keys, list(val_set))
-        return Split(rest[~is_val], rest[is_val], test_idx, f"test speakers {', '.join(sorted(wanted))}; validation speakers {', '.join(sorted(val_set))}")
+        return Split(rest[~is_val], rest[is_val], test_idx, f"test speakers {wanted}; validation speakers {', '.join(sorted(val_set))}")
+    labels = np.array([u.emotion for u in utts])
     train_idx, val_idx = _stratified(rest, labels, val, seed)
-    return Split(train_idx, val_idx, test_idx, f"test speakers {', '.join(sorted(wanted))}; validation shares training speakers")
+    return Split(train_idx, val_idx, test_idx, f"test speakers {wanted}; validation shares training speakers")
 
 
 def words_split(utts: Sequence[Utterance], val: float = 0.15, test: float = 0.15, seed: int = 0) -> Split:
@@ -140,12 +163,15 @@ def all_split(utts: Sequence[Utterance], val: float = 0.1, seed: int = 0) -> Spl
     return Split(train_idx, val_idx, val_idx[:0], f"all data; stratified {val:.0%} validation, no test part")
 
 
-def make_split(name: str, utts: Sequence[Utterance], seed: int = 0, test_speakers: Sequence[str] | None = None) -> Split:
+def make_split(
+    name: str, utts: Sequence[Utterance], seed: int = 0, test_speakers: Sequence[str] | None = None,
+    val_speakers: Sequence[str] | None = None,
+) -> Split:
     """Dispatch on a split name from :data:`SPLITS`."""
     if name == "random":
         return random_split(utts, seed=seed)
     if name == "speaker":
-        return speaker_split(utts, test_speakers, seed=seed)
+        return speaker_split(utts, test_speakers, seed=seed, val_speakers=val_speakers)
     if name == "words":
         return words_split(utts, seed=seed)
     if name == "all":

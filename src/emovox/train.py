@@ -46,6 +46,7 @@ class TrainConfig:
     finetune: str = "none"
     split: str = "random"
     test_speakers: tuple[str, ...] | None = None
+    val_speakers: tuple[str, ...] | None = None
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3
@@ -56,6 +57,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["test_speakers"] = list(self.test_speakers) if self.test_speakers else None
+        d["val_speakers"] = list(self.val_speakers) if self.val_speakers else None
         return d
 
 
@@ -302,7 +304,7 @@ def train(
     t0 = time.perf_counter()
     data = prepare(utts, features, workers=workers, cache_dir=cache_dir, use_cache=use_cache, progress=progress, log=log)
     timings["features_s"] = time.perf_counter() - t0
-    split = make_split(cfg.split, data.utts, seed=cfg.seed, test_speakers=cfg.test_speakers)
+    split = make_split(cfg.split, data.utts, seed=cfg.seed, test_speakers=cfg.test_speakers, val_speakers=cfg.val_speakers)
     if len(split.train) == 0 or len(split.val) == 0:
         raise EmovoxError(f"split {cfg.split!r} left an empty part: {split.sizes()}")
     labels = sort_labels(data.utts[i].emotion for i in split.train)
