@@ -213,3 +213,8 @@ def test_cli_timeline_and_predict_segments(rec, tmp_path, capsys):
     assert main(["predict", "--model", str(model), "--segments", "--vad", "energy", str(wav)]) == 0
     out = capsys.readouterr().out
     assert f"== {wav}" in out and "angry" in out and "sad" in out
+
+
+def test_recognizer_segments_is_the_timeline(rec):
+    tl = rec.segments(angry_quiet_sad(), sample_rate=SR, vad="energy")
+    assert [s.label for s in tl] == ["angry", "sad"]

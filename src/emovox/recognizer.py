@@ -149,6 +149,8 @@ class EmotionRecognizer:
             return segment_signal(self, x, sample_rate, **options)
         return segment_file(self, x, **options)
 
+    segments = timeline  # the name used for long audio elsewhere in the docs
+
     def predict_files(self, paths: Iterable[str | Path], batch_size: int = 32) -> Iterator[Prediction | AudioError]:
         """Stream predictions over many files, ``batch_size`` at a time, in input order.
 
