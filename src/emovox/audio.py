@@ -72,18 +72,7 @@ def prepare_signal(
     ``y`` is ``(samples,)`` or ``(channels, samples)``; the same checks as
     :func:`load_audio` apply (``source`` names it in error messages).
     """
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim == 2:
-        # Accept both (channels, samples) and (samples, channels).
-        y = y.mean(axis=0 if y.shape[0] <= y.shape[1] else 1)
-    if y.ndim != 1:
-        raise AudioError(source, f"expected a 1-D or 2-D signal, got shape {y.shape}")
-    if sr <= 0:
-        raise AudioError(source, f"invalid sample rate {sr}")
-    if y.size == 0:
-        raise AudioError(source, "contains no audio samples")
-    if not np.all(np.isfinite(y)):
-        raise AudioError(source, "contains NaN or infinite samples")
+    y = mono_signal(y, sr, source)
     if float(np.max(np.abs(y))) < SILENCE_PEAK:
         raise AudioError(source, "is silent (peak below -80 dBFS)")
     if sr != sample_rate:
@@ -98,6 +87,26 @@ def prepare_signal(
             y = trimmed
     if duration is not None:
         y = fix_length(y, int(round(duration * sample_rate)))
+    return y
+
+
+def mono_signal(y: np.ndarray, sr: int, source: str | Path = "<array>") -> np.ndarray:
+    """Check an in-memory signal and mix it down to mono float32.
+
+    Accepts ``(samples,)``, ``(channels, samples)`` or ``(samples, channels)``;
+    raises :class:`AudioError` for a bad shape or rate, no samples, or NaN/inf.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim == 2:
+        y = y.mean(axis=0 if y.shape[0] <= y.shape[1] else 1)
+    if y.ndim != 1:
+        raise AudioError(source, f"expected a 1-D or 2-D signal, got shape {y.shape}")
+    if sr <= 0:
+        raise AudioError(source, f"invalid sample rate {sr}")
+    if y.size == 0:
+        raise AudioError(source, "contains no audio samples")
+    if not np.all(np.isfinite(y)):
+        raise AudioError(source, "contains NaN or infinite samples")
     return y
 
 

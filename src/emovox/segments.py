@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import soundfile as sf
 
-from .audio import SILENCE_PEAK
+from .audio import SILENCE_PEAK, mono_signal
 from .errors import AudioError, EmovoxError
 from .features import signal_features
 
@@ -185,18 +185,7 @@ class _Source:
 
 class _ArraySource(_Source):
     def __init__(self, y: np.ndarray, sr: int, name: str):
-        y = np.asarray(y, dtype=np.float32)
-        if y.ndim == 2:
-            y = y.mean(axis=0 if y.shape[0] <= y.shape[1] else 1)
-        if y.ndim != 1:
-            raise AudioError(name, f"expected a 1-D or 2-D signal, got shape {y.shape}")
-        if sr <= 0:
-            raise AudioError(name, f"invalid sample rate {sr}")
-        if y.size == 0:
-            raise AudioError(name, "contains no audio samples")
-        if not np.all(np.isfinite(y)):
-            raise AudioError(name, "contains NaN or infinite samples")
-        self.y, self.sample_rate, self.name = y, int(sr), name
+        self.y, self.sample_rate, self.name = mono_signal(y, sr, name), int(sr), name
 
     def native_blocks(self, block_s: float) -> Iterator[np.ndarray]:
         n = max(1, int(block_s * self.sample_rate))
