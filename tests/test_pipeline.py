@@ -120,7 +120,7 @@ def test_cli_predict_table_json_csv_and_bad_file(run_dir, tone_corpus, tmp_path,
 
     assert main(["predict", "--model", model, "--format", "csv", str(folder / "angry_01.wav")]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert rows[0] == ["file", "label", "confidence", "angry", "neutral", "sad"] and rows[1][1] == "angry"
+    assert rows[0] == ["file", "label", "confidence", "uncertain", "angry", "neutral", "sad"] and rows[1][1] == "angry"
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, capsys):

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from emovox.recognizer import EmotionRecognizer  # noqa: E402
 from emovox.serve import create_app  # noqa: E402
 
-from helpers_models import quiet, tone_model, tone_signal  # noqa: E402
+from helpers_models import quiet, random_model, tone_model, tone_signal  # noqa: E402
 from helpers_server import running_server  # noqa: E402
 
 SR = 16000
@@ -83,10 +83,15 @@ def test_raw_body_upload_is_accepted(client):
     assert r.status_code == 200 and r.json()["label"] == "angry" and r.json()["filename"] == "raw.wav"
 
 
-def test_uncertain_when_top_probability_is_below_the_threshold(rec, upload_dir):
-    with TestClient(create_app(rec, tmp_dir=upload_dir, uncertain_below=1.0)) as c:
-        d = post(c, wav_bytes(tone_signal("neutral", 1.2))).json()
-    assert d["uncertain"] is True and d["threshold"] == 1.0
+def test_uncertain_when_top_probability_is_below_the_threshold(upload_dir, tmp_path):
+    rec = EmotionRecognizer.load(random_model(tmp_path))  # untrained: moderate probabilities
+    clip = tone_signal("neutral", 1.2)
+    conf = rec.predict(clip, sample_rate=16000).confidence
+    assert 0 < conf < 1
+    for threshold, uncertain in ((conf * 0.99, False), (min(1.0, conf * 1.01 + 1e-6), True)):
+        with TestClient(create_app(rec, tmp_dir=upload_dir, uncertain_below=threshold)) as c:
+            d = post(c, wav_bytes(clip)).json()
+        assert d["uncertain"] is uncertain and d["threshold"] == pytest.approx(threshold)
 
 
 def test_labels_health_page_and_docs(client):
