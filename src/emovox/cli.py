@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segments", action="store_true", help="long recordings: find the speech, classify overlapping windows and print a timeline per file (see 'emovox timeline' for its options)")
     p.add_argument("--plot", type=Path, help="with --segments and one file: save the timeline as this PNG")
     p.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="with --segments: voice activity detector (default: %(default)s)")
+    p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"], help="inference engine: auto uses ONNX Runtime when the model folder has an up-to-date model.onnx (see 'emovox export'), else PyTorch (default: %(default)s)")
+
+    x = sub.add_parser("export", help="export a model to ONNX for ONNX Runtime", description="Export a model folder to ONNX (images -> logits; batch and image size dynamic), checked against PyTorch before it is written. 'emovox predict' then uses ONNX Runtime for it. Needs: pip install 'emovox[onnx]'.")
+    x.add_argument("model", type=Path, help="model folder (RUN_DIR/model)")
+    x.add_argument("--onnx", type=Path, default=None, metavar="OUT.onnx", help="ONNX file to write (default: MODEL/model.onnx)")
+    x.add_argument("--int8", action="store_true", help="also write an int8-weight copy beside it (model.int8.onnx; smaller, less exact)")
+    x.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (default: %(default)s)")
+    x.add_argument("--overwrite", action="store_true", help="replace existing ONNX files")
 
     d = sub.add_parser("download", help="fetch a public corpus", description="Download, verify and extract a public corpus into the layout its loader reads, printing its license first. Idempotent and resumable; corpora that need registration or Git LFS get exact instructions instead.")
     from .download import SOURCES
@@ -213,7 +221,7 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from .recognizer import DEFAULT_MODEL_NOTICE, EmotionRecognizer, expand_inputs
 
-    rec = EmotionRecognizer.load(args.model)
+    rec = EmotionRecognizer.load(args.model, engine=args.engine)
     if args.model is None:
         print(f"note: {DEFAULT_MODEL_NOTICE}", file=sys.stderr)
     paths = expand_inputs(args.inputs)
@@ -253,6 +261,13 @@ def cmd_predict(args) -> int:
     if failed:
         print(f"{failed} of {len(paths)} file(s) could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_onnx
+
+    export_onnx(args.model, args.onnx, opset=args.opset, quantize=args.int8, overwrite=args.overwrite, log=print)
+    return 0
 
 
 def cmd_download(args) -> int:
@@ -333,7 +348,7 @@ def cmd_backbones(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download, "benchmark": cmd_benchmark,
-               "timeline": cmd_timeline, "serve": cmd_serve, "backbones": cmd_backbones}[args.command]
+               "timeline": cmd_timeline, "serve": cmd_serve, "backbones": cmd_backbones, "export": cmd_export}[args.command]
     try:
         return handler(args)
     except EmovoxError as err:

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from .corpora.base import AUDIO_EXTENSIONS, Utterance, audio_files
+from .engine import Engine, TorchEngine, select_engine
 from .errors import AudioError, EmovoxError, ModelError
 from .features import FeatureConfig, file_features, signal_features
 from .model import EmotionClassifier, load_model
-from .train import predict_logits
 
 AudioInput = Union[str, Path, np.ndarray]
 
@@ -69,20 +69,28 @@ def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
 class EmotionRecognizer:
     """A trained emotion model with its feature config, ready to predict."""
 
-    def __init__(self, model: EmotionClassifier, features: FeatureConfig, config: dict[str, Any] | None = None):
+    def __init__(self, model: EmotionClassifier, features: FeatureConfig, config: dict[str, Any] | None = None,
+                 engine: Engine | None = None):
         self.model = model.eval()
         self.features = features
         self.config = config or {}
+        #: what runs the model: PyTorch, or ONNX Runtime (see :mod:`emovox.engine`)
+        self.engine = engine or TorchEngine(self.model)
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> EmotionRecognizer:
-        """Load a model folder written by ``emovox train`` (``RUN_DIR/model``), or the bundled default model."""
+    def load(cls, path: str | Path | None = None, engine: str = "auto") -> EmotionRecognizer:
+        """Load a model folder written by ``emovox train`` (``RUN_DIR/model``), or the bundled default model.
+
+        ``engine``: ``"auto"`` (ONNX Runtime when the folder has an up-to-date
+        ``model.onnx``, see ``emovox export``, and onnxruntime is installed;
+        else PyTorch), ``"torch"``, ``"onnx"`` or ``"onnx-int8"``.
+        """
         if path is None or str(path) == "default":
             if not (DEFAULT_MODEL / "config.json").is_file():
                 raise ModelError(f"{DEFAULT_MODEL}: this installation has no bundled default model; pass a model folder")
             path = DEFAULT_MODEL
         model, features, config = load_model(path)
-        return cls(model, features, config)
+        return cls(model, features, config, select_engine(model, path, engine))
 
     @property
     def labels(self) -> list[str]:
@@ -113,7 +121,7 @@ class EmotionRecognizer:
 
     def probabilities(self, specs: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
         """Calibrated class probabilities ``(n, n_labels)`` for precomputed spectrograms."""
-        logits = predict_logits(self.model, specs, self.features, batch_size)
+        logits = self.engine.spec_logits(specs, self.model, self.features, batch_size)
         return torch.softmax(logits / self.model.temperature, dim=1).numpy()
 
     def predict_proba(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None = None) -> np.ndarray:
