@@ -211,3 +211,24 @@ def test_cli_export_and_predict_with_onnx_engine(exported, tmp_path, capsys):
     for a, b in zip(results["onnx"], results["torch"]):
         assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-4)
     assert main(["predict", "--model", str(folder), "--engine", "onnx-int8", str(clips[0])]) == 0
+
+
+def test_training_embeddings_through_onnx_runtime_match_pytorch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from emovox.export import export_body
+    from emovox.features import FeatureConfig
+    from emovox.model import EmotionClassifier
+    from emovox.train import Prepared, embed, images
+
+    torch.manual_seed(0)
+    model = EmotionClassifier("efficientnet_lite0", ["a", "b"], weights=None).eval()
+    feats = FeatureConfig(image_size=64)
+    rng = np.random.default_rng(0)
+    specs = [rng.uniform(-80, 0, (128, 101)).astype(np.float32) for _ in range(70)]  # >= 2 batches: the ONNX path
+    data = Prepared([None] * 70, specs, [None] * 70, [], feats, None)
+    got = embed(model, data, progress=False)
+    with torch.inference_mode():
+        ref = torch.cat([model.embed(images(specs[i : i + 32], model, feats)) for i in range(0, 70, 32)])
+    assert got.shape == (70, model.embed_dim)
+    assert torch.allclose(got, ref, rtol=1e-3, atol=1e-4 * float(ref.abs().max()))
+    assert export_body(model, tmp_path / "body.onnx", 64).is_file()
