@@ -42,9 +42,15 @@ def load_audio(
         raise AudioError(path, "is a folder, not an audio file")
     if path.stat().st_size == 0:
         raise AudioError(path, "file is empty (0 bytes)")
+    y, sr = decode(path)
+    return prepare_signal(y, sr, sample_rate, trim=trim, top_db=top_db, duration=duration, source=path)
+
+
+def decode(path: str | Path) -> tuple[np.ndarray, int]:
+    """The whole file as ``(mono float32 signal, sample rate)``: libsndfile, else librosa's audioread backend."""
     try:
         y, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        y = y.mean(axis=1)
+        return y.mean(axis=1), int(sr)
     except Exception as sf_err:  # libsndfile cannot read it: try audioread/ffmpeg
         try:
             import librosa
@@ -52,9 +58,9 @@ def load_audio(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 y, sr = librosa.load(str(path), sr=None, mono=True)
+            return y, int(sr)
         except Exception:
             raise AudioError(path, f"not a readable audio file ({sf_err})") from None
-    return prepare_signal(y, int(sr), sample_rate, trim=trim, top_db=top_db, duration=duration, source=path)
 
 
 def prepare_signal(

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import soundfile as sf
 
-from .audio import SILENCE_PEAK, mono_signal
+from .audio import SILENCE_PEAK, decode, mono_signal
 from .errors import AudioError, EmovoxError
 from .features import signal_features
 
@@ -232,15 +232,8 @@ def _open_file(path: str | Path, max_whole_mb: float) -> _Source:
         if size > max_whole_mb * 1e6:
             raise AudioError(path, f"cannot be read in blocks ({sf_err}) and is too large ({size / 1e6:.0f} MB) to decode "
                                    f"whole; convert it to WAV or FLAC") from None
-        try:
-            import librosa
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                y, sr = librosa.load(str(path), sr=None, mono=True)
-        except Exception:
-            raise AudioError(path, f"not a readable audio file ({sf_err})") from None
-        return _ArraySource(y, int(sr), str(path))
+        y, sr = decode(path)
+        return _ArraySource(y, sr, str(path))
 
 
 # --------------------------------------------------------------------------- voice activity
