@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sv = sub.add_parser("serve", help="run the web service and web page", description="Serve a model over HTTP on this machine: POST /v1/predict, GET /v1/labels, GET /healthz, a web page at / and API docs at /docs. Needs: pip install 'emovox[serve]'.")
     sv.add_argument("model", type=Path, nargs="?", default=None, help="model folder (RUN_DIR/model); default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
+    sv.add_argument("--model", dest="model_option", metavar="DIR", type=Path, default=None, help="the same as the model argument")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
     sv.add_argument("--port", type=_positive_int, default=8000, help="TCP port (default: %(default)s)")
     sv.add_argument("--max-upload-mb", type=float, default=25.0, help="largest accepted upload, MiB (default: %(default)s)")
@@ -331,6 +332,10 @@ def _timeline(rec, args) -> int:
 def cmd_serve(args) -> int:
     from .serve import serve
 
+    if args.model_option is not None:
+        if args.model is not None and args.model != args.model_option:
+            raise EmovoxError(f"two different models given: {args.model} and --model {args.model_option}")
+        args.model = args.model_option
     print(f"serving {args.model or 'the bundled default model'} on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
     serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, workers=args.workers,
           uncertain_below=args.uncertain_below, segment_options={"vad": args.vad})
