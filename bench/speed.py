@@ -98,12 +98,12 @@ def training_comparison(data_dir: Path, limit: int | None, epochs: int) -> dict:
             "speedup_end_to_end": (t_features + t_plain) / (t_features + t_pass + t_epochs)}
 
 
-def inference(data_dir: Path, n_files: int, batch_size: int, engine: str) -> dict:
+def inference(data_dir: Path, n_files: int, batch_size: int, engine: str, model: str | None = None) -> dict:
     """Throughput, latency and peak memory of predict_files in this (fresh) process."""
     paths = sorted(data_dir.rglob("*.flac"))
     paths = [paths[i % len(paths)] for i in range(n_files)]
     audio_s = sum(sf.info(p).duration for p in paths)
-    rec = EmotionRecognizer.load(engine=engine)
+    rec = EmotionRecognizer.load(model, engine=engine)
     list(rec.predict_files(paths[:8], batch_size=8))  # warm-up
     t0 = time.perf_counter()
     n = sum(1 for r in rec.predict_files(paths, batch_size=batch_size) if not isinstance(r, Exception))
@@ -116,7 +116,9 @@ def inference(data_dir: Path, n_files: int, batch_size: int, engine: str) -> dic
         t = time.perf_counter()
         rec.predict(clip)
         lat.append(time.perf_counter() - t)
-    return {"engine": type(rec.engine).__name__, "files": n, "audio_s": audio_s, "seconds": total, "files_per_s": n / total,
+    import os
+
+    return {"engine": engine, "backbone": rec.model.backbone, "cores": len(os.sched_getaffinity(0)), "files": n, "audio_s": audio_s, "seconds": total, "files_per_s": n / total,
             "rtf": total / audio_s, "clip_s": sf.info(clip).duration,
             "latency_p50_ms": 1000 * float(np.percentile(lat, 50)), "latency_p95_ms": 1000 * float(np.percentile(lat, 95)),
             "peak_rss_mb": peak_rss_mb()}
@@ -133,13 +135,73 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def inference_in_child(data_dir: Path, n_files: int, batch_size: int, engine: str) -> dict:
-    """Run :func:`inference` in a new process, so that peak memory is its own."""
+def inference_in_child(data_dir: Path, n_files: int, batch_size: int, engine: str, *, cores: int = 2, model: Path | None = None) -> dict:
+    """Run :func:`inference` in a new process (own peak memory), pinned to ``cores`` CPU cores."""
+    import os
     import subprocess
 
-    out = subprocess.run([sys.executable, __file__, "--child", engine, "--files", str(n_files), "--batch-size", str(batch_size),
-                          "--data", str(data_dir)], capture_output=True, text=True, check=True).stdout
+    cmd = [sys.executable, __file__, "--child", engine, "--files", str(n_files), "--batch-size", str(batch_size), "--data", str(data_dir)]
+    if model:
+        cmd += ["--model", str(model)]
+    env = dict(os.environ)
+    if cores < len(os.sched_getaffinity(0)):
+        cmd = ["taskset", "-c", ",".join(map(str, sorted(os.sched_getaffinity(0))[:cores]))] + cmd
+        env["OMP_NUM_THREADS"] = str(cores)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def vgg16_model(tmp: Path) -> Path:
+    """A VGG16 classifier folder with its ONNX export, for timing (random weights: no download here; speed is the same)."""
+    from emovox.export import export_onnx
+    from emovox.model import save_model
+
+    seed_everything(0)
+    model = EmotionClassifier("vgg16", ["angry", "calm", "disgust", "fear", "happy", "neutral", "sad", "surprise"], weights=None)
+    d = save_model(model, tmp / "vgg16", FeatureConfig())
+    export_onnx(d)
+    return d
+
+
+def int8_cost(ravdess: Path) -> dict:
+    """Accuracy of the bundled model's fp32 and int8 ONNX exports on the held-out RAVDESS actors 17-18."""
+    import shutil
+    import tempfile
+
+    from emovox.export import export_onnx
+    from emovox.recognizer import DEFAULT_MODEL
+
+    utts = [u for u in load_corpus("ravdess", ravdess) if u.speaker in ("17", "18")]
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "m"
+        shutil.copytree(DEFAULT_MODEL, d)
+        export_onnx(d, quantize=True, overwrite=True)
+        acc = {e: EmotionRecognizer.load(d, engine=e).evaluate(utts, use_cache=False, progress=False)["accuracy"] for e in ("onnx", "onnx-int8")}
+    return {"n": len(utts), "accuracy_fp32": acc["onnx"], "accuracy_int8": acc["onnx-int8"]}
+
+
+def measure_inference(args: argparse.Namespace, out: dict) -> None:
+    """The inference rows (both engines, 1 and 2 cores, cost growth, VGG16) and int8's accuracy cost."""
+    rows = out["inference"] = [inference_in_child(args.data, args.files, args.batch_size, e, cores=c)
+                               for e, c in (("onnx", 2), ("onnx", 1), ("torch", 2), ("torch", 1))]
+    rows += [inference_in_child(args.data, n, args.batch_size, "onnx") for n in map(int, args.growth.split(",")) if n != args.files]
+    if not args.skip_vgg16:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            vgg = vgg16_model(Path(tmp))
+            n_vgg = max(50, args.files // 10)
+            rows += [inference_in_child(args.data, n_vgg, args.batch_size, e, model=vgg) for e in ("onnx", "torch")]
+    print(f"\nInference, batch {args.batch_size}; times include decoding and log-mels; every clip is analysed as 3 s\n")
+    print("| backbone | engine | cores | files | files/s | real-time factor | single clip p50 ms | p95 ms | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['backbone']} | {r['engine']} | {r['cores']} | {r['files']} | {r['files_per_s']:.1f} | {r['rtf']:.4f} | "
+              f"{r['latency_p50_ms']:.0f} | {r['latency_p95_ms']:.0f} | {r['peak_rss_mb']:.0f} |")
+    if args.ravdess.is_dir():
+        q = out["int8"] = int8_cost(args.ravdess)
+        print(f"\nint8 (dynamic quantisation) vs fp32 ONNX, bundled model, held-out RAVDESS actors 17-18 (n={q['n']}): "
+              f"accuracy {q['accuracy_int8']:.1%} vs {q['accuracy_fp32']:.1%}")
 
 
 def main() -> None:
@@ -152,10 +214,14 @@ def main() -> None:
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--growth", default="100,1000,5000", help="file counts for the cost-growth rows (ONNX engine)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--model", help=argparse.SUPPRESS)
+    ap.add_argument("--ravdess", type=Path, default=ROOT.parent / "shared" / "data" / "ravdess")
+    ap.add_argument("--skip-vgg16", action="store_true")
+    ap.add_argument("--skip-inference", action="store_true")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "speed.json")
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(inference(args.data, args.files, args.batch_size, args.child)))
+        print(json.dumps(inference(args.data, args.files, args.batch_size, args.child, args.model)))
         return
     out: dict = {"torch": torch.__version__, "cores": torch.get_num_threads()}
     if not args.skip_training:
@@ -167,15 +233,8 @@ def main() -> None:
         print(f"| emovox (one cached pass) | {tr['features_s']:.1f} | {tr['emovox_backbone_pass_s']:.1f} | {tr['emovox_epochs_s']:.2f} | "
               f"{tr['features_s'] + tr['emovox_backbone_pass_s'] + tr['emovox_epochs_s']:.1f} | {tr['emovox_accuracy']:.2%} |")
         print(f"\nspeed-up: training {tr['speedup_training']:.1f}x, end to end {tr['speedup_end_to_end']:.1f}x")
-    rows = out["inference"] = [inference_in_child(args.data, args.files, args.batch_size, e) for e in ("torch", "onnx")]
-    rows += [inference_in_child(args.data, n, args.batch_size, "onnx") for n in map(int, args.growth.split(",")) if n != args.files]
-    print(f"\nInference with the bundled model (EfficientNet-Lite0), batch {args.batch_size}, {torch.get_num_threads()} cores; "
-          "times include decoding and log-mels\n")
-    print("| engine | files | audio s | files/s | real-time factor | single 3 s clip p50 ms | p95 ms | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in sorted(rows, key=lambda r: (r["engine"], r["files"])):
-        print(f"| {r['engine']} | {r['files']} | {r['audio_s']:.0f} | {r['files_per_s']:.1f} | {r['rtf']:.4f} | "
-              f"{r['latency_p50_ms']:.0f} | {r['latency_p95_ms']:.0f} | {r['peak_rss_mb']:.0f} |")
+    if not args.skip_inference:
+        measure_inference(args, out)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=2) + "\n")
     print(f"\nwritten {args.json}")

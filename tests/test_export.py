@@ -232,3 +232,20 @@ def test_training_embeddings_through_onnx_runtime_match_pytorch(tmp_path):
     assert got.shape == (70, model.embed_dim)
     assert torch.allclose(got, ref, rtol=1e-3, atol=1e-4 * float(ref.abs().max()))
     assert export_body(model, tmp_path / "body.onnx", 64).is_file()
+
+
+def test_vgg16_exports_for_its_fixed_image_size(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from emovox.export import export_onnx
+    from emovox.features import FeatureConfig
+    from emovox.model import EmotionClassifier, save_model
+
+    torch.manual_seed(0)
+    # 224: VGG16's 7x7 adaptive pooling is exportable only where it is a plain reshape
+    d = save_model(EmotionClassifier("vgg16", ["a", "b", "c"], weights=None), tmp_path / "vgg", FeatureConfig(image_size=224))
+    notes = []
+    export_onnx(d, log=notes.append)
+    assert any("224x224 images only" in n for n in notes)
+    rec_onnx, rec_torch = EmotionRecognizer.load(d, engine="onnx"), EmotionRecognizer.load(d, engine="torch")
+    specs = [np.random.default_rng(i).uniform(-80, 0, (128, 101)).astype(np.float32) for i in range(3)]
+    assert np.allclose(rec_onnx.probabilities(specs), rec_torch.probabilities(specs), atol=1e-4)

@@ -41,7 +41,7 @@ def check_sizes(image_size: int) -> tuple[int, int]:
 
 
 def compare(model: EmotionClassifier, path: str | Path, image_size: int, batches: tuple[int, ...] = CHECK_BATCHES,
-            seed: int = 0) -> dict[tuple[int, int], tuple[float, float]]:
+            seed: int = 0, sizes: tuple[int, ...] | None = None) -> dict[tuple[int, int], tuple[float, float]]:
     """Run ``path`` and ``model`` on the same random images, for each batch size and both check sizes.
 
     Returns ``{(batch, side): (max |probability difference|, argmax agreement)}``
@@ -50,7 +50,7 @@ def compare(model: EmotionClassifier, path: str | Path, image_size: int, batches
     engine = OnnxEngine(path)
     rng = np.random.default_rng(seed)
     out = {}
-    for side in check_sizes(image_size):
+    for side in sizes or check_sizes(image_size):
         for batch in batches:
             x = rng.standard_normal((batch, 3, side, side)).astype(np.float32)
             with torch.inference_mode():
@@ -124,22 +124,32 @@ def export_onnx(
     tmp = Path(tempfile.mkdtemp(prefix=".emovox-export-", dir=out.parent))
     try:
         fp32 = tmp / ONNX_FILE
-        _export(model, fp32, size, opset, dynamo)
+        sizes = check_sizes(size)
+        try:
+            _export(model, fp32, size, opset, dynamo)
+        except ModelError as err:
+            if "adaptive" not in str(err):
+                raise
+            # VGG16's adaptive pooling cannot be exported for a variable image size; emovox
+            # always feeds image_size x image_size, so a fixed side (dynamic batch) serves.
+            _export(model, fp32, size, opset, dynamo, spatial=False)
+            sizes = (size,)
+            log(f"exported for {size}x{size} images only (adaptive pooling cannot take a variable size)")
         _add_metadata(fp32, model, model_dir, {"emovox.image_size": str(size), "emovox.weights": "float32"})
-        diffs = compare(model, fp32, size)
+        diffs = compare(model, fp32, size, sizes=sizes)
         worst = max(d for d, _ in diffs.values())
         if not worst < TOLERANCE:
             bad = ", ".join(f"batch {b} at {s}x{s}: {d:.2e}" for (b, s), (d, _) in diffs.items() if not d < TOLERANCE)
             raise ModelError(f"{out}: the ONNX export disagrees with PyTorch (max probability difference {bad}; "
                              f"tolerance {TOLERANCE:g}); nothing was written")
         log(f"checked against PyTorch at batch sizes {', '.join(map(str, CHECK_BATCHES))} and image sizes "
-            f"{' and '.join(map(str, check_sizes(size)))}: max probability difference {worst:.1e}")
+            f"{' and '.join(map(str, sizes))}: max probability difference {worst:.1e}")
         written = [(fp32, out)]
         if quantize:
             q = tmp / INT8_FILE
             _quantize(fp32, q, tmp)
             _add_metadata(q, model, model_dir, {"emovox.image_size": str(size), "emovox.weights": "int8 (dynamic quantisation)"})
-            agree = compare(model, q, size)
+            agree = compare(model, q, size, sizes=sizes)
             rate = float(np.mean([a for _, a in agree.values()]))
             log(f"int8 model runs at both image sizes; argmax agrees with PyTorch on {rate:.0%} of random check images")
             written.append((q, int8))
@@ -170,7 +180,8 @@ def export_body(model: EmotionClassifier, path: str | Path, image_size: int, ops
     return path
 
 
-def _export(model: torch.nn.Module, path: Path, size: int, opset: int, dynamo: bool, name: str | None = None) -> None:
+def _export(model: torch.nn.Module, path: Path, size: int, opset: int, dynamo: bool, name: str | None = None,
+            spatial: bool = True) -> None:
     example = (torch.zeros(2, 3, size, size),)
     model = model.eval()
     name = name or getattr(model, "backbone", type(model).__name__)
@@ -185,7 +196,7 @@ def _export(model: torch.nn.Module, path: Path, size: int, opset: int, dynamo: b
                                   opset_version=opset, dynamo=True, dynamic_shapes=shapes, external_data=False,
                                   verbose=False)
             else:
-                axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch"}}
+                axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"} if spatial else {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
                 torch.onnx.export(model, example, str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                                   opset_version=opset, dynamo=False, dynamic_axes=axes, do_constant_folding=True)
     except Exception as err:
