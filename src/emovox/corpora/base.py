@@ -42,3 +42,21 @@ def audio_files(root: Path) -> list[Path]:
         and p.is_file()
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
+
+
+def load_files(root: str | Path, title: str, parse, subfolder: str | None = None, example: str = "") -> list[Utterance]:
+    """Parse every audio file of a corpus with ``parse(path) -> Utterance``.
+
+    Reads ``root/subfolder`` when it exists (so a full distribution's other
+    folders, e.g. MP3 copies, are not read twice), else ``root`` itself.
+    """
+    from ..errors import CorpusError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise CorpusError(f"{root}: {title} folder not found")
+    folder = root / subfolder if subfolder and (root / subfolder).is_dir() else root
+    out = [parse(p) for p in audio_files(folder)]
+    if not out:
+        raise CorpusError(f"{root}: no {title} audio files found" + (f" (expected {example} ...)" if example else ""))
+    return out

@@ -26,7 +26,7 @@ import re
 from pathlib import Path
 
 from ..errors import CorpusError
-from .base import Utterance, audio_files
+from .base import Utterance, load_files
 
 NAME = "cremad"
 LABEL_MAP = {
@@ -94,11 +94,4 @@ def parse_name(path: Path) -> Utterance:
 
 def load(root: str | Path) -> list[Utterance]:
     """Load every CREMA-D recording in ``root/AudioWAV`` (or directly below ``root``)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise CorpusError(f"{root}: CREMA-D folder not found")
-    folder = root / AUDIO_FOLDER if (root / AUDIO_FOLDER).is_dir() else root
-    out = [parse_name(p) for p in audio_files(folder)]
-    if not out:
-        raise CorpusError(f"{root}: no CREMA-D audio files found (expected {AUDIO_FOLDER}/1001_DFA_ANG_XX.wav ...)")
-    return out
+    return load_files(root, "CREMA-D", parse_name, AUDIO_FOLDER, f"{AUDIO_FOLDER}/1001_DFA_ANG_XX.wav")

@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 
 from ..errors import CorpusError
-from .base import Utterance, audio_files
+from .base import Utterance, load_files
 
 NAME = "emodb"
 LABEL_MAP = {
@@ -78,11 +78,4 @@ def parse_name(path: Path) -> Utterance:
 
 def load(root: str | Path) -> list[Utterance]:
     """Load every EmoDB recording in ``root/wav`` (or directly below ``root``)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise CorpusError(f"{root}: EmoDB folder not found")
-    folder = root / AUDIO_FOLDER if (root / AUDIO_FOLDER).is_dir() else root
-    out = [parse_name(p) for p in audio_files(folder)]
-    if not out:
-        raise CorpusError(f"{root}: no EmoDB audio files found (expected {AUDIO_FOLDER}/03a01Fa.wav ...)")
-    return out
+    return load_files(root, "EmoDB", parse_name, AUDIO_FOLDER, f"{AUDIO_FOLDER}/03a01Fa.wav")
