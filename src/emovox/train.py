@@ -186,14 +186,6 @@ def _forward(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarra
     return lambda idx: model.head(tail(inputs[idx]))
 
 
-@torch.inference_mode()
-def predict_logits(model: EmotionClassifier, specs: Sequence[np.ndarray], features: FeatureConfig, batch_size: int = 32) -> torch.Tensor:
-    """Logits of the full model for a list of spectrograms."""
-    model.eval()
-    out = [model(images(specs[i : i + batch_size], model, features)) for i in range(0, len(specs), batch_size)]
-    return torch.cat(out) if out else torch.empty(0, len(model.labels))
-
-
 def fit(
     model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], y: torch.Tensor, split: Split, cfg: TrainConfig,
     features: FeatureConfig, *, progress: bool = True,

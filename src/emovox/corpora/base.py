@@ -60,3 +60,13 @@ def load_files(root: str | Path, title: str, parse, subfolder: str | None = None
     if not out:
         raise CorpusError(f"{root}: no {title} audio files found" + (f" (expected {example} ...)" if example else ""))
     return out
+
+
+def lookup(path: Path, table, code: str, what: str):
+    """``table[code]`` (or ``code`` itself when ``table`` is a plain collection of valid codes);
+    a :class:`CorpusError` naming the file, the field and the valid codes when ``code`` is unknown."""
+    from ..errors import CorpusError
+
+    if code not in table:
+        raise CorpusError(f"{path}: unknown {what} {code!r} (expected one of {', '.join(table)})")
+    return table[code] if isinstance(table, dict) else code

@@ -26,7 +26,7 @@ import re
 from pathlib import Path
 
 from ..errors import CorpusError
-from .base import Utterance, load_files
+from .base import Utterance, load_files, lookup
 
 NAME = "cremad"
 LABEL_MAP = {
@@ -76,20 +76,11 @@ def parse_name(path: Path) -> Utterance:
     speaker, sentence, emo, level = m.groups()
     if not FIRST_SPEAKER <= int(speaker) <= LAST_SPEAKER:
         raise CorpusError(f"{path}: CREMA-D speaker {speaker} out of range {FIRST_SPEAKER}-{LAST_SPEAKER}")
-    if sentence not in SENTENCES:
-        raise CorpusError(f"{path}: unknown CREMA-D sentence code {sentence!r} (expected one of {', '.join(SENTENCES)})")
-    if emo not in LABEL_MAP:
-        raise CorpusError(f"{path}: unknown CREMA-D emotion code {emo!r} (expected one of {', '.join(LABEL_MAP)})")
-    if level not in INTENSITIES:
-        raise CorpusError(f"{path}: unknown CREMA-D intensity code {level!r} (expected one of {', '.join(INTENSITIES)})")
-    return Utterance(
-        path,
-        LABEL_MAP[emo],
-        speaker,
-        NAME,
-        text=SENTENCES[sentence],
-        extra={"intensity": INTENSITIES[level], "sentence": sentence, "gender": gender(speaker)},
-    )
+    text = lookup(path, SENTENCES, sentence, "CREMA-D sentence code")
+    emotion = lookup(path, LABEL_MAP, emo, "CREMA-D emotion code")
+    intensity = lookup(path, INTENSITIES, level, "CREMA-D intensity code")
+    extra = {"intensity": intensity, "sentence": sentence, "gender": gender(speaker)}
+    return Utterance(path, emotion, speaker, NAME, text=text, extra=extra)
 
 
 def load(root: str | Path) -> list[Utterance]:

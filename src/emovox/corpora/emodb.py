@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 
 from ..errors import CorpusError
-from .base import Utterance, load_files
+from .base import Utterance, load_files, lookup
 
 NAME = "emodb"
 LABEL_MAP = {
@@ -60,20 +60,10 @@ def parse_name(path: Path) -> Utterance:
     if m is None:
         raise CorpusError(f"{path}: not an EmoDB file name (expected speaker, text, emotion, version, e.g. 03a01Fa)")
     speaker, text, emo, version = m.groups()
-    if speaker not in GENDERS:
-        raise CorpusError(f"{path}: unknown EmoDB speaker {speaker!r} (expected one of {', '.join(GENDERS)})")
-    if text not in TEXTS:
-        raise CorpusError(f"{path}: unknown EmoDB text code {text!r} (expected one of {', '.join(TEXTS)})")
-    if emo not in LABEL_MAP:
-        raise CorpusError(f"{path}: unknown EmoDB emotion letter {emo!r} (expected one of {', '.join(LABEL_MAP)})")
-    return Utterance(
-        path,
-        LABEL_MAP[emo],
-        speaker,
-        NAME,
-        text=text,
-        extra={"gender": GENDERS[speaker], "version": version, "language": LANGUAGE},
-    )
+    gender = lookup(path, GENDERS, speaker, "EmoDB speaker")
+    lookup(path, TEXTS, text, "EmoDB text code")
+    emotion = lookup(path, LABEL_MAP, emo, "EmoDB emotion letter")
+    return Utterance(path, emotion, speaker, NAME, text=text, extra={"gender": gender, "version": version, "language": LANGUAGE})
 
 
 def load(root: str | Path) -> list[Utterance]:
