@@ -46,8 +46,9 @@ class Standardize(nn.Module):
     lets a linear head converge in a few epochs. Identity until fitted.
     """
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, floor: float = 0.1):
         super().__init__()
+        self.floor = floor
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
 
@@ -57,7 +58,7 @@ class Standardize(nn.Module):
         # Floor near-constant dimensions: with few training samples their tiny
         # spread would turn small shifts on new voices into huge values.
         self.mean.copy_(x.mean(0))
-        self.std.copy_(std.clamp_min(0.1 * float(std.mean()) + 1e-6))
+        self.std.copy_(std.clamp_min(self.floor * float(std.mean()) + 1e-6))
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ The configuration is a TOML file::
     backbone = "efficientnet_lite0"
 
     [[cell]]
+    recipe = "robust"            # optional: a preset of emovox.train.RECIPES
     corpus = "tess"              # or "tess,ravdess" to merge
     protocol = "cross-speaker"   # see emovox.splits.PROTOCOLS
     finetune = ["none", "last"]  # a list expands the matrix (backbone too)
@@ -40,7 +41,8 @@ from .metrics import classification_metrics, plot_confusion
 from .model import EmotionClassifier
 from .splits import protocol_folds
 from .calibration import calibration_report
-from .train import Log, Prepared, TrainConfig, calibrate, fit, logits_for, model_inputs, prepare, score, seed_everything, weights_tag
+from .train import (RECIPES, Log, Prepared, TrainConfig, calibrate, fit, logits_for, model_inputs, prepare, score, seed_everything,
+                    speaker_inputs, weights_tag)
 
 #: Protocols whose folds are different experiments (directions), reported one row each.
 PER_FOLD_ROWS = {"cross-speaker", "cross-corpus"}
@@ -66,7 +68,13 @@ def expand_cells(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """Every cell of the config with defaults applied and list values expanded."""
     out = []
     for cell in cfg["cell"]:
-        merged = {**cfg.get("defaults", {}), **cell}
+        defaults = cfg.get("defaults", {})
+        recipe = cell.get("recipe", defaults.get("recipe"))
+        if recipe is not None and recipe not in RECIPES:
+            raise EmovoxError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
+        # A recipe's settings override the defaults; the cell's own settings override both.
+        merged = {**defaults, **(RECIPES[recipe] if recipe else {}), **cell}
+        merged.pop("recipe", None)
         unknown = set(merged) - _TRAIN_FIELDS - _FEATURE_FIELDS - {"corpus", "protocol", "folds", "test_corpus", "name"}
         if unknown:
             raise EmovoxError(f"unknown benchmark setting(s): {', '.join(sorted(unknown))}")
@@ -109,63 +117,93 @@ def run_benchmark(
         data = prepared[key]
         tc = TrainConfig(**{k: v for k, v in cell.items() if k in _TRAIN_FIELDS})
         folds = protocol_folds(cell["protocol"], data.utts, seed=tc.seed, folds=cell.get("folds", 5), test_corpus=cell.get("test_corpus"))
-        probe = EmotionClassifier(tc.backbone, sort_labels({u.emotion for u in data.utts}), weights=tc.weights, finetune=tc.finetune)
+        probe = EmotionClassifier(tc.backbone, sort_labels({u.emotion for u in data.utts}), weights=tc.weights, finetune=tc.finetune,
+                                  acoustic=tc.acoustic)
         inputs = model_inputs(probe, data, weights_tag(tc.backbone, tc.weights), progress=progress)
-        results = []
+        # Heads to score: the per-file head, and the speaker-normalised one when the recipe has it.
+        variants = [("per file", False, inputs)]
+        if tc.normalize == "speaker":
+            variants.append(("per speaker", True, speaker_inputs(inputs, data.utts)))
+        results: dict[str, list[dict[str, Any]]] = {v[0]: [] for v in variants}
         for f, split in enumerate(folds):
-            t_fold = time.perf_counter()
             labels = sort_labels(data.utts[i].emotion for i in split.train)
             index = {lab: k for k, lab in enumerate(labels)}
             y = torch.tensor([index.get(u.emotion, -1) for u in data.utts])
             seed_everything(tc.seed)  # every fold starts from the same initialisation, whatever ran before
-            model = EmotionClassifier(tc.backbone, labels, weights=None, finetune=tc.finetune, dropout=tc.dropout)
+            model = EmotionClassifier(tc.backbone, labels, weights=None, finetune=tc.finetune, dropout=tc.dropout,
+                                      acoustic=tc.acoustic, normalize=tc.normalize)
             # Pretrained layers from the probe; the new last layer keeps its fresh initialisation.
             own = model.state_dict()
-            model.load_state_dict({k: v for k, v in probe.state_dict().items() if own[k].shape == v.shape}, strict=False)
-            fit(model, inputs, y, split, tc, features, progress=False)
-            calibrate(model, inputs, y, split.val, features)
-            metrics, probs = score(model, inputs, split.test, data.utts, features)
-            metrics["calibration"] = calibration_report(logits_for(model, inputs, split.test, features), y[split.test], model.temperature)
-            pred = [labels[k] for k in probs.argmax(1)]
-            results.append({"split": split.description, "metrics": metrics,
-                            "test_speakers": sorted({data.utts[i].speaker_key for i in split.test}), "seconds": time.perf_counter() - t_fold,
-                            "true": [data.utts[i].emotion for i in split.test], "pred": pred, "labels": labels})
-            log(f"{cell['corpus']} {cell['protocol']} {tc.backbone}/{tc.finetune} {split.description}: "
-                f"accuracy {metrics['accuracy']:.3f}, UAR {metrics['uar']:.3f}")
-        groups = [[r] for r in results] if cell["protocol"] in PER_FOLD_ROWS else [results]
-        for group in groups:
-            name = cell.get("name") or f"{cell['corpus']} · {cell['protocol']}"
-            if cell["protocol"] == "cross-speaker":
-                name += f" (test {', '.join(group[0]['test_speakers'])})"
-            elif cell["protocol"] in PER_FOLD_ROWS:
-                name += f" ({group[0]['split'].split(' (')[0]})"
-            all_labels = sort_labels(itertools.chain.from_iterable(r["labels"] for r in group))
-            pooled = classification_metrics(sum((r["true"] for r in group), []), sum((r["pred"] for r in group), []), all_labels)
-            slug = f"{len(rows):02d}-" + "".join(ch if ch.isalnum() else "-" for ch in f"{name}-{tc.backbone}-{tc.finetune}").strip("-").lower()
-            plot_confusion(pooled, out_dir / f"{slug}.png", title=f"{name}\n{tc.backbone}, finetune={tc.finetune}")
-            rows.append({
-                "name": name, "corpus": cell["corpus"], "protocol": cell["protocol"], "backbone": tc.backbone, "finetune": tc.finetune,
-                "folds": len(group), "n": int(sum(r["metrics"]["n"] for r in group)),
-                "accuracy": [r["metrics"]["accuracy"] for r in group], "uar": [r["metrics"]["uar"] for r in group],
-                "macro_f1": [r["metrics"]["macro_f1"] for r in group],
-                "ece_before": [r["metrics"]["calibration"]["ece_before"] for r in group],
-                "ece_after": [r["metrics"]["calibration"]["ece_after"] for r in group],
-                "nll_before": [r["metrics"]["calibration"]["nll_before"] for r in group],
-                "nll_after": [r["metrics"]["calibration"]["nll_after"] for r in group],
-                "wall_s": round(time.perf_counter() - t_cell if len(groups) == 1 else sum(r["seconds"] for r in group), 1),
-                "confusion_png": f"{slug}.png", "pooled": pooled, "splits": [r["split"] for r in group],
-                "train": tc.to_dict(), "features": features.to_dict(),
-            })
+            model.load_state_dict({k: v for k, v in probe.state_dict().items() if k in own and own[k].shape == v.shape}, strict=False)
+            for variant, speaker, head_inputs in variants:
+                t_fold = time.perf_counter()
+                fit(model, head_inputs, y, split, tc, features, progress=False, speaker=speaker)
+                calibrate(model, head_inputs, y, split.val, features, speaker)
+                metrics, probs = score(model, head_inputs, split.test, data.utts, features, speaker)
+                temperature = model.speaker_temperature if speaker else model.temperature
+                metrics["calibration"] = calibration_report(logits_for(model, head_inputs, split.test, features, speaker), y[split.test], temperature)
+                pred = [labels[k] for k in probs.argmax(1)]
+                results[variant].append({"split": split.description, "metrics": metrics,
+                                         "test_speakers": sorted({data.utts[i].speaker_key for i in split.test}), "seconds": time.perf_counter() - t_fold,
+                                         "true": [data.utts[i].emotion for i in split.test], "pred": pred, "labels": labels})
+                log(f"{cell['corpus']} {cell['protocol']} {_method(tc)} [{variant}] {split.description}: "
+                    f"accuracy {metrics['accuracy']:.3f}, UAR {metrics['uar']:.3f}")
+        for variant, _, _ in variants:
+            rows.extend(_rows(cell, tc, features, variant, results[variant], len(rows), out_dir, time.perf_counter() - t_cell))
         print(f"done: {cell['corpus']} {cell['protocol']} {tc.backbone}/{tc.finetune}", file=sys.stderr)
     write_report(rows, out_dir)
     return rows
 
 
+def _method(tc: TrainConfig) -> str:
+    """Short name of what a cell trains: backbone/finetune, plus acoustic features and solver when used."""
+    parts = [f"{tc.backbone}/{tc.finetune}"]
+    if tc.acoustic:
+        parts.append(f"+{tc.acoustic}")
+    if tc.solver != "adam":
+        parts.append(f" {tc.solver}")
+    return "".join(parts)
+
+
+def _rows(cell: dict[str, Any], tc: TrainConfig, features: FeatureConfig, variant: str, results: list[dict[str, Any]], first: int,
+          out_dir: Path, cell_s: float) -> list[dict[str, Any]]:
+    """Report rows of one cell's results: one row, or one per fold for the protocols whose folds are directions."""
+    rows = []
+    groups = [[r] for r in results] if cell["protocol"] in PER_FOLD_ROWS else [results]
+    for group in groups:
+        name = cell.get("name") or f"{cell['corpus']} · {cell['protocol']}"
+        if cell["protocol"] == "cross-speaker":
+            name += f" (test {', '.join(group[0]['test_speakers'])})"
+        elif cell["protocol"] in PER_FOLD_ROWS:
+            name += f" ({group[0]['split'].split(' (')[0]})"
+        method = _method(tc)
+        all_labels = sort_labels(itertools.chain.from_iterable(r["labels"] for r in group))
+        pooled = classification_metrics(sum((r["true"] for r in group), []), sum((r["pred"] for r in group), []), all_labels)
+        slug = f"{first + len(rows):02d}-" + "".join(ch if ch.isalnum() else "-" for ch in f"{name}-{method}-{variant}").strip("-").lower()
+        plot_confusion(pooled, out_dir / f"{slug}.png", title=f"{name}\n{method}, normalised {variant}")
+        rows.append({
+            "name": name, "corpus": cell["corpus"], "protocol": cell["protocol"], "backbone": tc.backbone, "finetune": tc.finetune,
+            "method": method, "normalized": variant,
+            "folds": len(group), "n": int(sum(r["metrics"]["n"] for r in group)),
+            "accuracy": [r["metrics"]["accuracy"] for r in group], "uar": [r["metrics"]["uar"] for r in group],
+            "macro_f1": [r["metrics"]["macro_f1"] for r in group],
+            "ece_before": [r["metrics"]["calibration"]["ece_before"] for r in group],
+            "ece_after": [r["metrics"]["calibration"]["ece_after"] for r in group],
+            "nll_before": [r["metrics"]["calibration"]["nll_before"] for r in group],
+            "nll_after": [r["metrics"]["calibration"]["nll_after"] for r in group],
+            "wall_s": round(cell_s if len(groups) == 1 else sum(r["seconds"] for r in group), 1),
+            "confusion_png": f"{slug}.png", "pooled": pooled, "splits": [r["split"] for r in group],
+            "train": tc.to_dict(), "features": features.to_dict(),
+        })
+    return rows
+
+
 def report_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| corpus · protocol | backbone | finetune | folds | n | accuracy | UAR | macro-F1 | ECE before → after | wall s |",
+    lines = ["| corpus · protocol | method | normalised | folds | n | accuracy | UAR | macro-F1 | ECE before → after | wall s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['backbone']} | {r['finetune']} | {r['folds']} | {r['n']} | {_mean_std(r['accuracy'])} | "
+        lines.append(f"| {r['name']} | {r.get('method', r['backbone'] + '/' + r['finetune'])} | {r.get('normalized', 'per file')} | "
+                     f"{r['folds']} | {r['n']} | {_mean_std(r['accuracy'])} | "
                      f"{_mean_std(r['uar'])} | {_mean_std(r['macro_f1'])} | {np.mean(r['ece_before']):.3f} → {np.mean(r['ece_after']):.3f} | {r['wall_s']} |")
     return "\n".join(lines)
 
@@ -174,5 +212,6 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path) -> None:
     (out_dir / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     md = ["# emovox benchmark", "", "Mean ± standard deviation over folds; n counts test utterances over all folds.", "",
           report_table(rows), "", "Confusion matrices (pooled over folds):", ""]
-    md += [f"- {r['name']} ({r['backbone']}, {r['finetune']}): [{r['confusion_png']}]({r['confusion_png']})" for r in rows]
+    md += [f"- {r['name']} ({r.get('method', r['backbone'])}, normalised {r.get('normalized', 'per file')}): "
+           f"[{r['confusion_png']}]({r['confusion_png']})" for r in rows]
     (out_dir / "report.md").write_text("\n".join(md) + "\n")

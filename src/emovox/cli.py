@@ -58,8 +58,10 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .backbones import REGISTRY
     from .features import FeatureConfig
-    from .model import FINETUNE
+    from .acoustic import ACOUSTIC_SETS
+    from .model import FINETUNE, NORMALIZE
     from .splits import SPLITS
+    from .train import RECIPES
 
     parser = argparse.ArgumentParser(
         prog="emovox",
@@ -76,9 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(t)
     t.add_argument("--out", required=True, type=Path, help="run folder to create (model/, history.json, curves.png, metrics.json)")
     t.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
-    t.add_argument("--backbone", default="efficientnet_lite0", choices=list(REGISTRY), help="pretrained CNN (default: %(default)s)")
+    t.add_argument("--recipe", default="plain", choices=list(RECIPES), help="named preset of the settings below: plain (frozen CNN + linear head, Adam, the original recipe) or robust (frozen CNN embeddings + ComParE acoustic functionals, per-speaker normalisation, L2 logistic regression: best on unseen speakers, see README); explicit options override it (default: %(default)s)")
+    t.add_argument("--backbone", default=None, choices=list(REGISTRY), help="pretrained CNN (default: efficientnet_lite0)")
     t.add_argument("--weights", default="imagenet", help="'imagenet' (standard pretrained weights), a local .pth/.safetensors file, or 'none' (random init)")
-    t.add_argument("--finetune", default="none", choices=FINETUNE, help="what trains besides the head: none (frozen backbone, embeddings computed once), last blocks, or all (default: %(default)s)")
+    t.add_argument("--finetune", default=None, choices=FINETUNE, help="what trains besides the head: none (frozen backbone, embeddings computed once), last blocks, or all (default: none)")
+    t.add_argument("--acoustic", default=None, choices=[*ACOUSTIC_SETS, "none"], help="append openSMILE acoustic functionals to the CNN embeddings: compare (ComParE 2016, 6,373) or egemaps (88); frozen backbone only (robust: compare)")
+    t.add_argument("--normalize", default=None, choices=NORMALIZE, help="speaker: also train a head on per-speaker normalised features, used by 'predict --same-speaker' and 'evaluate --speaker-norm' (robust: speaker)")
+    t.add_argument("--solver", default=None, choices=["adam", "logreg"], help="fit the head with Adam epochs (best on validation) or as an L2 logistic regression (robust: logreg)")
     t.add_argument("--split", default="random", choices=SPLITS, help="random: stratified 70/15/15; speaker: no speaker in two parts; words: no word in two parts (TESS); all: train on everything but 10%% validation (default: %(default)s)")
     t.add_argument("--test-speakers", help="with --split speaker: these speakers form the test part, comma-separated (e.g. YAF)")
     t.add_argument("--val-speakers", help="with --split speaker: these speakers form the validation part (model selection, calibration), comma-separated")
@@ -99,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", type=Path, help="model folder (RUN_DIR/model)")
     _add_data_args(e)
     e.add_argument("--json", type=Path, help="write the metrics to this JSON file")
+    e.add_argument("--speaker-norm", action="store_true", help="normalise each speaker's recordings together and score the speaker-normalised head (models trained with --normalize speaker, e.g. --recipe robust)")
     e.add_argument("--confusion", type=Path, help="save the confusion matrix as this PNG (default: next to --json)")
 
     p = sub.add_parser("predict", help="predict the emotion of audio files", description="Predict the emotion of audio files or every audio file in folders. Unreadable files are reported on stderr and skipped; the exit status is 1 if any file failed.")
@@ -108,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="table", choices=["table", "json", "csv"], help="output format: aligned table, JSON lines, or CSV (default: %(default)s)")
     p.add_argument("--top-k", type=_positive_int, default=1, help="show the k most probable labels (default: %(default)s)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="files per inference batch (default: %(default)s)")
+    p.add_argument("--same-speaker", action="store_true", help="the files are all recordings of ONE speaker: normalise them together and use the model's speaker-normalised head (models trained with --recipe robust); give several files, ideally not all in one emotion")
     p.add_argument("--segments", action="store_true", help="long recordings: find the speech, classify overlapping windows and print a timeline per file (see 'emovox timeline' for its options)")
     p.add_argument("--plot", type=Path, help="with --segments and one file: save the timeline as this PNG")
     p.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="with --segments: voice activity detector (default: %(default)s)")
@@ -174,14 +182,17 @@ def _load_utts(args):
 
 def cmd_train(args) -> int:
     from .features import FeatureConfig
-    from .train import TrainConfig, train
+    from .train import recipe_config, train
 
     utts = _load_utts(args)
     weights = None if args.weights.lower() == "none" else args.weights
-    cfg = TrainConfig(
-        backbone=args.backbone, weights=weights, finetune=args.finetune, split=args.split,
+    chosen = {"backbone": args.backbone, "finetune": args.finetune, "normalize": args.normalize, "solver": args.solver,
+              "acoustic": None if args.acoustic == "none" else args.acoustic}
+    cfg = recipe_config(
+        args.recipe, weights=weights, split=args.split,
         test_speakers=_speakers(args.test_speakers), val_speakers=_speakers(args.val_speakers),
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
+        **{k: v for k, v in chosen.items() if v is not None or (k == "acoustic" and args.acoustic == "none")},
     )
     feats = FeatureConfig(kind=args.kind, sample_rate=args.sample_rate, n_mels=args.n_mels, duration=args.duration,
                           trim=not args.no_trim, image_size=args.image_size,
@@ -193,6 +204,8 @@ def cmd_train(args) -> int:
         from .metrics import format_metrics
 
         print(format_metrics(summary["metrics"]))
+    if "metrics_speaker" in summary:
+        print("speaker-normalised: " + format_metrics(summary["metrics_speaker"]))
     best = max(summary["history"], key=lambda h: h.get("best", False))
     print(f"model saved to {args.out / 'model'} (best validation accuracy {best['val_acc']:.4f} at epoch {best['epoch']})")
     return 0
@@ -204,7 +217,8 @@ def cmd_evaluate(args) -> int:
 
     rec = EmotionRecognizer.load(args.model)
     utts = _load_utts(args)
-    m = rec.evaluate(utts, workers=args.workers, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.quiet)
+    m = rec.evaluate(utts, workers=args.workers, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.quiet,
+                     speaker_norm=args.speaker_norm)
     for err in m["skipped"]:
         print(f"skipped: {err}", file=sys.stderr)
     print(format_metrics(m))
@@ -239,7 +253,13 @@ def cmd_predict(args) -> int:
     elif args.format == "table":
         width = max(len(str(p)) for p in paths)
         print(f"{'file':<{width}}  {'emotion':<9} {'prob':>5}" + ("  next" if k > 1 else ""))
-    for result in rec.predict_files(paths, batch_size=args.batch_size):
+    if args.same_speaker and rec.model.normalize != "speaker":
+        print("emovox: --same-speaker needs a model trained with speaker normalisation (emovox train --recipe robust)", file=sys.stderr)
+        return 2
+    if args.same_speaker and args.segments:
+        print("emovox: --same-speaker does not apply to --segments", file=sys.stderr)
+        return 2
+    for result in rec.predict_files(paths, batch_size=args.batch_size, same_speaker=args.same_speaker):
         if isinstance(result, AudioError):
             failed += 1
             print(f"skipped: {result}", file=sys.stderr)

@@ -111,6 +111,9 @@ def export_onnx(
     log = log or (lambda msg: None)
     model_dir = Path(model_dir).expanduser()
     model, features, _ = load_model(model_dir)
+    if model.acoustic:
+        raise ModelError(f"{model_dir}: this model also reads {model.acoustic} acoustic functionals; ONNX export covers "
+                         "spectrogram-only models (it runs on PyTorch)")
     out = Path(out_path).expanduser() if out_path is not None else model_dir / ONNX_FILE
     if out.suffix != ".onnx":
         raise ModelError(f"{out}: the ONNX file name must end in .onnx")

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -66,27 +67,28 @@ class ArrayCache:
         os.replace(tmp, p)  # atomic: concurrent workers never see a half-written file
 
 
-def feature_cache(root: Path, cfg: FeatureConfig) -> ArrayCache:
-    return ArrayCache(root, f"features/{cfg.digest()}")
+def spectrogram_job(cfg: FeatureConfig) -> tuple[Callable[[str], np.ndarray], str]:
+    """``(path -> spectrogram, cache namespace)`` for :func:`extract_arrays`."""
+    return partial(file_features, cfg=cfg), f"features/{cfg.digest()}"
 
 
-def _worker(args: tuple[str, FeatureConfig, Path | None]) -> tuple[np.ndarray | None, str | None, str | None]:
-    """(spectrogram, error, content key) of one file, through the cache when ``root`` is set."""
-    path, cfg, root = args
+def _worker(args: tuple[str, Callable[[str], np.ndarray], str, Path | None]) -> tuple[np.ndarray | None, str | None, str | None]:
+    """(array, error, content key) of one file, through the cache when ``root`` is set."""
+    path, compute, namespace, root = args
     key = None
     try:
         if root is not None:
             try:
                 key = content_hash(path)
             except OSError:
-                key = None  # file_features below raises the specific AudioError
-        cache = feature_cache(root, cfg) if root is not None and key else None
-        spec = cache.get(key) if cache else None
-        if spec is None:
-            spec = file_features(path, cfg)
+                key = None  # compute() below raises the specific AudioError
+        cache = ArrayCache(root, namespace) if root is not None and key else None
+        arr = cache.get(key) if cache else None
+        if arr is None:
+            arr = compute(path)
             if cache:
-                cache.put(key, spec)
-        return spec, None, key
+                cache.put(key, arr)
+        return arr, None, key
     except AudioError as err:
         return None, str(err), key
 
@@ -120,11 +122,32 @@ def extract_features(
     Files that fail are reported in ``errors`` (index -> message) and left
     as ``None``; the rest go on.
     """
+    compute, namespace = spectrogram_job(cfg)
+    return extract_arrays(paths, compute, namespace, workers=workers, cache_dir=cache_dir, use_cache=use_cache,
+                          progress=progress, desc=desc)
+
+
+def extract_arrays(
+    paths: Sequence[str | Path],
+    compute: Callable[[str], np.ndarray],
+    namespace: str,
+    *,
+    workers: int | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+    desc: str = "features",
+) -> Extracted:
+    """``compute(path)`` for every path, in ``workers`` processes, cached under ``namespace``.
+
+    ``compute`` must be picklable (a module-level function or a ``partial`` of
+    one) and raise :class:`AudioError` for unusable files.
+    """
     from tqdm.auto import tqdm
 
     root = Path(cache_dir) if cache_dir else default_cache_dir() if use_cache else None
     workers = max(1, workers or os.cpu_count() or 1)
-    jobs = [(str(p), cfg, root) for p in paths]
+    jobs = [(str(p), compute, namespace, root) for p in paths]
     bar = tqdm(total=len(jobs), desc=desc, unit="file", disable=not progress, file=sys.stderr)
     out = Extracted([None] * len(jobs), keys=[None] * len(jobs))
     with bar:

@@ -11,15 +11,20 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from . import __version__
-from .backbones import Weights, build_backbone, input_spec
-from .errors import ModelError
+from .backbones import Standardize, Weights, build_backbone, input_spec
+from .errors import EmovoxError, ModelError
 from .features import FeatureConfig
 
 FINETUNE = ("none", "last", "all")
+#: How feature vectors are normalised before the head: ``"none"`` (training
+#: statistics) or ``"speaker"`` (each speaker's own statistics, see
+#: :func:`emovox.acoustic.speaker_normalize`).
+NORMALIZE = ("none", "speaker")
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
@@ -29,6 +34,13 @@ class EmotionClassifier(nn.Module):
 
     ``finetune`` chooses what trains: ``"none"`` (body frozen, the recipe),
     ``"last"`` (the last blocks of the body too) or ``"all"``.
+
+    ``acoustic`` (a set of :data:`emovox.acoustic.ACOUSTIC_SETS`, frozen body
+    only) appends utterance-level acoustic functionals to the body's
+    embedding: the head then reads ``[embedding, functionals]`` vectors (see
+    :meth:`classify`). ``normalize="speaker"`` adds a second head,
+    ``speaker_head``, trained on speaker-normalised vectors, for recordings
+    whose speaker is known at prediction time; ``head`` serves single files.
     """
 
     def __init__(
@@ -38,10 +50,16 @@ class EmotionClassifier(nn.Module):
         weights: Weights = "imagenet",
         finetune: str = "none",
         dropout: float = 0.2,
+        acoustic: str | None = None,
+        normalize: str = "none",
     ):
         super().__init__()
         if finetune not in FINETUNE:
             raise ModelError(f"finetune must be one of {', '.join(FINETUNE)}, not {finetune!r}")
+        if normalize not in NORMALIZE:
+            raise ModelError(f"normalize must be one of {', '.join(NORMALIZE)}, not {normalize!r}")
+        if (acoustic or normalize != "none") and finetune != "none":
+            raise ModelError("acoustic features and speaker normalisation work on a frozen backbone (finetune='none')")
         if len(labels) < 2:
             raise ModelError(f"a classifier needs at least 2 labels, got {labels}")
         parts = build_backbone(backbone, len(labels), weights, dropout)
@@ -49,11 +67,23 @@ class EmotionClassifier(nn.Module):
         self.labels = list(labels)
         self.finetune = finetune
         self.spec = input_spec(backbone)
-        #: softmax temperature fitted on held-out data (1.0: uncalibrated)
+        #: softmax temperatures of ``head`` and ``speaker_head``, fitted on held-out data (1.0: uncalibrated)
         self.temperature = 1.0
+        self.speaker_temperature = 1.0
         self.embed_dim = parts.embed_dim
         self.body = parts.body
         self.head = parts.head
+        self.acoustic = acoustic
+        self.normalize = normalize
+        #: length of the vectors the head reads (embedding, then acoustic functionals)
+        self.vector_dim = self.embed_dim
+        if acoustic:
+            from .acoustic import acoustic_dim
+
+            self.vector_dim += acoustic_dim(acoustic)
+            self.head = _linear_head(self.vector_dim, len(labels), dropout)
+        if normalize == "speaker":
+            self.speaker_head = _linear_head(self.vector_dim, len(labels), dropout)
         for p in self.body.parameters():
             p.requires_grad = finetune == "all"
         if finetune == "last":
@@ -75,7 +105,32 @@ class EmotionClassifier(nn.Module):
         return self.body(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.acoustic:
+            raise ModelError("this model also reads acoustic functionals: use model.classify(vectors)")
         return self.head(self.body(images))
+
+    def vectors(self, embeddings: torch.Tensor, functionals: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+        """What the head reads: embeddings, with the acoustic functionals appended when the model uses them."""
+        if not self.acoustic:
+            return embeddings
+        if functionals is None:
+            raise ModelError(f"this model needs {self.acoustic} acoustic functionals besides the spectrograms")
+        from .acoustic import compress
+
+        return torch.cat([embeddings, torch.from_numpy(compress(functionals))], dim=1)
+
+    def classify(self, vectors: torch.Tensor, speaker_normalized: bool = False) -> torch.Tensor:
+        """Logits of :meth:`vectors` (``speaker_normalized``: already normalised per speaker, use ``speaker_head``)."""
+        if speaker_normalized:
+            if self.normalize != "speaker":
+                raise ModelError("this model was trained without speaker normalisation; predict without it")
+            return self.speaker_head(vectors)
+        return self.head(vectors)
+
+
+def _linear_head(dim: int, n_classes: int, dropout: float) -> nn.Module:
+    # Embeddings and compressed functionals have unlike spreads: a low floor keeps the small ones.
+    return nn.Sequential(Standardize(dim, floor=0.01), nn.Dropout(dropout), nn.Linear(dim, n_classes))
 
 
 def software_versions() -> dict[str, str]:
@@ -118,9 +173,11 @@ def save_model(
         "labels": model.labels,
         "backbone": model.backbone,
         "finetune": model.finetune,
+        "acoustic": model.acoustic,
+        "normalize": model.normalize,
         "features": features.to_dict(),
         "training": training or {},
-        "calibration": {"temperature": model.temperature},
+        "calibration": {"temperature": model.temperature, "speaker_temperature": model.speaker_temperature},
         "versions": software_versions(),
     }
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
@@ -141,7 +198,11 @@ def load_model(directory: str | Path) -> tuple[EmotionClassifier, FeatureConfig,
         features = FeatureConfig.from_dict(config["features"])
     except (ValueError, KeyError) as err:
         raise ModelError(f"{cfg_path}: malformed model config ({err})") from None
-    model = EmotionClassifier(backbone, labels, weights=None, finetune=config.get("finetune", "none"))
+    try:
+        model = EmotionClassifier(backbone, labels, weights=None, finetune=config.get("finetune", "none"),
+                                  acoustic=config.get("acoustic"), normalize=config.get("normalize", "none"))
+    except EmovoxError as err:
+        raise ModelError(f"{cfg_path}: {err}") from None
     try:
         state = load_file(str(w_path))
     except Exception as err:
@@ -152,4 +213,5 @@ def load_model(directory: str | Path) -> tuple[EmotionClassifier, FeatureConfig,
     except RuntimeError as err:
         raise ModelError(f"{w_path}: weights do not match backbone {backbone!r}: {str(err).splitlines()[0]}") from None
     model.temperature = float(config.get("calibration", {}).get("temperature", 1.0))
+    model.speaker_temperature = float(config.get("calibration", {}).get("speaker_temperature", 1.0))
     return model.eval(), features, config

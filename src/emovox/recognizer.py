@@ -15,6 +15,7 @@ from typing import Any, Union
 import numpy as np
 import torch
 
+from .audio import load_audio
 from .corpora.base import AUDIO_EXTENSIONS, Utterance, audio_files
 from .engine import Engine, TorchEngine, select_engine
 from .errors import AudioError, EmovoxError, ModelError
@@ -22,6 +23,8 @@ from .features import FeatureConfig, file_features, signal_features
 from .model import EmotionClassifier, load_model
 
 AudioInput = Union[str, Path, np.ndarray]
+#: What :meth:`EmotionRecognizer.featurize` returns: a spectrogram, or ``(spectrogram, functionals)``
+Item = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
 
 #: The model shipped inside the package (see MODEL_CARD.md; non-commercial use only).
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default"
@@ -97,7 +100,24 @@ class EmotionRecognizer:
         return list(self.model.labels)
 
     # -- core ---------------------------------------------------------------
-    def _specs(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None) -> tuple[list[np.ndarray], list[str], bool]:
+    def featurize(self, x: str | Path | np.ndarray, sample_rate: int | None = None, source: str | None = None) -> Item:
+        """What the model reads from one file or signal: its spectrogram, and its acoustic functionals when the model uses them."""
+        if isinstance(x, np.ndarray):
+            if sample_rate is None:
+                raise EmovoxError("an audio array needs its sample rate: predict(signal, sample_rate=16000)")
+            y, sr, name = x, sample_rate, source or "<array>"
+        elif not self.model.acoustic:
+            return file_features(x, self.features)
+        else:
+            y, sr, name = load_audio(x, self.features.sample_rate), self.features.sample_rate, str(x)
+        spec = signal_features(y, sr, self.features, source=name)
+        if not self.model.acoustic:
+            return spec
+        from .acoustic import signal_functionals
+
+        return spec, signal_functionals(y, sr, self.model.acoustic, source=name)
+
+    def _specs(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None) -> tuple[list[Item], list[str], bool]:
         single = isinstance(x, (str, Path, np.ndarray)) and not (isinstance(x, (str, Path)) and Path(x).is_dir())
         items: list[AudioInput]
         if isinstance(x, (str, Path)):
@@ -108,36 +128,59 @@ class EmotionRecognizer:
             items = list(x)
         specs, names = [], []
         for i, item in enumerate(items):
-            if isinstance(item, np.ndarray):
-                if sample_rate is None:
-                    raise EmovoxError("an audio array needs its sample rate: predict(signal, sample_rate=16000)")
-                name = f"<array {i}>"
-                specs.append(signal_features(item, sample_rate, self.features, source=name))
-            else:
-                name = str(item)
-                specs.append(file_features(item, self.features))
+            name = f"<array {i}>" if isinstance(item, np.ndarray) else str(item)
+            specs.append(self.featurize(item, sample_rate, source=name))
             names.append(name)
         return specs, names, single
 
-    def probabilities(self, specs: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
-        """Calibrated class probabilities ``(n, n_labels)`` for precomputed spectrograms."""
-        logits = self.engine.spec_logits(specs, self.model, self.features, batch_size)
-        return torch.softmax(logits / self.model.temperature, dim=1).numpy()
+    def probabilities(self, items: Sequence[Item], batch_size: int = 32, same_speaker: bool = False) -> np.ndarray:
+        """Calibrated class probabilities ``(n, n_labels)`` of :meth:`featurize` results.
 
-    def predict_proba(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None = None) -> np.ndarray:
+        ``same_speaker=True`` says all ``items`` are recordings of one speaker:
+        their vectors are normalised by their own statistics and the model's
+        speaker-normalised head classifies them (models trained with
+        ``normalize="speaker"``, e.g. ``--recipe robust``). Give several
+        recordings, ideally in more than one emotion.
+        """
+        if same_speaker and self.model.normalize != "speaker":
+            raise ModelError("this model was trained without speaker normalisation (train with --recipe robust); predict without same_speaker")
+        if not self.model.acoustic and not same_speaker:
+            logits = self.engine.spec_logits(items, self.model, self.features, batch_size)
+            return torch.softmax(logits / self.model.temperature, dim=1).numpy()
+        if not len(items):
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        from .train import images
+
+        specs = [it[0] if isinstance(it, tuple) else it for it in items]
+        with torch.inference_mode():
+            emb = torch.cat([self.model.embed(images(specs[i : i + batch_size], self.model, self.features))
+                             for i in range(0, len(specs), batch_size)])
+            vectors = self.model.vectors(emb, np.stack([it[1] for it in items]) if self.model.acoustic else None)
+            if same_speaker:
+                from .acoustic import speaker_normalize
+
+                vectors = torch.from_numpy(speaker_normalize(vectors.numpy()))
+            logits = self.model.classify(vectors, speaker_normalized=same_speaker)
+        temperature = self.model.speaker_temperature if same_speaker else self.model.temperature
+        return torch.softmax(logits / temperature, dim=1).numpy()
+
+    def predict_proba(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None = None, same_speaker: bool = False) -> np.ndarray:
         """Probabilities over :attr:`labels`: ``(n_labels,)`` for one input, ``(n, n_labels)`` for several."""
         specs, _, single = self._specs(x, sample_rate)
-        p = self.probabilities(specs)
+        p = self.probabilities(specs, same_speaker=same_speaker)
         return p[0] if single else p
 
-    def predict(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None = None) -> Prediction | list[Prediction]:
+    def predict(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None = None,
+                same_speaker: bool = False) -> Prediction | list[Prediction]:
         """Predict the emotion of a file, a folder, an array (with ``sample_rate``) or a list of these.
 
-        Raises :class:`AudioError` for an unusable input; use
-        :meth:`predict_files` to skip bad files in a batch.
+        ``same_speaker=True``: the inputs are all one speaker's recordings;
+        normalise them together (see :meth:`probabilities`). Raises
+        :class:`AudioError` for an unusable input; use :meth:`predict_files`
+        to skip bad files in a batch.
         """
         specs, names, single = self._specs(x, sample_rate)
-        preds = [self._prediction(p, n) for p, n in zip(self.probabilities(specs), names)]
+        preds = [self._prediction(p, n) for p, n in zip(self.probabilities(specs, same_speaker=same_speaker), names)]
         return preds[0] if single else preds
 
     def _prediction(self, probs: np.ndarray, source: str | None) -> Prediction:
@@ -159,43 +202,53 @@ class EmotionRecognizer:
 
     segments = timeline  # the name used for long audio elsewhere in the docs
 
-    def predict_files(self, paths: Iterable[str | Path], batch_size: int = 32) -> Iterator[Prediction | AudioError]:
+    def predict_files(self, paths: Iterable[str | Path], batch_size: int = 32, same_speaker: bool = False) -> Iterator[Prediction | AudioError]:
         """Stream predictions over many files, ``batch_size`` at a time, in input order.
 
         A file that cannot be used yields its :class:`AudioError` instead of a
-        prediction, and the rest go on. Memory stays bounded by the batch.
+        prediction, and the rest go on. Memory stays bounded by the batch,
+        except with ``same_speaker=True`` (all files are one speaker's,
+        normalised together: every file is read before the first prediction).
         """
-        batch: list[tuple[str, np.ndarray | AudioError]] = []
+        flush_at = 1 << 62 if same_speaker else batch_size
+        batch: list[tuple[str, Item | AudioError]] = []
 
         def flush() -> Iterator[Prediction | AudioError]:
             good = [(n, s) for n, s in batch if not isinstance(s, AudioError)]
-            probs = iter(self.probabilities([s for _, s in good], batch_size)) if good else iter(())
+            probs = iter(self.probabilities([s for _, s in good], batch_size, same_speaker)) if good else iter(())
             for name, s in batch:
                 yield s if isinstance(s, AudioError) else self._prediction(next(probs), name)
             batch.clear()
 
         for path in paths:
             try:
-                item: np.ndarray | AudioError = file_features(path, self.features)
+                item: Item | AudioError = self.featurize(path)
             except AudioError as err:
                 item = err
             batch.append((str(path), item))
-            if len(batch) >= batch_size:
+            if len(batch) >= flush_at:
                 yield from flush()
         yield from flush()
 
     def evaluate(
         self, utts: Sequence[Utterance], *, workers: int | None = None, cache_dir: str | Path | None = None,
-        use_cache: bool = True, progress: bool = True,
+        use_cache: bool = True, progress: bool = True, speaker_norm: bool = False,
     ) -> dict[str, Any]:
         """Metrics of this model on labelled utterances (see :func:`emovox.metrics.classification_metrics`).
 
-        Unreadable files are skipped and listed under ``"skipped"``.
+        ``speaker_norm=True`` normalises each speaker's recordings together and
+        scores the speaker-normalised head. Unreadable files are skipped and
+        listed under ``"skipped"``.
         """
-        from .train import prepare, score
+        from .train import model_inputs, prepare, score, speaker_inputs
 
+        if speaker_norm and self.model.normalize != "speaker":
+            raise ModelError("this model was trained without speaker normalisation (train with --recipe robust)")
         data = prepare(utts, self.features, workers=workers, cache_dir=cache_dir, use_cache=use_cache, progress=progress, log=lambda m: None)
-        metrics, _ = score(self.model, data.specs, range(len(data.utts)), data.utts, self.features)
+        inputs = model_inputs(self.model, data, None, progress=progress) if self.model.acoustic or speaker_norm else data.specs
+        if speaker_norm:
+            inputs = speaker_inputs(inputs, data.utts)
+        metrics, _ = score(self.model, inputs, range(len(data.utts)), data.utts, self.features, speaker_norm)
         metrics["skipped"] = data.skipped
         return metrics
 

@@ -459,7 +459,7 @@ def _timeline(
     spans = windows(regions, max_segment_s, hop_s)
     cfg = recognizer.features
     segs: list[Segment] = []
-    pending: list[tuple[tuple[float, float], np.ndarray]] = []
+    pending: list[tuple[tuple[float, float], Any]] = []
 
     def flush() -> None:
         if not pending:
@@ -473,7 +473,7 @@ def _timeline(
     for i, y in _cut(source, spans, cfg.sample_rate, block_s):
         s, e = spans[i]
         try:
-            spec = signal_features(y, cfg.sample_rate, cfg, source=f"{source.name} [{s:.2f}-{e:.2f} s]")
+            spec = recognizer.featurize(y, cfg.sample_rate, source=f"{source.name} [{s:.2f}-{e:.2f} s]")
         except AudioError:
             continue  # a window that is silent after all: no prediction for it
         pending.append(((s, e), spec))

@@ -54,12 +54,45 @@ class TrainConfig:
     weight_decay: float = 0.0
     dropout: float = 0.2
     seed: int = 0
+    #: acoustic functionals appended to the embeddings (``"compare"``, ``"egemaps"``; frozen backbone only)
+    acoustic: str | None = None
+    #: ``"speaker"``: also train a head on per-speaker normalised vectors (see :mod:`emovox.acoustic`)
+    normalize: str = "none"
+    #: how the head is fitted: ``"adam"`` (epochs of Adam, best on validation) or ``"logreg"``
+    #: (L2-regularised multinomial logistic regression, scikit-learn's L-BFGS; frozen backbone only)
+    solver: str = "adam"
+    #: inverse L2 strength of ``solver="logreg"``
+    logreg_c: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.acoustic in ("none", ""):
+            object.__setattr__(self, "acoustic", None)  # the spelling TOML and the command line allow
+        if self.solver not in ("adam", "logreg"):
+            raise EmovoxError(f"solver must be 'adam' or 'logreg', not {self.solver!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["test_speakers"] = list(self.test_speakers) if self.test_speakers else None
         d["val_speakers"] = list(self.val_speakers) if self.val_speakers else None
         return d
+
+
+#: Named presets for ``emovox train --recipe``: TrainConfig fields, chosen by cross-validation
+#: (README, "Unseen speakers"). ``plain``: the original recipe (frozen CNN, linear
+#: head, Adam, 10 epochs). ``robust``: frozen EfficientNet-Lite0 embeddings and
+#: ComParE functionals, per-speaker normalisation, L2 logistic regression.
+RECIPES: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "robust": {"backbone": "efficientnet_lite0", "finetune": "none", "acoustic": "compare", "normalize": "speaker",
+               "solver": "logreg", "logreg_c": 0.01},
+}
+
+
+def recipe_config(name: str, **overrides: Any) -> TrainConfig:
+    """The :class:`TrainConfig` of recipe ``name``, with ``overrides`` on top."""
+    if name not in RECIPES:
+        raise EmovoxError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
+    return TrainConfig(**(RECIPES[name] | overrides))
 
 
 @dataclass
@@ -169,28 +202,56 @@ def stem_features(model: EmotionClassifier, data: Prepared, *, batch_size: int =
 def model_inputs(model: EmotionClassifier, data: Prepared, tag: str | None, *, progress: bool = True) -> torch.Tensor | list[np.ndarray]:
     """What training feeds the model: embeddings (frozen), stem outputs (``last``) or spectrograms (``all``)."""
     if model.finetune == "none":
-        return embed(model, data, tag=tag, progress=progress)
+        emb = embed(model, data, tag=tag, progress=progress)
+        return model.vectors(emb, functionals(data, model.acoustic, progress=progress)) if model.acoustic else emb
     if model.finetune == "last":
         return stem_features(model, data, progress=progress)
     return data.specs
 
 
-def _forward(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], features: FeatureConfig):
+def functionals(data: Prepared, name: str, *, progress: bool = True) -> np.ndarray:
+    """Acoustic functionals ``(n, dim)`` of every prepared utterance (cached like the spectrograms)."""
+    from .acoustic import extract_functionals
+
+    ext = extract_functionals([u.path for u in data.utts], name, cache_dir=data.cache_root, use_cache=data.cache_root is not None,
+                              progress=progress)
+    if ext.errors:
+        raise EmovoxError("acoustic features failed: " + "; ".join(ext.errors.values()))
+    return np.stack(ext.specs)
+
+
+def speaker_inputs(inputs: torch.Tensor, utts: Sequence[Utterance]) -> torch.Tensor:
+    """``inputs`` normalised per speaker (every speaker by its own statistics, test speakers too)."""
+    from .acoustic import speaker_normalize
+
+    return torch.from_numpy(speaker_normalize(inputs.numpy(), [u.speaker_key for u in utts]))
+
+
+def _head(model: EmotionClassifier, speaker: bool) -> nn.Module:
+    return model.speaker_head if speaker else model.head
+
+
+def _forward(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], features: FeatureConfig, speaker: bool = False):
     """``idx -> logits`` over ``inputs``: spectrograms (a list) run the whole
     network; tensors from :func:`model_inputs` run only what follows them."""
     if not isinstance(inputs, torch.Tensor):
         return lambda idx: model(images([inputs[i] for i in idx.tolist()], model, features))
     if model.finetune == "none":
-        return lambda idx: model.head(inputs[idx])
+        head = _head(model, speaker)
+        return lambda idx: head(inputs[idx])
     tail = model.stages[1]
     return lambda idx: model.head(tail(inputs[idx]))
 
 
 def fit(
     model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], y: torch.Tensor, split: Split, cfg: TrainConfig,
-    features: FeatureConfig, *, progress: bool = True,
+    features: FeatureConfig, *, progress: bool = True, speaker: bool = False,
 ) -> list[dict[str, Any]]:
     """Train ``model`` on ``split.train`` for ``cfg.epochs``; keep the state best on ``split.val``.
+
+    ``speaker=True`` trains ``model.speaker_head`` (on speaker-normalised
+    ``inputs``, see :func:`speaker_inputs`) instead of ``model.head``.
+    ``cfg.solver="logreg"`` fits the head in one go (no epochs).
 
     ``inputs`` come from :func:`model_inputs`: body embeddings (frozen
     backbone: only the head runs), stem outputs (``last``: tail and head run)
@@ -207,14 +268,19 @@ def fit(
     val_idx = val_idx[y[val_idx] >= 0]
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise EmovoxError(f"nothing to train or validate on: {len(train_idx)} training, {len(val_idx)} validation utterances")
-    standardize = [m for m in model.head.modules() if isinstance(m, Standardize)]
+    head = _head(model, speaker)
+    if cfg.solver == "logreg":
+        return _fit_logreg(model, head, inputs, y, train_idx, val_idx, cfg)
+    if cfg.solver != "adam":
+        raise EmovoxError(f"solver must be 'adam' or 'logreg', not {cfg.solver!r}")
+    standardize = [m for m in head.modules() if isinstance(m, Standardize)]
     if standardize and model.finetune != "all":
         with torch.inference_mode():
             emb = inputs[train_idx] if model.finetune == "none" else torch.cat(
                 [model.stages[1].eval()(inputs[train_idx[i : i + 64]]) for i in range(0, len(train_idx), 64)])
         for module in standardize:
             module.fit(emb.clone())
-    run = _forward(model, inputs, features)
+    run = _forward(model, inputs, features, speaker)
     frozen = model.finetune != "all"
 
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -260,29 +326,69 @@ def fit(
     return history
 
 
+def _fit_logreg(model: EmotionClassifier, head: nn.Module, inputs: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor,
+                val_idx: torch.Tensor, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Fit ``head`` (Standardize, Dropout, Linear) as an L2 logistic regression on frozen ``inputs``."""
+    from sklearn.linear_model import LogisticRegression
+
+    if model.finetune != "none" or not isinstance(inputs, torch.Tensor):
+        raise EmovoxError("solver 'logreg' fits a head on a frozen backbone (finetune='none')")
+    standardize, linear = head[0], head[-1]
+    standardize.fit(inputs[train_idx].clone())
+    with torch.inference_mode():
+        z = standardize(inputs).numpy()
+    present = sorted(set(y[train_idx].tolist()))
+    clf = LogisticRegression(C=cfg.logreg_c, max_iter=3000, random_state=cfg.seed)
+    clf.fit(z[train_idx.numpy()], y[train_idx].numpy())
+    weight = torch.zeros_like(linear.weight)
+    bias = torch.full_like(linear.bias, -1e4)  # a label with no training example is never predicted
+    weight[present] = torch.as_tensor(clf.coef_, dtype=weight.dtype) if len(present) > 2 else torch.as_tensor(
+        np.vstack([-clf.coef_ / 2, clf.coef_ / 2]), dtype=weight.dtype)
+    bias[present] = torch.as_tensor(clf.intercept_, dtype=bias.dtype) if len(present) > 2 else torch.as_tensor(
+        [-clf.intercept_[0] / 2, clf.intercept_[0] / 2], dtype=bias.dtype)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        linear.bias.copy_(bias)
+    model.eval()
+
+    def summary(idx: torch.Tensor) -> tuple[float, float]:
+        with torch.inference_mode():
+            logits = head(inputs[idx])
+        return float(nn.functional.cross_entropy(logits, y[idx])), float((logits.argmax(1) == y[idx]).float().mean())
+
+    (tr_loss, tr_acc), (va_loss, va_acc) = summary(train_idx), summary(val_idx)
+    return [{"epoch": 1, "train_loss": tr_loss, "train_acc": tr_acc, "val_loss": va_loss, "val_acc": va_acc, "best": True}]
+
+
 @torch.inference_mode()
-def logits_for(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], idx: Sequence[int], features: FeatureConfig) -> torch.Tensor:
-    """Uncalibrated logits of ``model`` for the utterances ``idx`` of ``inputs``."""
+def logits_for(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], idx: Sequence[int], features: FeatureConfig,
+               speaker: bool = False) -> torch.Tensor:
+    """Uncalibrated logits of ``model`` (its ``speaker_head`` if ``speaker``) for the utterances ``idx`` of ``inputs``."""
     model.eval()
     idx = torch.as_tensor(np.asarray(list(idx), dtype=np.int64))
-    run = _forward(model, inputs, features)
+    run = _forward(model, inputs, features, speaker)
     return torch.cat([run(idx[i : i + 64]) for i in range(0, len(idx), 64)]) if len(idx) else torch.empty(0, len(model.labels))
 
 
 def score(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], idx: Sequence[int], utts: Sequence[Utterance],
-          features: FeatureConfig) -> tuple[dict[str, Any], np.ndarray]:
+          features: FeatureConfig, speaker: bool = False) -> tuple[dict[str, Any], np.ndarray]:
     """Metrics of ``model`` on the utterances ``idx`` (and their calibrated probabilities)."""
-    probs = torch.softmax(logits_for(model, inputs, idx, features) / model.temperature, 1).numpy()
+    temperature = model.speaker_temperature if speaker else model.temperature
+    probs = torch.softmax(logits_for(model, inputs, idx, features, speaker) / temperature, 1).numpy()
     pred = [model.labels[k] for k in probs.argmax(1)]
     return classification_metrics([utts[i].emotion for i in idx], pred, model.labels), probs
 
 
 def calibrate(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], y: torch.Tensor, idx: Sequence[int],
-              features: FeatureConfig) -> float:
-    """Fit the model's softmax temperature on the utterances ``idx`` (its validation part)."""
+              features: FeatureConfig, speaker: bool = False) -> float:
+    """Fit the softmax temperature of the model's head (``speaker_head``) on the utterances ``idx`` (its validation part)."""
     idx = np.asarray(list(idx), dtype=np.int64)
-    model.temperature = fit_temperature(logits_for(model, inputs, idx, features), y[idx])
-    return model.temperature
+    t = fit_temperature(logits_for(model, inputs, idx, features, speaker), y[idx])
+    if speaker:
+        model.speaker_temperature = t
+    else:
+        model.temperature = t
+    return t
 
 
 def train(
@@ -321,16 +427,24 @@ def train(
     y = torch.tensor([index.get(u.emotion, -1) for u in data.utts])
     log(f"{len(data.utts)} utterances, labels: {', '.join(labels)}; split: {split.description} {split.sizes()}")
 
-    model = EmotionClassifier(cfg.backbone, labels, weights=cfg.weights, finetune=cfg.finetune, dropout=cfg.dropout)
+    model = EmotionClassifier(cfg.backbone, labels, weights=cfg.weights, finetune=cfg.finetune, dropout=cfg.dropout,
+                              acoustic=cfg.acoustic, normalize=cfg.normalize)
     t0 = time.perf_counter()
     inputs = model_inputs(model, data, weights_tag(cfg.backbone, cfg.weights), progress=progress)
     if cfg.finetune != "all":
         timings["backbone_pass_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     history = fit(model, inputs, y, split, cfg, features, progress=progress)
-    timings["epochs_s"] = time.perf_counter() - t0
     model.eval()
     calibrate(model, inputs, y, split.val, features)
+    heads = [(False, inputs)]
+    if model.normalize == "speaker":
+        spk_inputs = speaker_inputs(inputs, data.utts)
+        fit(model, spk_inputs, y, split, cfg, features, progress=progress, speaker=True)
+        model.eval()
+        calibrate(model, spk_inputs, y, split.val, features, speaker=True)
+        heads.append((True, spk_inputs))
+    timings["epochs_s"] = time.perf_counter() - t0
 
     out_dir.mkdir(parents=True, exist_ok=True)
     training = cfg.to_dict() | {"split_description": split.description, "sizes": split.sizes(), "n_skipped": len(data.skipped)}
@@ -339,12 +453,15 @@ def train(
     plot_curves(history, out_dir / "curves.png")
     summary: dict[str, Any] = {"labels": labels, "split": split.description, "sizes": split.sizes(), "timings": timings, "history": history}
     if len(split.test):
-        metrics, _ = score(model, inputs, split.test, data.utts, features)
-        metrics["calibration"] = calibration_report(logits_for(model, inputs, split.test, features), y[split.test], model.temperature)
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        plot_confusion(metrics, out_dir / "confusion.png")
-        log("test: " + format_metrics(metrics))
-        summary["metrics"] = metrics
+        for speaker, head_inputs in heads:
+            metrics, _ = score(model, head_inputs, split.test, data.utts, features, speaker)
+            temperature = model.speaker_temperature if speaker else model.temperature
+            metrics["calibration"] = calibration_report(logits_for(model, head_inputs, split.test, features, speaker), y[split.test], temperature)
+            suffix = "_speaker" if speaker else ""
+            (out_dir / f"metrics{suffix}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            plot_confusion(metrics, out_dir / f"confusion{suffix}.png")
+            log(("test, speaker-normalised: " if speaker else "test: ") + format_metrics(metrics))
+            summary["metrics_speaker" if speaker else "metrics"] = metrics
     (out_dir / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     return summary
 
