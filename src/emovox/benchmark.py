@@ -140,7 +140,7 @@ def run_benchmark(
                 fit(model, head_inputs, y, split, tc, features, progress=False, speaker=speaker)
                 calibrate(model, head_inputs, y, split.val, features, speaker)
                 metrics, probs = score(model, head_inputs, split.test, data.utts, features, speaker)
-                temperature = model.speaker_temperature if speaker else model.temperature
+                temperature = model.temperature_of(speaker)
                 metrics["calibration"] = calibration_report(logits_for(model, head_inputs, split.test, features, speaker), y[split.test], temperature)
                 pred = [labels[k] for k in probs.argmax(1)]
                 results[variant].append({"split": split.description, "metrics": metrics,

@@ -119,6 +119,10 @@ class EmotionClassifier(nn.Module):
 
         return torch.cat([embeddings, torch.from_numpy(compress(functionals))], dim=1)
 
+    def temperature_of(self, speaker_normalized: bool = False) -> float:
+        """Softmax temperature of ``head`` (or of ``speaker_head``)."""
+        return self.speaker_temperature if speaker_normalized else self.temperature
+
     def classify(self, vectors: torch.Tensor, speaker_normalized: bool = False) -> torch.Tensor:
         """Logits of :meth:`vectors` (``speaker_normalized``: already normalised per speaker, use ``speaker_head``)."""
         if speaker_normalized:

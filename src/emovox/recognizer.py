@@ -161,7 +161,7 @@ class EmotionRecognizer:
 
                 vectors = torch.from_numpy(speaker_normalize(vectors.numpy()))
             logits = self.model.classify(vectors, speaker_normalized=same_speaker)
-        temperature = self.model.speaker_temperature if same_speaker else self.model.temperature
+        temperature = self.model.temperature_of(same_speaker)
         return torch.softmax(logits / temperature, dim=1).numpy()
 
     def predict_proba(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None = None, same_speaker: bool = False) -> np.ndarray:

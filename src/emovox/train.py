@@ -373,7 +373,7 @@ def logits_for(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndar
 def score(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], idx: Sequence[int], utts: Sequence[Utterance],
           features: FeatureConfig, speaker: bool = False) -> tuple[dict[str, Any], np.ndarray]:
     """Metrics of ``model`` on the utterances ``idx`` (and their calibrated probabilities)."""
-    temperature = model.speaker_temperature if speaker else model.temperature
+    temperature = model.temperature_of(speaker)
     probs = torch.softmax(logits_for(model, inputs, idx, features, speaker) / temperature, 1).numpy()
     pred = [model.labels[k] for k in probs.argmax(1)]
     return classification_metrics([utts[i].emotion for i in idx], pred, model.labels), probs
@@ -455,7 +455,7 @@ def train(
     if len(split.test):
         for speaker, head_inputs in heads:
             metrics, _ = score(model, head_inputs, split.test, data.utts, features, speaker)
-            temperature = model.speaker_temperature if speaker else model.temperature
+            temperature = model.temperature_of(speaker)
             metrics["calibration"] = calibration_report(logits_for(model, head_inputs, split.test, features, speaker), y[split.test], temperature)
             suffix = "_speaker" if speaker else ""
             (out_dir / f"metrics{suffix}.json").write_text(json.dumps(metrics, indent=2) + "\n")
