@@ -101,3 +101,27 @@ def test_finetune_policies(finetune, body_trains):
         assert share == body_trains
     model.train()
     assert model.body.training == (finetune != "none")
+
+
+def test_stage_pooled_lite0_keeps_the_final_embedding_and_adds_stage_statistics(tmp_path):
+    """The robust recipe's backbone: the plain Lite0 embedding first, then mean/max of stages 3-6."""
+    plain = EmotionClassifier("efficientnet_lite0", ["a", "b"]).eval()
+    staged = EmotionClassifier("efficientnet_lite0_stages", ["a", "b"]).eval()
+    x = torch.randn(2, 3, 128, 160)
+    with torch.inference_mode():
+        e_plain, e_staged = plain.embed(x), staged.embed(x)
+    assert staged.embed_dim == e_staged.shape[1] == 1280 + 2 * (80 + 112 + 192 + 320)
+    torch.testing.assert_close(e_staged[:, :1280], e_plain)  # same ImageNet weights, same final embedding
+    means, maxes = e_staged[:, 1280:1360], e_staged[:, 1360:1440]  # stage 3: 80 channels
+    assert (maxes >= means).all()
+    with pytest.raises(ModelError, match="no last-blocks split"):
+        EmotionClassifier("efficientnet_lite0_stages", ["a", "b"], finetune="last")
+    # Its body exports to ONNX for the fast frozen pass.
+    pytest.importorskip("onnxruntime")
+    from emovox.engine import OnnxEngine
+    from emovox.export import export_body
+
+    engine = OnnxEngine(export_body(staged, tmp_path / "body.onnx", 224))
+    x = torch.randn(3, 3, 224, 224)
+    with torch.inference_mode():
+        torch.testing.assert_close(torch.from_numpy(engine.logits(x.numpy())), staged.embed(x), atol=1e-3, rtol=1e-3)

@@ -68,8 +68,9 @@ class _Server:
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Content-Type", "application/zip")
                 self.end_headers()
-                self.wfile.write(body)
+                # Counted before writing: the client may finish reading before this thread runs again.
                 owner.bytes_sent += len(body)
+                self.wfile.write(body)
 
             def log_message(self, *args) -> None:
                 pass

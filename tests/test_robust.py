@@ -87,7 +87,7 @@ def test_functionals_errors_name_the_problem(tmp_path):
 
 def test_recipes_and_config_checks():
     cfg = recipe_config("robust", seed=3)
-    assert (cfg.acoustic, cfg.normalize, cfg.solver, cfg.seed) == ("compare", "speaker", "logreg", 3)
+    assert (cfg.backbone, cfg.acoustic, cfg.normalize, cfg.solver, cfg.seed) == ("efficientnet_lite0_stages", "compare", "speaker", "logreg", 3)
     assert recipe_config("plain") == TrainConfig()
     assert set(RECIPES) == {"plain", "robust"}
     assert TrainConfig(acoustic="none").acoustic is None
@@ -169,3 +169,16 @@ def test_robust_recipe_on_unseen_ravdess_actors(ravdess_dir, cache_dir, tmp_path
     assert per_file["n"] == per_speaker["n"] == 240
     assert per_file["accuracy"] > 0.45
     assert per_speaker["accuracy"] > 0.55 and per_speaker["uar"] > 0.5
+
+
+def test_cli_recipe_with_overrides(tone_corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["train", "--recipe", "robust", "--acoustic", "egemaps", "--corpus", "folder", "--data", str(tone_corpus),
+               "--split", "speaker", "--test-speakers", "s4", "--val-speakers", "s3", "--duration", "1", "--image-size", "96",
+               "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "speaker-normalised: n=9" in printed
+    cfg = json.loads((out / "model" / "config.json").read_text())
+    assert (cfg["backbone"], cfg["acoustic"], cfg["normalize"], cfg["training"]["solver"]) == (
+        "efficientnet_lite0_stages", "egemaps", "speaker", "logreg")

@@ -72,8 +72,9 @@ class BackboneParts:
     embed_dim: int
     #: ``body(x) == tail(stem(x))``: ``finetune="last"`` trains ``tail`` (the last blocks)
     #: and, since ``stem`` stays frozen, its outputs can be computed once and cached.
-    stem: nn.Module
-    tail: nn.Module
+    #: ``None``: the backbone has no such split (no ``finetune="last"``).
+    stem: nn.Module | None
+    tail: nn.Module | None
 
 
 @dataclass(frozen=True)
@@ -235,4 +236,49 @@ REGISTRY["efficientnet_lite0"] = BackboneEntry(
     # TF-Lite models were trained on inputs scaled to [-1, 1].
     InputSpec(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
     "EfficientNet-Lite0 (ImageNet, timm tf_efficientnet_lite0): 4.7 M parameters, fast on CPU",
+)
+
+
+class StagePooled(nn.Module):
+    """EfficientNet-Lite0 whose embedding also pools intermediate stages.
+
+    Returns ``[final pooled embedding, mean and max over time-frequency of the
+    outputs of blocks 3-6]``: the mid-level maps keep local spectro-temporal
+    patterns (onsets, harmonics, energy contours) that the last, most
+    ImageNet-specific layers average away.
+    """
+
+    STAGES = (3, 4, 5, 6)
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    @property
+    def embed_dim(self) -> int:
+        return self.net.num_features + 2 * sum(self.net.blocks[i][-1].conv_pwl.out_channels for i in self.STAGES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        x = net.bn1(net.conv_stem(x))
+        stats = []
+        for i, block in enumerate(net.blocks):
+            x = block(x)
+            if i in self.STAGES:
+                stats += [x.mean(dim=(2, 3)), x.amax(dim=(2, 3))]
+        x = net.global_pool(net.bn2(net.conv_head(x)))
+        return torch.cat([x, *stats], dim=1)
+
+
+def _lite0_stages_split(net: nn.Module, n_classes: int, dropout: float) -> BackboneParts:
+    net.reset_classifier(0)
+    body = StagePooled(net)
+    head = nn.Sequential(Standardize(body.embed_dim), nn.Dropout(dropout), nn.Linear(body.embed_dim, n_classes))
+    return BackboneParts(body, head, body.embed_dim, stem=None, tail=None)
+
+
+REGISTRY["efficientnet_lite0_stages"] = BackboneEntry(
+    "efficientnet_lite0_stages", _lite0_network, _lite0_stages_split,
+    InputSpec(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+    "EfficientNet-Lite0 (same weights) with mean/max-pooled stages 3-6 beside the final embedding (2,688-d); frozen or fully fine-tuned",
 )

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(t)
     t.add_argument("--out", required=True, type=Path, help="run folder to create (model/, history.json, curves.png, metrics.json)")
     t.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
-    t.add_argument("--recipe", default="plain", choices=list(RECIPES), help="named preset of the settings below: plain (frozen CNN + linear head, Adam, the original recipe) or robust (frozen CNN embeddings + ComParE acoustic functionals, per-speaker normalisation, L2 logistic regression: best on unseen speakers, see README); explicit options override it (default: %(default)s)")
+    t.add_argument("--recipe", default="plain", choices=list(RECIPES), help="named preset of the settings below: plain (frozen CNN + linear head, Adam, the original recipe) or robust (frozen EfficientNet-Lite0 with pooled stages + ComParE acoustic functionals, per-speaker normalisation, L2 logistic regression: best on unseen speakers, see README); explicit options override it (default: %(default)s)")
     t.add_argument("--backbone", default=None, choices=list(REGISTRY), help="pretrained CNN (default: efficientnet_lite0)")
     t.add_argument("--weights", default="imagenet", help="'imagenet' (standard pretrained weights), a local .pth/.safetensors file, or 'none' (random init)")
     t.add_argument("--finetune", default=None, choices=FINETUNE, help="what trains besides the head: none (frozen backbone, embeddings computed once), last blocks, or all (default: none)")

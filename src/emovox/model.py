@@ -87,6 +87,8 @@ class EmotionClassifier(nn.Module):
         for p in self.body.parameters():
             p.requires_grad = finetune == "all"
         if finetune == "last":
+            if parts.tail is None:
+                raise ModelError(f"backbone {backbone!r} has no last-blocks split; use finetune 'none' or 'all'")
             for p in parts.tail.parameters():
                 p.requires_grad = True
         # Views on the body's own modules, kept out of the state dict.

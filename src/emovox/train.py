@@ -79,11 +79,12 @@ class TrainConfig:
 
 #: Named presets for ``emovox train --recipe``: TrainConfig fields, chosen by cross-validation
 #: (README, "Unseen speakers"). ``plain``: the original recipe (frozen CNN, linear
-#: head, Adam, 10 epochs). ``robust``: frozen EfficientNet-Lite0 embeddings and
-#: ComParE functionals, per-speaker normalisation, L2 logistic regression.
+#: head, Adam, 10 epochs). ``robust``: frozen EfficientNet-Lite0 embeddings with
+#: pooled intermediate stages, ComParE functionals, per-speaker normalisation,
+#: L2 logistic regression.
 RECIPES: dict[str, dict[str, Any]] = {
     "plain": {},
-    "robust": {"backbone": "efficientnet_lite0", "finetune": "none", "acoustic": "compare", "normalize": "speaker",
+    "robust": {"backbone": "efficientnet_lite0_stages", "finetune": "none", "acoustic": "compare", "normalize": "speaker",
                "solver": "logreg", "logreg_c": 0.01},
 }
 
