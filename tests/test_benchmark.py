@@ -56,3 +56,7 @@ protocol = "cross-speaker"
     assert "already holds a report" in capsys.readouterr().err
     embeddings = list((cache_dir / "embeddings").rglob("*.npy"))
     assert len(embeddings) >= 36
+    # a rerun (cached features, other state in the process) gives the same numbers: every head starts from the seed
+    assert main([*args[:4], str(tmp_path / "rep2"), *args[5:]]) == 0
+    again = json.loads((tmp_path / "rep2" / "results.json").read_text())
+    assert [(r["accuracy"], r["nll_before"]) for r in again] == [(r["accuracy"], r["nll_before"]) for r in rows]

@@ -13,7 +13,9 @@ from emovox.errors import AudioError, EmovoxError, ModelError
 from emovox.features import FeatureConfig
 from emovox.train import RECIPES, TrainConfig, recipe_config, train
 
-from conftest import tone
+from conftest import TONES, tone
+
+TONE_LABELS = set(TONES)
 
 FAST = FeatureConfig(duration=1.0, image_size=96)
 
@@ -87,7 +89,7 @@ def test_functionals_errors_name_the_problem(tmp_path):
 
 def test_recipes_and_config_checks():
     cfg = recipe_config("robust", seed=3)
-    assert (cfg.backbone, cfg.acoustic, cfg.normalize, cfg.solver, cfg.seed) == ("efficientnet_lite0_stages", "compare", "speaker", "logreg", 3)
+    assert (cfg.backbone, cfg.acoustic, cfg.normalize, cfg.solver, cfg.augment, cfg.seed) == ("efficientnet_lite0_stages", "compare", "speaker", "logreg", 1, 3)
     assert recipe_config("plain") == TrainConfig()
     assert set(RECIPES) == {"plain", "robust"}
     assert TrainConfig(acoustic="none").acoustic is None
@@ -173,12 +175,63 @@ def test_robust_recipe_on_unseen_ravdess_actors(ravdess_dir, cache_dir, tmp_path
 
 def test_cli_recipe_with_overrides(tone_corpus, tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["train", "--recipe", "robust", "--acoustic", "egemaps", "--corpus", "folder", "--data", str(tone_corpus),
+    rc = main(["train", "--recipe", "robust", "--acoustic", "egemaps", "--augment", "0", "--corpus", "folder", "--data", str(tone_corpus),
                "--split", "speaker", "--test-speakers", "s4", "--val-speakers", "s3", "--duration", "1", "--image-size", "96",
                "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--quiet"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "speaker-normalised: n=9" in printed
     cfg = json.loads((out / "model" / "config.json").read_text())
-    assert (cfg["backbone"], cfg["acoustic"], cfg["normalize"], cfg["training"]["solver"]) == (
-        "efficientnet_lite0_stages", "egemaps", "speaker", "logreg")
+    assert (cfg["backbone"], cfg["acoustic"], cfg["normalize"], cfg["training"]["solver"], cfg["training"]["augment"]) == (
+        "efficientnet_lite0_stages", "egemaps", "speaker", "logreg", 0)
+
+
+def test_augmented_copies_are_seeded_distinct_and_cached(tone_corpus, tmp_path):
+    from emovox.augment import augmented_copies, augmented_signal
+
+    path = sorted((tone_corpus / "sad" / "s1").glob("*.wav"))[0]
+    a1, again, a2 = augmented_signal(path, 1), augmented_signal(path, 1), augmented_signal(path, 2)
+    np.testing.assert_array_equal(a1, again)  # same file, same copy: the same audio on every run
+    assert not (len(a1) == len(a2) and np.allclose(a1, a2))
+    original, _ = sf.read(path, dtype="float32")
+    assert 0.8 * len(original) < len(a1) < 1.25 * len(original) and np.abs(a1).max() <= 1.0
+
+    utts = load_folder(tone_corpus)[:4]
+    cache = tmp_path / "cache"
+    copies = augmented_copies(utts, 2, FAST, "egemaps", cache_dir=cache, progress=False)
+    assert [c[0].speaker for c in copies] == [f"{u.speaker}~aug{k}" for k in (1, 2) for u in utts]
+    assert [c[0].emotion for c in copies] == [u.emotion for u in utts] * 2
+    assert all(c[1].shape[0] == FAST.n_mels and c[2].shape == (88,) and c[3] for c in copies)
+    assert len(list((cache / "augmented-v1").rglob("*.npy"))) == 2 * 2 * 4  # spectrograms and functionals, 2 copies
+    again = augmented_copies(utts, 2, FAST, "egemaps", cache_dir=cache, progress=False)
+    np.testing.assert_array_equal(again[5][1], copies[5][1])
+
+
+def test_augmented_copies_join_the_training_part_only(tone_corpus, tmp_path):
+    import torch
+
+    from emovox.model import EmotionClassifier
+    from emovox.splits import make_split
+    from emovox.train import model_inputs, prepare, with_augmented
+
+    data = prepare(load_folder(tone_corpus), FAST, cache_dir=tmp_path, progress=False, log=lambda m: None)
+    split = make_split("speaker", data.utts, test_speakers=("s4",), val_speakers=("s3",))
+    model = EmotionClassifier("efficientnet_lite0", sorted(TONE_LABELS), acoustic="egemaps")
+    inputs = model_inputs(model, data, None, progress=False)
+    y = torch.tensor([sorted(TONE_LABELS).index(u.emotion) for u in data.utts])
+    big, big_y, utts, aug_split = with_augmented(model, data, inputs, y, split, 1, None, progress=False)
+    n, t = len(data.utts), len(split.train)
+    assert big.shape == (n + t, model.vector_dim) and len(utts) == n + t
+    assert list(aug_split.train) == list(split.train) + list(range(n, n + t))
+    assert list(aug_split.val) == list(split.val) and list(aug_split.test) == list(split.test)
+    assert torch.equal(big_y[n:], y[split.train]) and all(u.speaker.endswith("~aug1") for u in utts[n:])
+
+
+def test_augmentation_without_audiomentations_says_what_to_install(monkeypatch, tone_corpus):
+    import sys
+
+    from emovox.augment import augmented_copies
+
+    monkeypatch.setitem(sys.modules, "audiomentations", None)
+    with pytest.raises(EmovoxError, match=r"pip install 'emovox\[augment\]'"):
+        augmented_copies(load_folder(tone_corpus)[:1], 1, FAST)

@@ -42,7 +42,7 @@ from .model import EmotionClassifier
 from .splits import protocol_folds
 from .calibration import calibration_report
 from .train import (RECIPES, Log, Prepared, TrainConfig, calibrate, fit, logits_for, model_inputs, prepare, score, seed_everything,
-                    speaker_inputs, weights_tag)
+                    speaker_inputs, weights_tag, with_augmented)
 
 #: Protocols whose folds are different experiments (directions), reported one row each.
 PER_FOLD_ROWS = {"cross-speaker", "cross-corpus"}
@@ -120,10 +120,7 @@ def run_benchmark(
         probe = EmotionClassifier(tc.backbone, sort_labels({u.emotion for u in data.utts}), weights=tc.weights, finetune=tc.finetune,
                                   acoustic=tc.acoustic)
         inputs = model_inputs(probe, data, weights_tag(tc.backbone, tc.weights), progress=progress)
-        # Heads to score: the per-file head, and the speaker-normalised one when the recipe has it.
-        variants = [("per file", False, inputs)]
-        if tc.normalize == "speaker":
-            variants.append(("per speaker", True, speaker_inputs(inputs, data.utts)))
+        variants = [("per file", False)] + ([("per speaker", True)] if tc.normalize == "speaker" else [])
         results: dict[str, list[dict[str, Any]]] = {v[0]: [] for v in variants}
         for f, split in enumerate(folds):
             labels = sort_labels(data.utts[i].emotion for i in split.train)
@@ -132,23 +129,28 @@ def run_benchmark(
             seed_everything(tc.seed)  # every fold starts from the same initialisation, whatever ran before
             model = EmotionClassifier(tc.backbone, labels, weights=None, finetune=tc.finetune, dropout=tc.dropout,
                                       acoustic=tc.acoustic, normalize=tc.normalize)
-            # Pretrained layers from the probe; the new last layer keeps its fresh initialisation.
-            own = model.state_dict()
-            model.load_state_dict({k: v for k, v in probe.state_dict().items() if k in own and own[k].shape == v.shape}, strict=False)
-            for variant, speaker, head_inputs in variants:
+            # Pretrained layers from the probe; the new heads keep their seeded fresh initialisation.
+            model.load_state_dict({k: v for k, v in probe.state_dict().items() if k.startswith("body.")}, strict=False)
+            fold_inputs, fold_y, fold_utts = inputs, y, data.utts
+            if tc.augment:  # copies of this fold's training files join its training part only
+                fold_inputs, fold_y, fold_utts, split = with_augmented(model, data, inputs, y, split, tc.augment,
+                                                                       weights_tag(tc.backbone, tc.weights), progress=progress)
+            for variant, speaker in variants:
                 t_fold = time.perf_counter()
-                fit(model, head_inputs, y, split, tc, features, progress=False, speaker=speaker)
-                calibrate(model, head_inputs, y, split.val, features, speaker)
+                head_inputs = speaker_inputs(fold_inputs, fold_utts) if speaker else fold_inputs
+                fit(model, head_inputs, fold_y, split, tc, features, progress=False, speaker=speaker)
+                calibrate(model, head_inputs, fold_y, split.val, features, speaker)
                 metrics, probs = score(model, head_inputs, split.test, data.utts, features, speaker)
                 temperature = model.temperature_of(speaker)
-                metrics["calibration"] = calibration_report(logits_for(model, head_inputs, split.test, features, speaker), y[split.test], temperature)
+                metrics["calibration"] = calibration_report(logits_for(model, head_inputs, split.test, features, speaker),
+                                                            fold_y[split.test], temperature)
                 pred = [labels[k] for k in probs.argmax(1)]
                 results[variant].append({"split": split.description, "metrics": metrics,
                                          "test_speakers": sorted({data.utts[i].speaker_key for i in split.test}), "seconds": time.perf_counter() - t_fold,
                                          "true": [data.utts[i].emotion for i in split.test], "pred": pred, "labels": labels})
                 log(f"{cell['corpus']} {cell['protocol']} {_method(tc)} [{variant}] {split.description}: "
                     f"accuracy {metrics['accuracy']:.3f}, UAR {metrics['uar']:.3f}")
-        for variant, _, _ in variants:
+        for variant, _ in variants:
             rows.extend(_rows(cell, tc, features, variant, results[variant], len(rows), out_dir, time.perf_counter() - t_cell))
         print(f"done: {cell['corpus']} {cell['protocol']} {tc.backbone}/{tc.finetune}", file=sys.stderr)
     write_report(rows, out_dir)
@@ -156,13 +158,15 @@ def run_benchmark(
 
 
 def _method(tc: TrainConfig) -> str:
-    """Short name of what a cell trains: backbone/finetune, plus acoustic features and solver when used."""
-    parts = [f"{tc.backbone}/{tc.finetune}"]
-    if tc.acoustic:
-        parts.append(f"+{tc.acoustic}")
-    if tc.solver != "adam":
-        parts.append(f" {tc.solver}")
-    return "".join(parts)
+    """Short name of what a cell trains: backbone/finetune, plus acoustic features, solver, augmentation
+    and, for Adam, the learning rate and its schedule."""
+    shown = [(tc.acoustic, f"+{tc.acoustic}"), (tc.solver != "adam", f" {tc.solver}"), (tc.augment, f" aug×{tc.augment}"),
+             (tc.balance, " balanced")]
+    if tc.solver == "adam" and tc.finetune != "none":
+        shown += [(True, f" lr {tc.lr:g}"), (tc.body_lr_scale != 1.0, f" (CNN ×{tc.body_lr_scale:g})"),
+                  (tc.warmup_epochs, f" warm-up {tc.warmup_epochs}"), (tc.schedule != "constant", f" {tc.schedule}"),
+                  (tc.spec_augment, f" SpecAugment {tc.spec_augment}")]
+    return f"{tc.backbone}/{tc.finetune}" + "".join(text for on, text in shown if on)
 
 
 def _rows(cell: dict[str, Any], tc: TrainConfig, features: FeatureConfig, variant: str, results: list[dict[str, Any]], first: int,

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .acoustic import ACOUSTIC_SETS
     from .model import FINETUNE, NORMALIZE
     from .splits import SPLITS
-    from .train import RECIPES
+    from .train import RECIPES, SCHEDULES
 
     parser = argparse.ArgumentParser(
         prog="emovox",
@@ -78,13 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(t)
     t.add_argument("--out", required=True, type=Path, help="run folder to create (model/, history.json, curves.png, metrics.json)")
     t.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
-    t.add_argument("--recipe", default="plain", choices=list(RECIPES), help="named preset of the settings below: plain (frozen CNN + linear head, Adam, the original recipe) or robust (frozen EfficientNet-Lite0 with pooled stages + ComParE acoustic functionals, per-speaker normalisation, L2 logistic regression: best on unseen speakers, see README); explicit options override it (default: %(default)s)")
+    t.add_argument("--recipe", default="plain", choices=list(RECIPES), help="named preset of the settings below: plain (frozen CNN + linear head, Adam, the original recipe) or robust (frozen EfficientNet-Lite0 with pooled stages + ComParE acoustic functionals, one augmented copy per training file, per-speaker normalisation, L2 logistic regression: best on unseen speakers, see README); explicit options override it (default: %(default)s)")
     t.add_argument("--backbone", default=None, choices=list(REGISTRY), help="pretrained CNN (default: efficientnet_lite0)")
     t.add_argument("--weights", default="imagenet", help="'imagenet' (standard pretrained weights), a local .pth/.safetensors file, or 'none' (random init)")
     t.add_argument("--finetune", default=None, choices=FINETUNE, help="what trains besides the head: none (frozen backbone, embeddings computed once), last blocks, or all (default: none)")
     t.add_argument("--acoustic", default=None, choices=[*ACOUSTIC_SETS, "none"], help="append openSMILE acoustic functionals to the CNN embeddings: compare (ComParE 2016, 6,373) or egemaps (88); frozen backbone only (robust: compare)")
     t.add_argument("--normalize", default=None, choices=NORMALIZE, help="speaker: also train a head on per-speaker normalised features, used by 'predict --same-speaker' and 'evaluate --speaker-norm' (robust: speaker)")
+    t.add_argument("--augment", type=int, default=None, metavar="K", help="add K seeded augmented copies (noise, gain, pitch, tempo) of every training file; frozen backbone only (robust: 1)")
     t.add_argument("--solver", default=None, choices=["adam", "logreg"], help="fit the head with Adam epochs (best on validation) or as an L2 logistic regression (robust: logreg)")
+    t.add_argument("--balance", action="store_true", default=None, help="weight each class by the inverse of its share of the training files (corpora with uneven classes)")
     t.add_argument("--split", default="random", choices=SPLITS, help="random: stratified 70/15/15; speaker: no speaker in two parts; words: no word in two parts (TESS); all: train on everything but 10%% validation (default: %(default)s)")
     t.add_argument("--test-speakers", help="with --split speaker: these speakers form the test part, comma-separated (e.g. YAF)")
     t.add_argument("--val-speakers", help="with --split speaker: these speakers form the validation part (model selection, calibration), comma-separated")
@@ -93,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
     t.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (default: %(default)s)")
     t.add_argument("--seed", type=int, default=0, help="seed for splits, initialisation and shuffling (default: %(default)s)")
+    ft = t.add_argument_group("fine-tuning (--finetune last|all, Adam)")
+    ft.add_argument("--schedule", default="constant", choices=list(SCHEDULES), help="learning-rate schedule: constant, or cosine decay to 0 by the last epoch (default: %(default)s)")
+    ft.add_argument("--warmup-epochs", type=int, default=0, help="epochs of linear learning-rate warm-up (default: %(default)s)")
+    ft.add_argument("--body-lr-scale", type=float, default=1.0, help="learning rate of the trained CNN layers relative to the head's, e.g. 0.1 (default: %(default)s)")
+    ft.add_argument("--patience", type=_positive_int, default=None, help="stop after this many epochs without a better validation score (default: run every epoch)")
+    ft.add_argument("--spec-augment", type=int, default=0, metavar="N", help="SpecAugment: N time and N frequency masks on each training spectrogram, --finetune all only (default: %(default)s)")
+    ft.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where Adam training runs; auto: a GPU when PyTorch sees one (default: %(default)s)")
     g = t.add_argument_group("features")
     g.add_argument("--features", dest="kind", default=fc.kind, choices=["logmel", "mfcc"], help="spectrogram kind (default: %(default)s)")
     g.add_argument("--sample-rate", type=_positive_int, default=fc.sample_rate, help="resample audio to this rate, Hz (default: %(default)s)")
@@ -186,12 +195,14 @@ def cmd_train(args) -> int:
 
     utts = _load_utts(args)
     weights = None if args.weights.lower() == "none" else args.weights
-    chosen = {"backbone": args.backbone, "finetune": args.finetune, "normalize": args.normalize, "solver": args.solver,
+    chosen = {"backbone": args.backbone, "finetune": args.finetune, "normalize": args.normalize, "solver": args.solver, "augment": args.augment, "balance": args.balance,
               "acoustic": None if args.acoustic == "none" else args.acoustic}
     cfg = recipe_config(
         args.recipe, weights=weights, split=args.split,
         test_speakers=_speakers(args.test_speakers), val_speakers=_speakers(args.val_speakers),
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
+        schedule=args.schedule, warmup_epochs=args.warmup_epochs, body_lr_scale=args.body_lr_scale, patience=args.patience,
+        spec_augment=args.spec_augment, device=args.device,
         **{k: v for k, v in chosen.items() if v is not None or (k == "acoustic" and args.acoustic == "none")},
     )
     feats = FeatureConfig(kind=args.kind, sample_rate=args.sample_rate, n_mels=args.n_mels, duration=args.duration,

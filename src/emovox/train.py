@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import sys
 import tempfile
@@ -63,12 +64,42 @@ class TrainConfig:
     solver: str = "adam"
     #: inverse L2 strength of ``solver="logreg"``
     logreg_c: float = 0.01
+    #: seeded augmented copies of every training file (:mod:`emovox.augment`; frozen backbone only)
+    augment: int = 0
+    #: learning-rate schedule of ``solver="adam"``: ``"constant"`` or ``"cosine"`` (decay to 0 by the last epoch)
+    schedule: str = "constant"
+    #: epochs of linear learning-rate warm-up from 0 (``solver="adam"``)
+    warmup_epochs: int = 0
+    #: learning rate of the trainable backbone layers relative to the head's (discriminative rates; ``finetune`` last/all)
+    body_lr_scale: float = 1.0
+    #: stop after this many epochs without a better validation score (``None``: run every epoch)
+    patience: int | None = None
+    #: SpecAugment on training spectrograms (``finetune="all"``): this many time masks and as many frequency masks
+    spec_augment: int = 0
+    #: where ``solver="adam"`` trains: ``"cpu"``, ``"cuda"`` or ``"auto"`` (a GPU when there is one)
+    device: str = "cpu"
+    #: weight every class by the inverse of its share of the training part (both solvers)
+    balance: bool = False
 
     def __post_init__(self) -> None:
         if self.acoustic in ("none", ""):
             object.__setattr__(self, "acoustic", None)  # the spelling TOML and the command line allow
         if self.solver not in ("adam", "logreg"):
             raise EmovoxError(f"solver must be 'adam' or 'logreg', not {self.solver!r}")
+        if self.augment < 0:
+            raise EmovoxError(f"augment must be 0 or more copies, not {self.augment}")
+        if self.schedule not in SCHEDULES:
+            raise EmovoxError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        if self.warmup_epochs < 0 or self.warmup_epochs >= max(self.epochs, 1):
+            raise EmovoxError(f"warmup_epochs must be at least 0 and fewer than the {self.epochs} epochs, not {self.warmup_epochs}")
+        if self.body_lr_scale <= 0:
+            raise EmovoxError(f"body_lr_scale must be positive, not {self.body_lr_scale}")
+        if self.patience is not None and self.patience < 1:
+            raise EmovoxError(f"patience must be 1 or more epochs, not {self.patience}")
+        if self.spec_augment < 0:
+            raise EmovoxError(f"spec_augment must be 0 or more masks, not {self.spec_augment}")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise EmovoxError(f"device must be 'cpu', 'cuda' or 'auto', not {self.device!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -77,15 +108,17 @@ class TrainConfig:
         return d
 
 
+SCHEDULES = ("constant", "cosine")
+
 #: Named presets for ``emovox train --recipe``: TrainConfig fields, chosen by cross-validation
 #: (README, "Unseen speakers"). ``plain``: the original recipe (frozen CNN, linear
 #: head, Adam, 10 epochs). ``robust``: frozen EfficientNet-Lite0 embeddings with
-#: pooled intermediate stages, ComParE functionals, per-speaker normalisation,
-#: L2 logistic regression.
+#: pooled intermediate stages, ComParE functionals, one augmented copy of each
+#: training file, per-speaker normalisation, L2 logistic regression.
 RECIPES: dict[str, dict[str, Any]] = {
     "plain": {},
     "robust": {"backbone": "efficientnet_lite0_stages", "finetune": "none", "acoustic": "compare", "normalize": "speaker",
-               "solver": "logreg", "logreg_c": 0.01},
+               "solver": "logreg", "logreg_c": 0.01, "augment": 1},
 }
 
 
@@ -221,6 +254,32 @@ def functionals(data: Prepared, name: str, *, progress: bool = True) -> np.ndarr
     return np.stack(ext.specs)
 
 
+def with_augmented(
+    model: EmotionClassifier, data: Prepared, inputs: torch.Tensor, y: torch.Tensor, split: Split, copies: int, tag: str | None,
+    *, progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, list[Utterance], Split]:
+    """Append ``copies`` augmented copies of the training files of ``split`` to ``inputs`` and its training part.
+
+    Returns the extended ``(inputs, y, utterances, split)``; validation and
+    test parts are unchanged. Works on frozen-backbone inputs.
+    """
+    from .augment import augmented_copies
+
+    if model.finetune != "none" or not isinstance(inputs, torch.Tensor):
+        raise EmovoxError("augmented copies are added to frozen-backbone features (finetune='none')")
+    train_idx = np.asarray(split.train, dtype=np.int64)
+    copies_ = augmented_copies([data.utts[i] for i in train_idx], copies, data.features, model.acoustic,
+                               cache_dir=data.cache_root, progress=progress)
+    aug = Prepared([c[0] for c in copies_], [c[1] for c in copies_], [c[3] for c in copies_], [], data.features, data.cache_root)
+    emb = embed(model, aug, tag=tag, progress=progress)
+    vectors = model.vectors(emb, np.stack([c[2] for c in copies_])) if model.acoustic else emb
+    n = len(data.utts)
+    new_idx = np.arange(n, n + len(copies_))
+    y_aug = y[np.tile(train_idx, copies)]
+    return (torch.cat([inputs, vectors]), torch.cat([y, y_aug]), list(data.utts) + aug.utts,
+            Split(np.concatenate([train_idx, new_idx]), split.val, split.test, split.description))
+
+
 def speaker_inputs(inputs: torch.Tensor, utts: Sequence[Utterance]) -> torch.Tensor:
     """``inputs`` normalised per speaker (every speaker by its own statistics, test speakers too)."""
     from .acoustic import speaker_normalize
@@ -232,16 +291,77 @@ def _head(model: EmotionClassifier, speaker: bool) -> nn.Module:
     return model.speaker_head if speaker else model.head
 
 
-def _forward(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], features: FeatureConfig, speaker: bool = False):
-    """``idx -> logits`` over ``inputs``: spectrograms (a list) run the whole
-    network; tensors from :func:`model_inputs` run only what follows them."""
+def _forward(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], features: FeatureConfig, speaker: bool = False,
+             device: torch.device | None = None, transform: Callable[[np.ndarray], np.ndarray] | None = None):
+    """``idx -> logits`` over ``inputs``: spectrograms (a list, each passed
+    through ``transform`` first when given) run the whole network; tensors
+    from :func:`model_inputs` run only what follows them. Batches move to ``device``."""
+    dev = device or torch.device("cpu")
     if not isinstance(inputs, torch.Tensor):
-        return lambda idx: model(images([inputs[i] for i in idx.tolist()], model, features))
+        prep = transform or (lambda spec: spec)
+        return lambda idx: model(images([prep(inputs[i]) for i in idx.tolist()], model, features).to(dev))
     if model.finetune == "none":
         head = _head(model, speaker)
-        return lambda idx: head(inputs[idx])
+        return lambda idx: head(inputs[idx].to(dev))
     tail = model.stages[1]
-    return lambda idx: model.head(tail(inputs[idx]))
+    return lambda idx: model.head(tail(inputs[idx].to(dev)))
+
+
+def class_weights(y: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """``n / (k * count)`` for each of the ``k`` classes present in ``y`` (scikit-learn's "balanced"); 0 for absent ones."""
+    counts = torch.bincount(y, minlength=n_classes).float()
+    present = counts > 0
+    weights = torch.zeros(n_classes)
+    weights[present] = len(y) / (int(present.sum()) * counts[present])
+    return weights
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"auto"`` (the GPU when PyTorch sees one) as a torch device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise EmovoxError("device 'cuda' was asked for, but PyTorch sees no GPU; use device 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Learning-rate multiplier at optimiser step ``step`` of ``total``: linear
+    warm-up over the first ``warmup`` steps, then constant or a cosine decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "cosine":
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
+
+
+def param_groups(model: EmotionClassifier, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Optimiser groups: the heads at ``cfg.lr``, trainable backbone layers at ``cfg.lr * cfg.body_lr_scale``."""
+    body = [p for p in model.body.parameters() if p.requires_grad]
+    in_body = {id(p) for p in body}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in in_body]
+    groups = [{"params": rest, "lr": cfg.lr}]
+    if body:
+        groups.append({"params": body, "lr": cfg.lr * cfg.body_lr_scale})
+    return groups
+
+
+def spec_augment(spec: np.ndarray, masks: int, rng: np.random.Generator) -> np.ndarray:
+    """SpecAugment masking: ``masks`` time masks (each up to 10 % of the frames)
+    and ``masks`` frequency masks (each up to 15 % of the bands), filled with the
+    spectrogram's mean. Returns a copy."""
+    out = np.array(spec, copy=True)
+    n_freq, n_time = out.shape[-2:]
+    fill = out.mean()
+    for _ in range(masks):
+        width = int(rng.integers(0, n_time // 10 + 1))
+        start = int(rng.integers(0, n_time - width + 1))
+        out[..., start : start + width] = fill
+        height = int(rng.integers(0, n_freq * 15 // 100 + 1))
+        start = int(rng.integers(0, n_freq - height + 1))
+        out[..., start : start + height, :] = fill
+    return out
 
 
 def fit(
@@ -281,11 +401,20 @@ def fit(
                 [model.stages[1].eval()(inputs[train_idx[i : i + 64]]) for i in range(0, len(train_idx), 64)])
         for module in standardize:
             module.fit(emb.clone())
-    run = _forward(model, inputs, features, speaker)
+    device = resolve_device(cfg.device)
+    model.to(device)
+    run = _forward(model, inputs, features, speaker, device)
+    train_run = run
+    if cfg.spec_augment and not isinstance(inputs, torch.Tensor):
+        rng = np.random.default_rng(cfg.seed)
+        train_run = _forward(model, inputs, features, speaker, device, transform=lambda spec: spec_augment(spec, cfg.spec_augment, rng))
     frozen = model.finetune != "all"
 
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
+    opt = torch.optim.Adam(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = -(-len(train_idx) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: lr_factor(step, cfg.epochs * steps, cfg.warmup_epochs * steps, cfg.schedule))
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights(y[train_idx], len(model.labels)).to(device) if cfg.balance else None)
 
     def run_epoch(idx: torch.Tensor, training: bool, bar=None) -> tuple[float, float]:
         model.train(training)
@@ -295,20 +424,23 @@ def fit(
         with torch.set_grad_enabled(training):
             for start in range(0, len(idx), cfg.batch_size):
                 b = idx[start : start + cfg.batch_size]
-                logits = run(b)
-                loss = loss_fn(logits, y[b])
+                logits = (train_run if training else run)(b)
+                target = y[b].to(device)
+                loss = loss_fn(logits, target)
                 if training:
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
+                    sched.step()
                 total_loss += loss.item() * len(b)
-                correct += int((logits.argmax(1) == y[b]).sum())
+                correct += int((logits.argmax(1) == target).sum())
                 if bar is not None:
                     bar.update(len(b))
         return total_loss / len(idx), correct / len(idx)
 
     history: list[dict[str, Any]] = []
     best: tuple[float, float] | None = None
+    best_epoch = 0
     best_state: dict[str, torch.Tensor] = {}
     epochs = tqdm(range(1, cfg.epochs + 1), desc="training", unit="epoch", disable=not progress, file=sys.stderr)
     for epoch in epochs:
@@ -317,12 +449,18 @@ def fit(
         if inner is not None:
             inner.close()
         va_loss, va_acc = run_epoch(val_idx, False)
-        history.append({"epoch": epoch, "train_loss": tr_loss, "train_acc": tr_acc, "val_loss": va_loss, "val_acc": va_acc})
+        history.append({"epoch": epoch, "train_loss": tr_loss, "train_acc": tr_acc, "val_loss": va_loss, "val_acc": va_acc,
+                        "lr": opt.param_groups[0]["lr"]})
         epochs.set_postfix(loss=f"{tr_loss:.3f}", acc=f"{tr_acc:.3f}", val_loss=f"{va_loss:.3f}", val_acc=f"{va_acc:.3f}")
         if best is None or (va_acc, -va_loss) > best:
-            best = (va_acc, -va_loss)
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best, best_epoch = (va_acc, -va_loss), epoch
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             history[-1]["best"] = True
+        elif cfg.patience is not None and epoch - best_epoch >= cfg.patience:
+            history[-1]["stopped_early"] = True
+            break
+    epochs.close()
+    model.to("cpu")
     model.load_state_dict(best_state)
     return history
 
@@ -339,7 +477,7 @@ def _fit_logreg(model: EmotionClassifier, head: nn.Module, inputs: torch.Tensor,
     with torch.inference_mode():
         z = standardize(inputs).numpy()
     present = sorted(set(y[train_idx].tolist()))
-    clf = LogisticRegression(C=cfg.logreg_c, max_iter=3000, random_state=cfg.seed)
+    clf = LogisticRegression(C=cfg.logreg_c, max_iter=3000, random_state=cfg.seed, class_weight="balanced" if cfg.balance else None)
     clf.fit(z[train_idx.numpy()], y[train_idx].numpy())
     weight = torch.zeros_like(linear.weight)
     bias = torch.full_like(linear.bias, -1e4)  # a label with no training example is never predicted
@@ -434,13 +572,20 @@ def train(
     inputs = model_inputs(model, data, weights_tag(cfg.backbone, cfg.weights), progress=progress)
     if cfg.finetune != "all":
         timings["backbone_pass_s"] = time.perf_counter() - t0
+    utts_all = list(data.utts)
+    if cfg.augment:
+        t0 = time.perf_counter()
+        inputs, y, utts_all, split = with_augmented(model, data, inputs, y, split, cfg.augment,
+                                                    weights_tag(cfg.backbone, cfg.weights), progress=progress)
+        timings["augment_s"] = time.perf_counter() - t0
+        log(f"added {cfg.augment} augmented copy(ies) of each training file: {split.sizes()}")
     t0 = time.perf_counter()
     history = fit(model, inputs, y, split, cfg, features, progress=progress)
     model.eval()
     calibrate(model, inputs, y, split.val, features)
     heads = [(False, inputs)]
     if model.normalize == "speaker":
-        spk_inputs = speaker_inputs(inputs, data.utts)
+        spk_inputs = speaker_inputs(inputs, utts_all)
         fit(model, spk_inputs, y, split, cfg, features, progress=progress, speaker=True)
         model.eval()
         calibrate(model, spk_inputs, y, split.val, features, speaker=True)
