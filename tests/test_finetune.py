@@ -101,6 +101,7 @@ def test_benchmark_rows_name_the_finetuning_settings():
     cfg = TrainConfig(finetune="all", lr=1e-3, body_lr_scale=0.1, warmup_epochs=1, schedule="cosine", spec_augment=2)
     assert _method(cfg) == "efficientnet_lite0/all lr 0.001 (CNN ×0.1) warm-up 1 cosine SpecAugment 2"
     assert _method(TrainConfig()) == "efficientnet_lite0/none"  # a frozen body: the head's Adam settings are not news
+    assert _method(TrainConfig(solver="logreg", logreg_c=0.1, augment=1)) == "efficientnet_lite0/none logreg C=0.1 aug×1"
 
 
 def test_class_weights_follow_the_inverse_class_share():

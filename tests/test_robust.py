@@ -89,7 +89,7 @@ def test_functionals_errors_name_the_problem(tmp_path):
 
 def test_recipes_and_config_checks():
     cfg = recipe_config("robust", seed=3)
-    assert (cfg.backbone, cfg.acoustic, cfg.normalize, cfg.solver, cfg.augment, cfg.seed) == ("efficientnet_lite0_stages", "compare", "speaker", "logreg", 1, 3)
+    assert (cfg.backbone, cfg.acoustic, cfg.normalize, cfg.solver, cfg.augment, cfg.seed) == ("efficientnet_lite0_stages", "compare", "speaker", "logreg", 2, 3)
     assert recipe_config("plain") == TrainConfig()
     assert set(RECIPES) == {"plain", "robust"}
     assert TrainConfig(acoustic="none").acoustic is None

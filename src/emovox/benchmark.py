@@ -160,7 +160,8 @@ def run_benchmark(
 def _method(tc: TrainConfig) -> str:
     """Short name of what a cell trains: backbone/finetune, plus acoustic features, solver, augmentation
     and, for Adam, the learning rate and its schedule."""
-    shown = [(tc.acoustic, f"+{tc.acoustic}"), (tc.solver != "adam", f" {tc.solver}"), (tc.augment, f" aug×{tc.augment}"),
+    shown = [(tc.acoustic, f"+{tc.acoustic}"), (tc.solver != "adam", f" {tc.solver}"),
+             (tc.solver == "logreg" and tc.logreg_c != TrainConfig.logreg_c, f" C={tc.logreg_c:g}"), (tc.augment, f" aug×{tc.augment}"),
              (tc.balance, " balanced")]
     if tc.solver == "adam" and tc.finetune != "none":
         shown += [(True, f" lr {tc.lr:g}"), (tc.body_lr_scale != 1.0, f" (CNN ×{tc.body_lr_scale:g})"),

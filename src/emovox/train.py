@@ -113,12 +113,12 @@ SCHEDULES = ("constant", "cosine")
 #: Named presets for ``emovox train --recipe``: TrainConfig fields, chosen by cross-validation
 #: (README, "Unseen speakers"). ``plain``: the original recipe (frozen CNN, linear
 #: head, Adam, 10 epochs). ``robust``: frozen EfficientNet-Lite0 embeddings with
-#: pooled intermediate stages, ComParE functionals, one augmented copy of each
+#: pooled intermediate stages, ComParE functionals, two augmented copies of each
 #: training file, per-speaker normalisation, L2 logistic regression.
 RECIPES: dict[str, dict[str, Any]] = {
     "plain": {},
     "robust": {"backbone": "efficientnet_lite0_stages", "finetune": "none", "acoustic": "compare", "normalize": "speaker",
-               "solver": "logreg", "logreg_c": 0.01, "augment": 1},
+               "solver": "logreg", "logreg_c": 0.01, "augment": 2},
 }
 
 
