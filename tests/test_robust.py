@@ -212,14 +212,15 @@ def test_augmented_copies_join_the_training_part_only(tone_corpus, tmp_path):
 
     from emovox.model import EmotionClassifier
     from emovox.splits import make_split
-    from emovox.train import model_inputs, prepare, with_augmented
+    from emovox.train import augment_inputs, model_inputs, prepare, with_augmented
 
     data = prepare(load_folder(tone_corpus), FAST, cache_dir=tmp_path, progress=False, log=lambda m: None)
     split = make_split("speaker", data.utts, test_speakers=("s4",), val_speakers=("s3",))
     model = EmotionClassifier("efficientnet_lite0", sorted(TONE_LABELS), acoustic="egemaps")
     inputs = model_inputs(model, data, None, progress=False)
     y = torch.tensor([sorted(TONE_LABELS).index(u.emotion) for u in data.utts])
-    big, big_y, utts, aug_split = with_augmented(model, data, inputs, y, split, 1, None, progress=False)
+    aug = augment_inputs(model, data, split.train, 1, None, progress=False)
+    big, big_y, utts, aug_split = with_augmented(inputs, y, data.utts, split, aug)
     n, t = len(data.utts), len(split.train)
     assert big.shape == (n + t, model.vector_dim) and len(utts) == n + t
     assert list(aug_split.train) == list(split.train) + list(range(n, n + t))

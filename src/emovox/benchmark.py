@@ -41,8 +41,8 @@ from .metrics import classification_metrics, plot_confusion
 from .model import EmotionClassifier
 from .splits import protocol_folds
 from .calibration import calibration_report
-from .train import (RECIPES, Log, Prepared, TrainConfig, calibrate, fit, logits_for, model_inputs, prepare, score, seed_everything,
-                    speaker_inputs, weights_tag, with_augmented)
+from .train import (RECIPES, Log, Prepared, TrainConfig, augment_inputs, calibrate, fit, logits_for, model_inputs, prepare, score,
+                    seed_everything, speaker_inputs, weights_tag, with_augmented)
 
 #: Protocols whose folds are different experiments (directions), reported one row each.
 PER_FOLD_ROWS = {"cross-speaker", "cross-corpus"}
@@ -119,7 +119,11 @@ def run_benchmark(
         folds = protocol_folds(cell["protocol"], data.utts, seed=tc.seed, folds=cell.get("folds", 5), test_corpus=cell.get("test_corpus"))
         probe = EmotionClassifier(tc.backbone, sort_labels({u.emotion for u in data.utts}), weights=tc.weights, finetune=tc.finetune,
                                   acoustic=tc.acoustic)
-        inputs = model_inputs(probe, data, weights_tag(tc.backbone, tc.weights), progress=progress)
+        tag = weights_tag(tc.backbone, tc.weights)
+        inputs = model_inputs(probe, data, tag, progress=progress)
+        # Augmented copies of every file some fold trains on, computed once for all folds.
+        aug = augment_inputs(probe, data, np.unique(np.concatenate([f.train for f in folds])), tc.augment, tag,
+                             progress=progress) if tc.augment else None
         variants = [("per file", False)] + ([("per speaker", True)] if tc.normalize == "speaker" else [])
         results: dict[str, list[dict[str, Any]]] = {v[0]: [] for v in variants}
         for f, split in enumerate(folds):
@@ -132,9 +136,8 @@ def run_benchmark(
             # Pretrained layers from the probe; the new heads keep their seeded fresh initialisation.
             model.load_state_dict({k: v for k, v in probe.state_dict().items() if k.startswith("body.")}, strict=False)
             fold_inputs, fold_y, fold_utts = inputs, y, data.utts
-            if tc.augment:  # copies of this fold's training files join its training part only
-                fold_inputs, fold_y, fold_utts, split = with_augmented(model, data, inputs, y, split, tc.augment,
-                                                                       weights_tag(tc.backbone, tc.weights), progress=progress)
+            if aug is not None:  # copies of this fold's training files join its training part only
+                fold_inputs, fold_y, fold_utts, split = with_augmented(inputs, y, data.utts, split, aug)
             for variant, speaker in variants:
                 t_fold = time.perf_counter()
                 head_inputs = speaker_inputs(fold_inputs, fold_utts) if speaker else fold_inputs

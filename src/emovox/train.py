@@ -254,30 +254,57 @@ def functionals(data: Prepared, name: str, *, progress: bool = True) -> np.ndarr
     return np.stack(ext.specs)
 
 
-def with_augmented(
-    model: EmotionClassifier, data: Prepared, inputs: torch.Tensor, y: torch.Tensor, split: Split, copies: int, tag: str | None,
-    *, progress: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, list[Utterance], Split]:
-    """Append ``copies`` augmented copies of the training files of ``split`` to ``inputs`` and its training part.
+@dataclass
+class Augmented:
+    """Frozen-backbone vectors of ``copies`` augmented copies of the utterances ``source``, copy by copy."""
 
-    Returns the extended ``(inputs, y, utterances, split)``; validation and
-    test parts are unchanged. Works on frozen-backbone inputs.
-    """
+    source: np.ndarray
+    copies: int
+    vectors: torch.Tensor
+    utts: list[Utterance]
+
+    def rows(self, idx: Sequence[int]) -> np.ndarray:
+        """Rows of every copy of the utterances ``idx``: copy 1 of each in the order of ``idx``, then copy 2 …"""
+        idx = np.asarray(idx, dtype=np.int64)
+        where = np.full(max(self.source.max(initial=-1), idx.max(initial=-1)) + 1, -1, dtype=np.int64)
+        where[self.source] = np.arange(len(self.source))
+        pos = where[idx]
+        if (pos < 0).any():
+            raise EmovoxError("some training utterances have no augmented copies")
+        return (np.arange(self.copies)[:, None] * len(self.source) + pos).ravel()
+
+
+def augment_inputs(
+    model: EmotionClassifier, data: Prepared, idx: Sequence[int], copies: int, tag: str | None, *, progress: bool = True,
+) -> Augmented:
+    """Vectors of ``copies`` augmented copies of the prepared utterances ``idx`` (features cached like the originals')."""
     from .augment import augmented_copies
 
-    if model.finetune != "none" or not isinstance(inputs, torch.Tensor):
+    if model.finetune != "none":
         raise EmovoxError("augmented copies are added to frozen-backbone features (finetune='none')")
-    train_idx = np.asarray(split.train, dtype=np.int64)
-    copies_ = augmented_copies([data.utts[i] for i in train_idx], copies, data.features, model.acoustic,
+    source = np.asarray(idx, dtype=np.int64)
+    copies_ = augmented_copies([data.utts[i] for i in source], copies, data.features, model.acoustic,
                                cache_dir=data.cache_root, progress=progress)
     aug = Prepared([c[0] for c in copies_], [c[1] for c in copies_], [c[3] for c in copies_], [], data.features, data.cache_root)
     emb = embed(model, aug, tag=tag, progress=progress)
     vectors = model.vectors(emb, np.stack([c[2] for c in copies_])) if model.acoustic else emb
-    n = len(data.utts)
-    new_idx = np.arange(n, n + len(copies_))
-    y_aug = y[np.tile(train_idx, copies)]
-    return (torch.cat([inputs, vectors]), torch.cat([y, y_aug]), list(data.utts) + aug.utts,
-            Split(np.concatenate([train_idx, new_idx]), split.val, split.test, split.description))
+    return Augmented(source, copies, vectors, aug.utts)
+
+
+def with_augmented(
+    inputs: torch.Tensor, y: torch.Tensor, utts: Sequence[Utterance], split: Split, aug: Augmented,
+) -> tuple[torch.Tensor, torch.Tensor, list[Utterance], Split]:
+    """Append the augmented copies of the training files of ``split`` to ``inputs`` and its training part.
+
+    Returns the extended ``(inputs, y, utterances, split)``; validation and
+    test parts are unchanged.
+    """
+    train_idx = np.asarray(split.train, dtype=np.int64)
+    rows = aug.rows(train_idx)
+    n = len(utts)
+    return (torch.cat([inputs, aug.vectors[rows]]), torch.cat([y, y[np.tile(train_idx, aug.copies)]]),
+            list(utts) + [aug.utts[r] for r in rows],
+            Split(np.concatenate([train_idx, np.arange(n, n + len(rows))]), split.val, split.test, split.description))
 
 
 def speaker_inputs(inputs: torch.Tensor, utts: Sequence[Utterance]) -> torch.Tensor:
@@ -569,14 +596,15 @@ def train(
     model = EmotionClassifier(cfg.backbone, labels, weights=cfg.weights, finetune=cfg.finetune, dropout=cfg.dropout,
                               acoustic=cfg.acoustic, normalize=cfg.normalize)
     t0 = time.perf_counter()
-    inputs = model_inputs(model, data, weights_tag(cfg.backbone, cfg.weights), progress=progress)
+    tag = weights_tag(cfg.backbone, cfg.weights)
+    inputs = model_inputs(model, data, tag, progress=progress)
     if cfg.finetune != "all":
         timings["backbone_pass_s"] = time.perf_counter() - t0
     utts_all = list(data.utts)
     if cfg.augment:
         t0 = time.perf_counter()
-        inputs, y, utts_all, split = with_augmented(model, data, inputs, y, split, cfg.augment,
-                                                    weights_tag(cfg.backbone, cfg.weights), progress=progress)
+        aug = augment_inputs(model, data, split.train, cfg.augment, tag, progress=progress)
+        inputs, y, utts_all, split = with_augmented(inputs, y, data.utts, split, aug)
         timings["augment_s"] = time.perf_counter() - t0
         log(f"added {cfg.augment} augmented copy(ies) of each training file: {split.sizes()}")
     t0 = time.perf_counter()
