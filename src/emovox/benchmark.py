@@ -75,7 +75,7 @@ def expand_cells(cfg: dict[str, Any]) -> list[dict[str, Any]]:
         # A recipe's settings override the defaults; the cell's own settings override both.
         merged = {**defaults, **(RECIPES[recipe] if recipe else {}), **cell}
         merged.pop("recipe", None)
-        unknown = set(merged) - _TRAIN_FIELDS - _FEATURE_FIELDS - {"corpus", "protocol", "folds", "test_corpus", "name"}
+        unknown = set(merged) - _TRAIN_FIELDS - _FEATURE_FIELDS - {"corpus", "protocol", "folds", "test_corpus", "name", "restrict_labels"}
         if unknown:
             raise EmovoxError(f"unknown benchmark setting(s): {', '.join(sorted(unknown))}")
         multi = {k: v for k, v in merged.items() if isinstance(v, list)}
@@ -115,16 +115,22 @@ def run_benchmark(
             utts = load_corpus(corpora, [data_paths[c] for c in corpora])
             prepared[key] = prepare(utts, features, workers=workers, cache_dir=cache_dir, progress=progress, log=log)
         data = prepared[key]
-        tc = TrainConfig(**{k: v for k, v in cell.items() if k in _TRAIN_FIELDS})
+        train_fields = {k: v for k, v in cell.items() if k in _TRAIN_FIELDS}
+        if train_fields.get("weights") not in (None, "imagenet", "pretrained"):  # a local file or folder, relative to the config
+            train_fields["weights"] = str(cfg["_base"] / Path(train_fields["weights"]).expanduser())
+        tc = TrainConfig(**train_fields)
         folds = protocol_folds(cell["protocol"], data.utts, seed=tc.seed, folds=cell.get("folds", 5), test_corpus=cell.get("test_corpus"))
         probe = EmotionClassifier(tc.backbone, sort_labels({u.emotion for u in data.utts}), weights=tc.weights, finetune=tc.finetune,
                                   acoustic=tc.acoustic)
         tag = weights_tag(tc.backbone, tc.weights)
+        speech = probe.body.spec() if probe.reads_waveform else None
         inputs = model_inputs(probe, data, tag, progress=progress)
         # Augmented copies of every file some fold trains on, computed once for all folds.
         aug = augment_inputs(probe, data, np.unique(np.concatenate([f.train for f in folds])), tc.augment, tag,
                              progress=progress) if tc.augment else None
-        variants = [("per file", False)] + ([("per speaker", True)] if tc.normalize == "speaker" else [])
+        variants = [("per file", False, False)] + ([("per speaker", True, False)] if tc.normalize == "speaker" else [])
+        if cell.get("restrict_labels"):  # the same heads, argmax over the labels the test part uses
+            variants += [(f"{name}, test labels", speaker, True) for name, speaker, _ in variants]
         results: dict[str, list[dict[str, Any]]] = {v[0]: [] for v in variants}
         for f, split in enumerate(folds):
             labels = sort_labels(data.utts[i].emotion for i in split.train)
@@ -132,18 +138,22 @@ def run_benchmark(
             y = torch.tensor([index.get(u.emotion, -1) for u in data.utts])
             seed_everything(tc.seed)  # every fold starts from the same initialisation, whatever ran before
             model = EmotionClassifier(tc.backbone, labels, weights=None, finetune=tc.finetune, dropout=tc.dropout,
-                                      acoustic=tc.acoustic, normalize=tc.normalize)
+                                      acoustic=tc.acoustic, normalize=tc.normalize, speech=speech)
             # Pretrained layers from the probe; the new heads keep their seeded fresh initialisation.
             model.load_state_dict({k: v for k, v in probe.state_dict().items() if k.startswith("body.")}, strict=False)
             fold_inputs, fold_y, fold_utts = inputs, y, data.utts
             if aug is not None:  # copies of this fold's training files join its training part only
                 fold_inputs, fold_y, fold_utts, split = with_augmented(inputs, y, data.utts, split, aug)
-            for variant, speaker in variants:
+            fitted: set[bool] = set()
+            for variant, speaker, restricted in variants:
                 t_fold = time.perf_counter()
                 head_inputs = speaker_inputs(fold_inputs, fold_utts) if speaker else fold_inputs
-                fit(model, head_inputs, fold_y, split, tc, features, progress=False, speaker=speaker)
-                calibrate(model, head_inputs, fold_y, split.val, features, speaker)
-                metrics, probs = score(model, head_inputs, split.test, data.utts, features, speaker)
+                if speaker not in fitted:
+                    fit(model, head_inputs, fold_y, split, tc, features, progress=False, speaker=speaker)
+                    calibrate(model, head_inputs, fold_y, split.val, features, speaker)
+                    fitted.add(speaker)
+                allowed = sort_labels(data.utts[i].emotion for i in split.test) if restricted else None
+                metrics, probs = score(model, head_inputs, split.test, data.utts, features, speaker, restrict=allowed)
                 temperature = model.temperature_of(speaker)
                 metrics["calibration"] = calibration_report(logits_for(model, head_inputs, split.test, features, speaker),
                                                             fold_y[split.test], temperature)
@@ -153,7 +163,7 @@ def run_benchmark(
                                          "true": [data.utts[i].emotion for i in split.test], "pred": pred, "labels": labels})
                 log(f"{cell['corpus']} {cell['protocol']} {_method(tc)} [{variant}] {split.description}: "
                     f"accuracy {metrics['accuracy']:.3f}, UAR {metrics['uar']:.3f}")
-        for variant, _ in variants:
+        for variant, _, _ in variants:
             rows.extend(_rows(cell, tc, features, variant, results[variant], len(rows), out_dir, time.perf_counter() - t_cell))
         print(f"done: {cell['corpus']} {cell['protocol']} {tc.backbone}/{tc.finetune}", file=sys.stderr)
     write_report(rows, out_dir)

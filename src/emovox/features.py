@@ -148,3 +148,11 @@ def to_image(
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     x = (x - m) / s
     return x[0] if single else x
+
+
+def spec_images(specs, spec, features: FeatureConfig) -> torch.Tensor:
+    """Spectrograms (a sequence of ``(bands, frames)`` arrays) -> normalised image batch for a CNN whose
+    input normalisation is ``spec`` (an :class:`emovox.backbones.InputSpec`)."""
+    if len({s.shape for s in specs}) > 1:
+        return torch.stack([spec_images([s], spec, features)[0] for s in specs])
+    return to_image(np.stack(specs), features.image_size, spec.mean, spec.std, features.kind)

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from . import __version__
-from .backbones import Standardize, Weights, build_backbone, input_spec
+from .backbones import BackboneParts, InputSpec, Standardize, Weights, build_backbone, input_spec
+from .encoders.speech import SpeechEncoder, is_speech_encoder
 from .errors import EmovoxError, ModelError
 from .features import FeatureConfig
 
@@ -30,7 +31,14 @@ CONFIG_FILE = "config.json"
 
 
 class EmotionClassifier(nn.Module):
-    """A pretrained CNN body and a new classification head over ``labels``.
+    """A pretrained encoder body and a new classification head over ``labels``.
+
+    ``backbone`` names an image CNN on log-mel spectrograms (``vgg16``,
+    ``efficientnet_lite0`` …) or a speech encoder on the waveform
+    (``whisper_tiny_en``, ``hf:HUB_ID_OR_FOLDER``, see
+    :mod:`emovox.encoders.speech`; frozen). ``speech`` rebuilds a saved speech
+    encoder's architecture (its :meth:`SpeechEncoder.spec`) when ``weights`` is
+    ``None``.
 
     ``finetune`` chooses what trains: ``"none"`` (body frozen, the recipe),
     ``"last"`` (the last blocks of the body too) or ``"all"``.
@@ -52,6 +60,7 @@ class EmotionClassifier(nn.Module):
         dropout: float = 0.2,
         acoustic: str | None = None,
         normalize: str = "none",
+        speech: dict[str, Any] | None = None,
     ):
         super().__init__()
         if finetune not in FINETUNE:
@@ -62,11 +71,20 @@ class EmotionClassifier(nn.Module):
             raise ModelError("acoustic features and speaker normalisation work on a frozen backbone (finetune='none')")
         if len(labels) < 2:
             raise ModelError(f"a classifier needs at least 2 labels, got {labels}")
-        parts = build_backbone(backbone, len(labels), weights, dropout)
+        if is_speech_encoder(backbone):
+            if finetune != "none":
+                raise ModelError(f"speech encoder {backbone!r} is used frozen (finetune='none')")
+            body = (SpeechEncoder.from_spec(speech) if weights is None and speech
+                    else SpeechEncoder.pretrained(backbone, "pretrained" if weights is None else weights,
+                                                  context=(speech or {}).get("context", "clip")))
+            parts = BackboneParts(body, _linear_head(body.dim, len(labels), dropout), body.dim, stem=None, tail=None)
+            self.spec = InputSpec()
+        else:
+            parts = build_backbone(backbone, len(labels), weights, dropout)
+            self.spec = input_spec(backbone)
         self.backbone = backbone
         self.labels = list(labels)
         self.finetune = finetune
-        self.spec = input_spec(backbone)
         #: softmax temperatures of ``head`` and ``speaker_head``, fitted on held-out data (1.0: uncalibrated)
         self.temperature = 1.0
         self.speaker_temperature = 1.0
@@ -102,11 +120,32 @@ class EmotionClassifier(nn.Module):
             self.stages[0].eval()
         return self
 
+    @property
+    def reads_waveform(self) -> bool:
+        """True when the body is a speech encoder (it reads 16 kHz waveforms, not spectrogram images)."""
+        return isinstance(self.body, SpeechEncoder)
+
+    def encoders(self) -> list[dict[str, Any]]:
+        """What turns audio into the vectors the head reads, in order, each with the identity of its weights."""
+        if self.reads_waveform:
+            out = [self.body.spec()]
+        else:
+            out = [{"kind": "image", "name": self.backbone, "dim": self.embed_dim}]
+        if self.acoustic:
+            from .acoustic import acoustic_dim
+
+            out.append({"kind": "functionals", "name": self.acoustic, "dim": acoustic_dim(self.acoustic)})
+        return out
+
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Body output: ``(batch, embed_dim)`` embeddings of ``(batch, 3, H, W)`` images."""
+        if self.reads_waveform:
+            raise ModelError(f"{self.backbone} reads waveforms: use model.body.encode(signal)")
         return self.body(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.reads_waveform:
+            raise ModelError(f"{self.backbone} reads waveforms: use model.classify(model.body.encode(signal)[None])")
         if self.acoustic:
             raise ModelError("this model also reads acoustic functionals: use model.classify(vectors)")
         return self.head(self.body(images))
@@ -153,7 +192,16 @@ def software_versions() -> dict[str, str]:
         "timm": timm.__version__,
         "librosa": librosa.__version__,
         "numpy": numpy.__version__,
-    }
+    } | _optional_version("transformers")
+
+
+def _optional_version(module: str) -> dict[str, str]:
+    import importlib.metadata
+
+    try:
+        return {module: importlib.metadata.version(module)}
+    except importlib.metadata.PackageNotFoundError:
+        return {}
 
 
 def save_model(
@@ -181,6 +229,7 @@ def save_model(
         "finetune": model.finetune,
         "acoustic": model.acoustic,
         "normalize": model.normalize,
+        "encoders": model.encoders(),
         "features": features.to_dict(),
         "training": training or {},
         "calibration": {"temperature": model.temperature, "speaker_temperature": model.speaker_temperature},
@@ -205,8 +254,11 @@ def load_model(directory: str | Path) -> tuple[EmotionClassifier, FeatureConfig,
     except (ValueError, KeyError) as err:
         raise ModelError(f"{cfg_path}: malformed model config ({err})") from None
     try:
+        speech = next((e for e in config.get("encoders", []) if e.get("kind") == "speech"), None)
+        if is_speech_encoder(backbone) and speech is None:
+            raise ModelError(f"backbone {backbone!r} is a speech encoder, but the config has no 'encoders' entry describing it")
         model = EmotionClassifier(backbone, labels, weights=None, finetune=config.get("finetune", "none"),
-                                  acoustic=config.get("acoustic"), normalize=config.get("normalize", "none"))
+                                  acoustic=config.get("acoustic"), normalize=config.get("normalize", "none"), speech=speech)
     except EmovoxError as err:
         raise ModelError(f"{cfg_path}: {err}") from None
     try:

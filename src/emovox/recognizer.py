@@ -15,15 +15,18 @@ from typing import Any, Union
 import numpy as np
 import torch
 
-from .audio import load_audio
+from .audio import load_audio, prepare_signal
 from .corpora.base import AUDIO_EXTENSIONS, Utterance, audio_files
+from .encoders.speech import SPEECH_RATE
 from .engine import Engine, TorchEngine, select_engine
 from .errors import AudioError, EmovoxError, ModelError
-from .features import FeatureConfig, file_features, signal_features
+from .features import FeatureConfig, file_features, signal_features, spec_images
+from .labels import sort_labels
 from .model import EmotionClassifier, load_model
 
 AudioInput = Union[str, Path, np.ndarray]
 #: What :meth:`EmotionRecognizer.featurize` returns: a spectrogram, or ``(spectrogram, functionals)``
+#: (for a speech-encoder model: its pooled vector instead of the spectrogram)
 Item = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
 
 #: The model shipped inside the package (see MODEL_CARD.md; non-commercial use only).
@@ -106,11 +109,17 @@ class EmotionRecognizer:
             if sample_rate is None:
                 raise EmovoxError("an audio array needs its sample rate: predict(signal, sample_rate=16000)")
             y, sr, name = x, sample_rate, source or "<array>"
-        elif not self.model.acoustic:
+        elif not self.model.acoustic and not self.model.reads_waveform:
             return file_features(x, self.features)
         else:
             y, sr, name = load_audio(x, self.features.sample_rate), self.features.sample_rate, str(x)
-        spec = signal_features(y, sr, self.features, source=name)
+        if self.model.reads_waveform:
+            # A speech encoder reads the trimmed waveform at its own length; its pooled vector is what the head needs.
+            f = self.features
+            signal = prepare_signal(y, sr, SPEECH_RATE, trim=f.trim, top_db=f.top_db, source=name)
+            spec = self.model.body.encode(signal, source=name)
+        else:
+            spec = signal_features(y, sr, self.features, source=name)
         if not self.model.acoustic:
             return spec
         from .acoustic import signal_functionals
@@ -144,17 +153,18 @@ class EmotionRecognizer:
         """
         if same_speaker and self.model.normalize != "speaker":
             raise ModelError("this model was trained without speaker normalisation (train with --recipe robust); predict without same_speaker")
-        if not self.model.acoustic and not same_speaker:
+        if not self.model.acoustic and not same_speaker and not self.model.reads_waveform:
             logits = self.engine.spec_logits(items, self.model, self.features, batch_size)
             return torch.softmax(logits / self.model.temperature, dim=1).numpy()
         if not len(items):
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        from .train import images
-
         specs = [it[0] if isinstance(it, tuple) else it for it in items]
         with torch.inference_mode():
-            emb = torch.cat([self.model.embed(images(specs[i : i + batch_size], self.model, self.features))
-                             for i in range(0, len(specs), batch_size)])
+            if self.model.reads_waveform:  # featurize already ran the encoder: these are its pooled vectors
+                emb = torch.from_numpy(np.stack(specs))
+            else:
+                emb = torch.cat([self.model.embed(spec_images(specs[i : i + batch_size], self.model.spec, self.features))
+                                 for i in range(0, len(specs), batch_size)])
             vectors = self.model.vectors(emb, np.stack([it[1] for it in items]) if self.model.acoustic else None)
             if same_speaker:
                 from .acoustic import speaker_normalize
@@ -232,23 +242,30 @@ class EmotionRecognizer:
 
     def evaluate(
         self, utts: Sequence[Utterance], *, workers: int | None = None, cache_dir: str | Path | None = None,
-        use_cache: bool = True, progress: bool = True, speaker_norm: bool = False,
+        use_cache: bool = True, progress: bool = True, speaker_norm: bool = False, restrict_labels: bool = False,
     ) -> dict[str, Any]:
         """Metrics of this model on labelled utterances (see :func:`emovox.metrics.classification_metrics`).
 
         ``speaker_norm=True`` normalises each speaker's recordings together and
-        scores the speaker-normalised head. Unreadable files are skipped and
-        listed under ``"skipped"``.
+        scores the speaker-normalised head. ``restrict_labels=True`` also scores
+        with the argmax restricted to the labels the utterances use (a
+        4-emotion corpus scored by an 8-emotion model), under ``"restricted"``.
+        Unreadable files are skipped and listed under ``"skipped"``.
         """
         from .train import model_inputs, prepare, score, speaker_inputs
 
         if speaker_norm and self.model.normalize != "speaker":
             raise ModelError("this model was trained without speaker normalisation (train with --recipe robust)")
         data = prepare(utts, self.features, workers=workers, cache_dir=cache_dir, use_cache=use_cache, progress=progress, log=lambda m: None)
-        inputs = model_inputs(self.model, data, None, progress=progress) if self.model.acoustic or speaker_norm else data.specs
+        frozen = self.model.acoustic or speaker_norm or self.model.reads_waveform
+        inputs = model_inputs(self.model, data, None, progress=progress) if frozen else data.specs
         if speaker_norm:
             inputs = speaker_inputs(inputs, data.utts)
         metrics, _ = score(self.model, inputs, range(len(data.utts)), data.utts, self.features, speaker_norm)
+        if restrict_labels:
+            used = sort_labels(u.emotion for u in data.utts)
+            metrics["restricted"], _ = score(self.model, inputs, range(len(data.utts)), data.utts, self.features, speaker_norm,
+                                             restrict=used)
         metrics["skipped"] = data.skipped
         return metrics
 

@@ -179,14 +179,18 @@ def make_split(
     raise EmovoxError(f"unknown split {name!r}; choose from {', '.join(SPLITS)}")
 
 
-def speaker_kfold(utts: Sequence[Utterance], k: int = 5, seed: int = 0) -> list[Split]:
+def speaker_kfold(utts: Sequence[Utterance], k: int = 5, seed: int = 0, test_corpus: str | None = None) -> list[Split]:
     """Speaker-grouped k-fold: each fold tests on 1/k of the speakers.
 
     Validation speakers are those of the next fold, so train, validation and
-    test never share a speaker (needs at least 3 speakers).
+    test never share a speaker (needs at least 3 speakers). ``test_corpus``:
+    only that corpus's speakers are cut into folds; the other corpora always
+    train (e.g. TESS + nEMO + most RAVDESS actors -> held-out RAVDESS actors).
     """
     keys = np.array([u.speaker_key for u in utts])
-    speakers = np.array(sorted(set(keys.tolist())))
+    if test_corpus is not None and not any(u.corpus == test_corpus for u in utts):
+        raise EmovoxError(f"test corpus {test_corpus!r} is not among {sorted({u.corpus for u in utts})}")
+    speakers = np.array(sorted({u.speaker_key for u in utts if test_corpus is None or u.corpus == test_corpus}))
     if len(speakers) < 3:
         raise EmovoxError(f"speaker k-fold needs at least 3 speakers, found {len(speakers)}")
     k = min(k, len(speakers))
@@ -246,7 +250,7 @@ def protocol_folds(name: str, utts: Sequence[Utterance], *, seed: int = 0, folds
     if name in ("random", "words", "speaker"):
         return [make_split(name, utts, seed=seed)]
     if name == "speaker-kfold":
-        return speaker_kfold(utts, folds, seed)
+        return speaker_kfold(utts, folds, seed, test_corpus)
     if name == "loso":
         return leave_one_speaker_out(utts, seed)
     if name == "cross-speaker":

@@ -30,7 +30,7 @@ from .calibration import calibration_report, fit_temperature
 from .corpora.base import Utterance
 from .errors import EmovoxError
 from .extract import ArrayCache, default_cache_dir, extract_features
-from .features import FeatureConfig, to_image
+from .features import FeatureConfig, spec_images
 from .labels import sort_labels
 from .metrics import classification_metrics, format_metrics, plot_confusion
 from .model import EmotionClassifier, save_model
@@ -114,11 +114,15 @@ SCHEDULES = ("constant", "cosine")
 #: (README, "Unseen speakers"). ``plain``: the original recipe (frozen CNN, linear
 #: head, Adam, 10 epochs). ``robust``: frozen EfficientNet-Lite0 embeddings with
 #: pooled intermediate stages, ComParE functionals, two augmented copies of each
-#: training file, per-speaker normalisation, L2 logistic regression.
+#: training file, per-speaker normalisation, L2 logistic regression. ``speech``: the frozen
+#: Whisper tiny.en encoder (mean/std of every hidden state), per-speaker normalisation,
+#: L2 logistic regression.
 RECIPES: dict[str, dict[str, Any]] = {
     "plain": {},
     "robust": {"backbone": "efficientnet_lite0_stages", "finetune": "none", "acoustic": "compare", "normalize": "speaker",
                "solver": "logreg", "logreg_c": 0.01, "augment": 2},
+    "speech": {"backbone": "whisper_tiny_en", "finetune": "none", "acoustic": None, "normalize": "speaker", "solver": "logreg",
+               "logreg_c": 0.01, "augment": 0},
 }
 
 
@@ -166,14 +170,17 @@ def prepare(
 
 def images(specs: Sequence[np.ndarray], model: EmotionClassifier, features: FeatureConfig) -> torch.Tensor:
     """Spectrograms -> normalised image batch for ``model``."""
-    if len({s.shape for s in specs}) > 1:
-        return torch.stack([images([s], model, features)[0] for s in specs])
-    return to_image(np.stack(specs), features.image_size, model.spec.mean, model.spec.std, features.kind)
+    return spec_images(specs, model.spec, features)
 
 
 def weights_tag(backbone: str, weights: str | Path | None) -> str | None:
-    """Identity of a backbone's weights, for embedding-cache keys (``None``: do not cache)."""
-    if weights is None:
+    """Identity of a backbone's weights, for embedding-cache keys (``None``: do not cache).
+
+    Speech encoders key their cache themselves (:meth:`SpeechEncoder.cache_tag`): ``None`` here.
+    """
+    from .encoders.speech import is_speech_encoder
+
+    if weights is None or is_speech_encoder(backbone):
         return None
     if weights == "imagenet":
         return f"{backbone}-imagenet"
@@ -188,6 +195,8 @@ def embed(
     """Body embeddings ``(n, embed_dim)`` of every prepared utterance, computed once and cached on disk under ``tag``."""
     from tqdm.auto import tqdm
 
+    if model.reads_waveform:
+        return _speech_vectors(model, data, progress=progress)
     cache = ArrayCache(data.cache_root, f"embeddings/{tag}/{data.features.digest()}") if tag and data.cache_root else None
     out: list[np.ndarray | None] = [cache.get(k) if cache and k else None for k in data.keys]
     todo = [i for i, e in enumerate(out) if e is None]
@@ -203,6 +212,26 @@ def embed(
                 if cache and data.keys[i]:
                     cache.put(data.keys[i], e)
             bar.update(len(idx))
+    return torch.from_numpy(np.stack(out)) if out else torch.empty(0, model.embed_dim)
+
+
+def _speech_vectors(model: EmotionClassifier, data: Prepared, signals: Callable[[int], np.ndarray] | None = None, *,
+                    progress: bool = True) -> torch.Tensor:
+    """Pooled speech-encoder vectors of every prepared utterance (``signals(i)``: its waveform; default: the file's),
+    cached on disk by file content, encoder identity and signal settings."""
+    from .encoders.speech import file_signal, signal_digest
+
+    enc = model.body
+    f = data.features
+    cache = ArrayCache(data.cache_root, f"embeddings/{enc.cache_tag()}/{signal_digest(f.trim, f.top_db)}") if data.cache_root else None
+    out: list[np.ndarray | None] = [cache.get(k) if cache and k else None for k in data.keys]
+    todo = [i for i, e in enumerate(out) if e is None]
+    read = signals or (lambda i: file_signal(data.utts[i].path, f.trim, f.top_db))
+    vectors = enc.encode_many(lambda j: read(todo[j]), len(todo), progress=progress, desc=f"{model.backbone} vectors")
+    for i, v in zip(todo, vectors):
+        out[i] = v
+        if cache and data.keys[i]:
+            cache.put(data.keys[i], v)
     return torch.from_numpy(np.stack(out)) if out else torch.empty(0, model.embed_dim)
 
 
@@ -282,6 +311,8 @@ def augment_inputs(
 
     if model.finetune != "none":
         raise EmovoxError("augmented copies are added to frozen-backbone features (finetune='none')")
+    if model.reads_waveform:
+        raise EmovoxError(f"augmented copies are not available with speech encoder {model.backbone!r} (use augment=0)")
     source = np.asarray(idx, dtype=np.int64)
     copies_ = augmented_copies([data.utts[i] for i in source], copies, data.features, model.acoustic,
                                cache_dir=data.cache_root, progress=progress)
@@ -537,12 +568,31 @@ def logits_for(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndar
 
 
 def score(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], idx: Sequence[int], utts: Sequence[Utterance],
-          features: FeatureConfig, speaker: bool = False) -> tuple[dict[str, Any], np.ndarray]:
-    """Metrics of ``model`` on the utterances ``idx`` (and their calibrated probabilities)."""
+          features: FeatureConfig, speaker: bool = False, restrict: Sequence[str] | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """Metrics of ``model`` on the utterances ``idx`` (and their calibrated probabilities).
+
+    ``restrict``: only these labels may be predicted (the argmax runs over them;
+    the probabilities are renormalised over them), as cross-corpus studies score
+    a model on a corpus with fewer emotions. The metrics then carry ``"labels_restricted_to"``.
+    """
     temperature = model.temperature_of(speaker)
-    probs = torch.softmax(logits_for(model, inputs, idx, features, speaker) / temperature, 1).numpy()
+    logits = logits_for(model, inputs, idx, features, speaker) / temperature
+    if restrict is not None:
+        logits = restrict_logits(logits, model.labels, restrict)
+    probs = torch.softmax(logits, 1).numpy()
     pred = [model.labels[k] for k in probs.argmax(1)]
-    return classification_metrics([utts[i].emotion for i in idx], pred, model.labels), probs
+    metrics = classification_metrics([utts[i].emotion for i in idx], pred, model.labels)
+    if restrict is not None:
+        metrics["labels_restricted_to"] = [lab for lab in model.labels if lab in set(restrict)]
+    return metrics, probs
+
+
+def restrict_logits(logits: torch.Tensor, labels: Sequence[str], allowed: Sequence[str]) -> torch.Tensor:
+    """``logits`` with every label outside ``allowed`` masked out (``-inf``)."""
+    keep = torch.tensor([lab in set(allowed) for lab in labels])
+    if not keep.any():
+        raise EmovoxError(f"none of the labels {', '.join(allowed)} is known to the model ({', '.join(labels)})")
+    return logits.masked_fill(~keep, float("-inf"))
 
 
 def calibrate(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], y: torch.Tensor, idx: Sequence[int],

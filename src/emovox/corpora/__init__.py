@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ..errors import CorpusError
-from . import cremad, emodb, ravdess, savee, tess
+from . import cremad, emodb, nemo, ravdess, savee, tess
 from .base import AUDIO_EXTENSIONS, Utterance, audio_files
 from .folder import load_csv, load_folder
 
@@ -22,6 +22,7 @@ LOADERS: dict[str, Loader] = {
     "cremad": cremad.load,
     "savee": savee.load,
     "emodb": emodb.load,
+    "nemo": nemo.load,
     "folder": load_folder,
     "csv": load_csv,
 }

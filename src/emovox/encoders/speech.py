@@ -1,0 +1,304 @@
+"""Speech-pretrained transformer encoders (Whisper, wav2vec 2.0, HuBERT, WavLM, data2vec-audio).
+
+A :class:`SpeechEncoder` reads a 16 kHz waveform, runs a frozen
+transformers encoder on it and pools every hidden state over time (mean and
+standard deviation), giving one vector per utterance: emotion lives in
+different layers for different voices and corpora, so the head sees them all.
+
+Names:
+    ``whisper_tiny_en``  OpenAI Whisper tiny.en, audio encoder (MIT license; hub id
+                         ``openai/whisper-tiny.en``).
+    ``hf:ID_OR_FOLDER``  any transformers speech encoder by hub id or local folder, e.g.
+                         ``hf:openai/whisper-base``, ``hf:microsoft/wavlm-base-plus``,
+                         ``hf:facebook/hubert-base-ls960``, ``hf:facebook/wav2vec2-base``.
+
+Weights of a named encoder come from, in order: the folder given as
+``weights``; ``$EMOVOX_WEIGHTS/<folder name>`` (a directory of local copies for
+the whole tool, see :data:`LOCAL_FOLDERS`); the hub (needs internet once,
+then transformers' cache).
+
+Whisper was trained on 30-s windows; here it runs on the clip's own length
+(the positional embeddings cut to match), about ten times cheaper for short
+clips (``context="full"`` pads to 30 s and pools over the clip's frames).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import AudioError, ModelError
+
+#: Sample rate every speech encoder here reads.
+SPEECH_RATE = 16000
+#: Environment variable naming a folder of local encoder copies (one sub-folder per encoder).
+WEIGHTS_ENV = "EMOVOX_WEIGHTS"
+#: Named encoders: hub id, and the sub-folder names looked for under ``$EMOVOX_WEIGHTS``.
+NAMED: dict[str, str] = {"whisper_tiny_en": "openai/whisper-tiny.en"}
+LOCAL_FOLDERS: dict[str, tuple[str, ...]] = {"whisper_tiny_en": ("whisper-tiny.en-encoder", "whisper-tiny.en")}
+DESCRIPTIONS: dict[str, str] = {
+    "whisper_tiny_en": "OpenAI Whisper tiny.en audio encoder (MIT; 8.2 M parameters): mean/std of its 6 hidden states (4,608-d), on the clip's own length",
+}
+CONTEXTS = ("clip", "full")
+#: Shortest signal fed to an encoder (shorter ones are zero-padded): the convolutional front ends need a few frames.
+MIN_SECONDS = 0.1
+#: Longest signal read per utterance (Whisper's window; longer clips keep their centre).
+MAX_SECONDS = 30.0
+
+
+def is_speech_encoder(name: str) -> bool:
+    """True when ``name`` names a speech encoder (not an image CNN)."""
+    return name in NAMED or name.startswith("hf:")
+
+
+def resolve_source(name: str, weights: str | Path | None = "pretrained") -> str:
+    """Where encoder ``name`` loads from: a local folder, or a hub id.
+
+    ``weights``: ``"pretrained"`` (or ``"imagenet"``, the image-CNN spelling of
+    the same thing) for the standard weights, or a local folder.
+    """
+    if weights not in (None, "pretrained", "imagenet"):
+        folder = Path(weights).expanduser()
+        if not folder.is_dir():
+            raise ModelError(f"{folder}: speech-encoder weights must be a transformers folder (config.json + model.safetensors)")
+        return str(folder)
+    if name.startswith("hf:"):
+        source = name[3:]
+        if not source:
+            raise ModelError("hf: needs a hub id or a folder, e.g. hf:microsoft/wavlm-base-plus")
+        return str(Path(source).expanduser()) if Path(source).expanduser().is_dir() else source
+    if name not in NAMED:
+        raise ModelError(f"unknown speech encoder {name!r}; choose from {', '.join(NAMED)} or hf:HUB_ID_OR_FOLDER")
+    base = os.environ.get(WEIGHTS_ENV)
+    if base:
+        for sub in LOCAL_FOLDERS.get(name, ()):
+            if (Path(base).expanduser() / sub / "config.json").is_file():
+                return str(Path(base).expanduser() / sub)
+    return NAMED[name]
+
+
+def file_signal(path: str | Path, trim: bool = True, top_db: float = 60.0) -> np.ndarray:
+    """The signal a speech encoder reads from a file: 16 kHz mono, leading/trailing silence trimmed, own length."""
+    from ..audio import load_audio
+
+    return load_audio(path, SPEECH_RATE, trim=trim, top_db=top_db)
+
+
+def signal_digest(trim: bool, top_db: float) -> str:
+    """Cache-namespace part for the signal settings of :func:`file_signal`."""
+    return f"sr{SPEECH_RATE}-trim{top_db:g}" if trim else f"sr{SPEECH_RATE}-notrim"
+
+
+def state_digest(module: nn.Module) -> str:
+    """SHA-256 of a module's tensors (names, shapes, float32 values): the identity of its weights, whatever their source."""
+    h = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        h.update(key.encode())
+        h.update(str(tuple(value.shape)).encode())
+        h.update(value.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _load_pretrained(source: str) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """``(encoder network, feature extractor, its config dict)`` from a hub id or folder."""
+    try:
+        import transformers
+        from transformers import AutoConfig
+    except ImportError:
+        raise ModelError("speech encoders need the transformers package: pip install 'emovox[speech]'") from None
+    transformers.utils.logging.disable_progress_bar()  # emovox shows its own progress; no bar per weights file
+    try:
+        config = AutoConfig.from_pretrained(source)
+        if config.model_type == "whisper":
+            from transformers import WhisperModel
+            from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+            if "WhisperEncoder" in (config.architectures or []):
+                net = WhisperEncoder.from_pretrained(source)
+            else:  # a whole Whisper checkpoint: keep its encoder
+                net = WhisperModel.from_pretrained(source).get_encoder()
+        else:
+            net = transformers.AutoModel.from_pretrained(source)
+    except (OSError, ValueError, KeyError) as err:
+        hint = "" if Path(source).is_dir() else " (offline? pass a local copy with --weights DIR or set $EMOVOX_WEIGHTS)"
+        raise ModelError(f"cannot load speech encoder {source!r}{hint}: {str(err).splitlines()[0]}") from None
+    extractor = _feature_extractor(source, config)
+    return net.float(), extractor, config.to_dict()
+
+
+def _feature_extractor(source: str | None, config: Any) -> Any:
+    from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
+
+    if source is not None:
+        try:
+            return AutoFeatureExtractor.from_pretrained(source)
+        except (OSError, ValueError, KeyError):
+            pass  # no preprocessor_config.json: the family's defaults below
+    if config.model_type == "whisper":
+        return WhisperFeatureExtractor(feature_size=config.num_mel_bins)
+    return Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False)
+
+
+def _network_from_config(config: dict[str, Any]) -> nn.Module:
+    """A randomly initialised encoder network of a saved transformers config (weights are loaded after)."""
+    import transformers
+
+    cfg = transformers.AutoConfig.for_model(**config)
+    if cfg.model_type == "whisper":
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        return WhisperEncoder(cfg)
+    return transformers.AutoModel.from_config(cfg)
+
+
+class SpeechEncoder(nn.Module):
+    """A frozen transformers speech encoder that turns a waveform into one pooled vector.
+
+    ``forward(inputs)`` takes what :meth:`inputs` makes of a signal (log-mel
+    frames for Whisper, the normalised waveform for the others), batch of one,
+    and returns ``(1, dim)``: mean and standard deviation over time of every
+    hidden state, layer after layer.
+    """
+
+    def __init__(self, name: str, net: nn.Module, extractor: Any, config: dict[str, Any], source: str | None = None,
+                 context: str = "clip"):
+        super().__init__()
+        if context not in CONTEXTS:
+            raise ModelError(f"context must be one of {', '.join(CONTEXTS)}, not {context!r}")
+        self.name = name
+        self.model = net.eval()
+        self.extractor = extractor
+        self.config = config
+        self.source = source
+        self.context = context
+        self.whisper = config.get("model_type") == "whisper"
+        self.width = int(config["d_model"] if self.whisper else config["hidden_size"])
+        self.n_states = int(config["encoder_layers"] + 2 if self.whisper else config["num_hidden_layers"] + 1)
+        if context == "full" and not self.whisper:
+            raise ModelError("context='full' (30-s windows) applies to Whisper encoders only")
+        for p in self.model.parameters():
+            p.requires_grad = False
+        if self.whisper:  # transformers < 4.50 layers also take a head mask, positionally
+            import inspect
+
+            self._new_layer_api = "layer_head_mask" not in inspect.signature(self.model.layers[0].forward).parameters
+
+    # -- construction ----------------------------------------------------------
+    @classmethod
+    def pretrained(cls, name: str, weights: str | Path | None = "pretrained", context: str = "clip") -> SpeechEncoder:
+        """Encoder ``name`` with its pretrained weights (see :func:`resolve_source`)."""
+        source = resolve_source(name, weights)
+        net, extractor, config = _load_pretrained(source)
+        return cls(name, net, extractor, config, source, context)
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> SpeechEncoder:
+        """The architecture saved by :meth:`spec`, randomly initialised (a model folder's weights are loaded after)."""
+        try:
+            import transformers
+        except ImportError:
+            raise ModelError("this model uses a speech encoder: pip install 'emovox[speech]' (transformers)") from None
+        try:
+            config = spec["model_config"]
+            net = _network_from_config(config)
+            cfg = transformers.AutoConfig.for_model(**config)
+            fe_cfg = spec.get("feature_extractor") or {}
+            fe_cls = getattr(transformers, fe_cfg.get("feature_extractor_type", ""), None)
+            extractor = fe_cls(**{k: v for k, v in fe_cfg.items() if k != "feature_extractor_type"}) if fe_cls else _feature_extractor(None, cfg)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelError(f"malformed speech-encoder entry in the model config ({err})") from None
+        return cls(spec["name"], net, extractor, config, spec.get("source"), spec.get("context", "clip"))
+
+    def spec(self) -> dict[str, Any]:
+        """JSON description: enough to rebuild the architecture, plus where the weights came from and their digest."""
+        fe = self.extractor.to_dict()
+        fe.pop("mel_filters", None)  # recomputed from the sizes; large
+        return {"kind": "speech", "name": self.name, "source": self.source, "context": self.context, "dim": self.dim,
+                "weights_sha256": state_digest(self.model), "model_config": self.config,
+                "feature_extractor": {k: v for k, v in fe.items() if not isinstance(v, np.ndarray)}}
+
+    @property
+    def dim(self) -> int:
+        return 2 * self.width * self.n_states
+
+    def cache_tag(self) -> str:
+        """Identity of what this encoder computes: name, weights digest and context (keys the vector cache)."""
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in self.name)
+        return f"{safe}-{state_digest(self.model)[:16]}-{self.context}"
+
+    def train(self, mode: bool = True) -> SpeechEncoder:
+        super().train(mode)
+        self.model.eval()  # frozen: no dropout, ever
+        return self
+
+    # -- computation ------------------------------------------------------------
+    def inputs(self, y: np.ndarray, source: str = "<array>") -> tuple[torch.Tensor, int]:
+        """``(model input, frames to pool)`` of a 16 kHz mono signal."""
+        y = np.asarray(y, dtype=np.float32)
+        if y.ndim != 1 or not y.size:
+            raise AudioError(source, "no samples to encode")
+        if y.size > MAX_SECONDS * SPEECH_RATE:
+            start = (y.size - int(MAX_SECONDS * SPEECH_RATE)) // 2
+            y = y[start : start + int(MAX_SECONDS * SPEECH_RATE)]
+        if y.size < MIN_SECONDS * SPEECH_RATE:
+            y = np.pad(y, (0, int(MIN_SECONDS * SPEECH_RATE) - y.size))
+        if self.whisper:
+            full = self.context == "full"
+            feats = self.extractor(y, sampling_rate=SPEECH_RATE, return_tensors="pt", padding="max_length" if full else False,
+                                   truncation=False).input_features
+            n_frames = -(-min(y.size // self.extractor.hop_length, feats.shape[-1]) // 2)
+            return feats, max(1, n_frames)
+        values = self.extractor(y, sampling_rate=SPEECH_RATE, return_tensors="pt").input_values
+        return values, 0  # 0: pool over every output frame
+
+    def hidden_states(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every hidden state ``(batch, frames, width)`` of the encoder, input layer first."""
+        if not self.whisper:
+            return list(self.model(x, output_hidden_states=True).hidden_states)
+        net = self.model
+        # WhisperEncoder.forward insists on 30-s inputs; its own layers run on any length.
+        h = nn.functional.gelu(net.conv1(x))
+        h = nn.functional.gelu(net.conv2(h)).permute(0, 2, 1)
+        h = h + net.embed_positions.weight[: h.shape[1]]
+        states = [h]
+        for layer in net.layers:
+            out = layer(h, None) if self._new_layer_api else layer(h, None, None)
+            h = out[0] if isinstance(out, tuple) else out
+            states.append(h)
+        states.append(net.layer_norm(h))
+        return states
+
+    def forward(self, x: torch.Tensor, n_frames: int = 0) -> torch.Tensor:
+        states = self.hidden_states(x)
+        pooled = []
+        for h in states:
+            h = h[:, :n_frames] if n_frames else h
+            pooled += [h.mean(1), h.std(1, unbiased=False)]
+        return torch.cat(pooled, dim=1)
+
+    @torch.inference_mode()
+    def encode(self, y: np.ndarray, source: str = "<array>") -> np.ndarray:
+        """Pooled vector ``(dim,)`` of a 16 kHz mono signal."""
+        x, n = self.inputs(y, source)
+        return self(x, n)[0].numpy()
+
+    @torch.inference_mode()
+    def encode_many(self, signals: Sequence[np.ndarray] | Callable[[int], np.ndarray], n: int | None = None,
+                    progress: bool = True, desc: str = "speech encoder") -> np.ndarray:
+        """Pooled vectors ``(n, dim)`` of many signals (a sequence, or ``signals(i)`` for ``i < n``), with a progress bar."""
+        import sys
+
+        from tqdm.auto import tqdm
+
+        get = signals if callable(signals) else signals.__getitem__
+        count = len(signals) if n is None else n
+        out = np.empty((count, self.dim), dtype=np.float32)
+        for i in tqdm(range(count), desc=desc, unit="file", disable=not progress or count == 0, file=sys.stderr):
+            out[i] = self.encode(get(i))
+        return out
