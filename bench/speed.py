@@ -31,7 +31,8 @@ from emovox.corpora import load_corpus
 from emovox.features import FeatureConfig
 from emovox.model import EmotionClassifier
 from emovox.splits import make_split
-from emovox.train import TrainConfig, fit, images, model_inputs, prepare, score, seed_everything
+from emovox.inputs import images, model_inputs, prepare, score
+from emovox.train import TrainConfig, fit, seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 

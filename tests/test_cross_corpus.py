@@ -11,7 +11,7 @@ import torch
 from conftest import tone
 from emovox.cli import main
 from emovox.errors import EmovoxError
-from emovox.train import restrict_logits
+from emovox.inputs import restrict_logits
 from helpers_models import tone_model
 
 
@@ -55,7 +55,7 @@ folder = "{tone_corpus}"
 [[cell]]
 corpus = "folder"
 protocol = "speaker-kfold"
-folds = 2
+folds = 3
 solver = "logreg"
 duration = 1.0
 image_size = 64

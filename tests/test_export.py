@@ -218,7 +218,7 @@ def test_training_embeddings_through_onnx_runtime_match_pytorch(tmp_path):
     from emovox.export import export_body
     from emovox.features import FeatureConfig
     from emovox.model import EmotionClassifier
-    from emovox.train import Prepared, embed, images
+    from emovox.inputs import Prepared, embed, images
 
     torch.manual_seed(0)
     model = EmotionClassifier("efficientnet_lite0", ["a", "b"], weights=None).eval()

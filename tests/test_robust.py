@@ -91,7 +91,9 @@ def test_recipes_and_config_checks():
     cfg = recipe_config("robust", seed=3)
     assert (cfg.backbone, cfg.acoustic, cfg.normalize, cfg.solver, cfg.augment, cfg.seed) == ("efficientnet_lite0_stages", "compare", "speaker", "logreg", 2, 3)
     assert recipe_config("plain") == TrainConfig()
-    assert set(RECIPES) == {"plain", "robust"}
+    assert set(RECIPES) == {"plain", "robust", "speech"}
+    speech = recipe_config("speech")
+    assert (speech.backbone, speech.acoustic, speech.normalize, speech.solver, speech.augment) == ("whisper_tiny_en", None, "speaker", "logreg", 0)
     assert TrainConfig(acoustic="none").acoustic is None
     with pytest.raises(EmovoxError, match="unknown recipe 'best'"):
         recipe_config("best")
@@ -212,7 +214,8 @@ def test_augmented_copies_join_the_training_part_only(tone_corpus, tmp_path):
 
     from emovox.model import EmotionClassifier
     from emovox.splits import make_split
-    from emovox.train import augment_inputs, model_inputs, prepare, with_augmented
+    from emovox.inputs import model_inputs, prepare
+    from emovox.train import augment_inputs, with_augmented
 
     data = prepare(load_folder(tone_corpus), FAST, cache_dir=tmp_path, progress=False, log=lambda m: None)
     split = make_split("speaker", data.utts, test_speakers=("s4",), val_speakers=("s3",))

@@ -41,8 +41,8 @@ from .metrics import classification_metrics, plot_confusion
 from .model import EmotionClassifier
 from .splits import protocol_folds
 from .calibration import calibration_report
-from .train import (RECIPES, Log, Prepared, TrainConfig, augment_inputs, calibrate, fit, logits_for, model_inputs, prepare, score,
-                    seed_everything, speaker_inputs, weights_tag, with_augmented)
+from .inputs import Log, Prepared, logits_for, model_inputs, prepare, score, speaker_inputs
+from .train import RECIPES, TrainConfig, augment_inputs, calibrate, fit, seed_everything, weights_tag, with_augmented
 
 #: Protocols whose folds are different experiments (directions), reported one row each.
 PER_FOLD_ROWS = {"cross-speaker", "cross-corpus"}

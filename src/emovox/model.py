@@ -74,9 +74,10 @@ class EmotionClassifier(nn.Module):
         if is_speech_encoder(backbone):
             if finetune != "none":
                 raise ModelError(f"speech encoder {backbone!r} is used frozen (finetune='none')")
-            body = (SpeechEncoder.from_spec(speech) if weights is None and speech
-                    else SpeechEncoder.pretrained(backbone, "pretrained" if weights is None else weights,
-                                                  context=(speech or {}).get("context", "clip")))
+            if weights is None and not speech:
+                raise ModelError(f"speech encoder {backbone!r} needs its weights, or the saved description of its architecture")
+            body = (SpeechEncoder.from_spec(speech) if weights is None
+                    else SpeechEncoder.pretrained(backbone, weights, context=(speech or {}).get("context", "clip")))
             parts = BackboneParts(body, _linear_head(body.dim, len(labels), dropout), body.dim, stem=None, tail=None)
             self.spec = InputSpec()
         else:

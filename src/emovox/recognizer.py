@@ -112,11 +112,11 @@ class EmotionRecognizer:
         elif not self.model.acoustic and not self.model.reads_waveform:
             return file_features(x, self.features)
         else:
-            y, sr, name = load_audio(x, self.features.sample_rate), self.features.sample_rate, str(x)
+            sr = SPEECH_RATE if self.model.reads_waveform else self.features.sample_rate
+            y, name = load_audio(x, sr), str(x)
         if self.model.reads_waveform:
             # A speech encoder reads the trimmed waveform at its own length; its pooled vector is what the head needs.
-            f = self.features
-            signal = prepare_signal(y, sr, SPEECH_RATE, trim=f.trim, top_db=f.top_db, source=name)
+            signal = prepare_signal(y, sr, SPEECH_RATE, trim=self.features.trim, top_db=self.features.top_db, source=name)
             spec = self.model.body.encode(signal, source=name)
         else:
             spec = signal_features(y, sr, self.features, source=name)
@@ -252,7 +252,7 @@ class EmotionRecognizer:
         4-emotion corpus scored by an 8-emotion model), under ``"restricted"``.
         Unreadable files are skipped and listed under ``"skipped"``.
         """
-        from .train import model_inputs, prepare, score, speaker_inputs
+        from .inputs import model_inputs, prepare, score, speaker_inputs
 
         if speaker_norm and self.model.normalize != "speaker":
             raise ModelError("this model was trained without speaker normalisation (train with --recipe robust)")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +184,9 @@ class SpeechEncoder(nn.Module):
             raise ModelError("context='full' (30-s windows) applies to Whisper encoders only")
         for p in self.model.parameters():
             p.requires_grad = False
+        self._digest: str | None = None
+        # Frozen weights: their digest is computed once, and again only after a load_state_dict.
+        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_digest", None))
         if self.whisper:  # transformers < 4.50 layers also take a head mask, positionally
             import inspect
 
@@ -220,17 +223,24 @@ class SpeechEncoder(nn.Module):
         fe = self.extractor.to_dict()
         fe.pop("mel_filters", None)  # recomputed from the sizes; large
         return {"kind": "speech", "name": self.name, "source": self.source, "context": self.context, "dim": self.dim,
-                "weights_sha256": state_digest(self.model), "model_config": self.config,
+                "weights_sha256": self.weights_digest, "model_config": self.config,
                 "feature_extractor": {k: v for k, v in fe.items() if not isinstance(v, np.ndarray)}}
 
     @property
     def dim(self) -> int:
         return 2 * self.width * self.n_states
 
+    @property
+    def weights_digest(self) -> str:
+        """:func:`state_digest` of the encoder network (computed once per set of weights)."""
+        if self._digest is None:
+            self._digest = state_digest(self.model)
+        return self._digest
+
     def cache_tag(self) -> str:
         """Identity of what this encoder computes: name, weights digest and context (keys the vector cache)."""
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in self.name)
-        return f"{safe}-{state_digest(self.model)[:16]}-{self.context}"
+        return f"{safe}-{self.weights_digest[:16]}-{self.context}"
 
     def train(self, mode: bool = True) -> SpeechEncoder:
         super().train(mode)
@@ -289,16 +299,13 @@ class SpeechEncoder(nn.Module):
         return self(x, n)[0].numpy()
 
     @torch.inference_mode()
-    def encode_many(self, signals: Sequence[np.ndarray] | Callable[[int], np.ndarray], n: int | None = None,
-                    progress: bool = True, desc: str = "speech encoder") -> np.ndarray:
-        """Pooled vectors ``(n, dim)`` of many signals (a sequence, or ``signals(i)`` for ``i < n``), with a progress bar."""
+    def encode_many(self, signals: Iterable[np.ndarray], n: int, progress: bool = True, desc: str = "speech encoder") -> np.ndarray:
+        """Pooled vectors ``(n, dim)`` of ``n`` signals (read one at a time from ``signals``), with a progress bar."""
         import sys
 
         from tqdm.auto import tqdm
 
-        get = signals if callable(signals) else signals.__getitem__
-        count = len(signals) if n is None else n
-        out = np.empty((count, self.dim), dtype=np.float32)
-        for i in tqdm(range(count), desc=desc, unit="file", disable=not progress or count == 0, file=sys.stderr):
-            out[i] = self.encode(get(i))
+        out = np.empty((n, self.dim), dtype=np.float32)
+        for i, y in enumerate(tqdm(signals, total=n, desc=desc, unit="file", disable=not progress or n == 0, file=sys.stderr)):
+            out[i] = self.encode(y)
         return out
