@@ -131,7 +131,22 @@ def test_spec_rebuilds_the_architecture(kind, tiny_root):
     assert again.cache_tag() == enc.cache_tag()
 
 
-def test_speech_model_trains_saves_and_predicts(tiny_root, tone_corpus, tmp_path):
+@pytest.mark.parametrize("kind", ["whisper", "wavlm"])
+def test_onnx_encoder_matches_pytorch(kind, tiny_root, tmp_path):
+    pytest.importorskip("onnxruntime")
+    enc = SpeechEncoder.pretrained(f"hf:{tiny_encoder(kind, tiny_root)}")
+    signals = [tone(200.0, 5.0, seconds=s) for s in (0.4, 1.3, 3.7)]
+    ref = [enc.encode(y) for y in signals]
+    path = enc.use_onnx(tmp_path / "enc.onnx")
+    assert path.is_file() and enc.onnx_session is not None
+    for y, r in zip(signals, ref):
+        np.testing.assert_allclose(enc.encode(y), r, rtol=1e-3, atol=1e-4)
+    stamp = path.stat().st_mtime_ns
+    SpeechEncoder.pretrained(f"hf:{tiny_encoder(kind, tiny_root)}").use_onnx(path)
+    assert path.stat().st_mtime_ns == stamp  # an existing export is reused, not redone
+
+
+def test_speech_model_trains_saves_and_predicts(tiny_root, tone_corpus, tmp_path, monkeypatch):
     """A (random, tiny) speech encoder + logistic regression separates the synthetic emotions of held-out speakers,
     and the saved folder predicts exactly what the trained model did."""
     from emovox import EmotionRecognizer
@@ -149,7 +164,10 @@ def test_speech_model_trains_saves_and_predicts(tiny_root, tone_corpus, tmp_path
     (speech,) = config["encoders"]
     assert speech["kind"] == "speech" and len(speech["weights_sha256"]) == 64 and config["versions"]["transformers"]
 
-    rec = EmotionRecognizer.load(tmp_path / "run" / "model")
+    monkeypatch.setenv("EMOVOX_CACHE", str(cache))
+    rec = EmotionRecognizer.load(tmp_path / "run" / "model")  # the encoder runs on ONNX Runtime, exported on first use
+    assert rec.engine.name == "onnx-encoder" and list((cache / "onnx").glob("*.onnx"))
+    assert EmotionRecognizer.load(tmp_path / "run" / "model", engine="torch").engine.name == "torch"
     files = [u.path for u in utts if u.speaker == "s4"]
     preds = rec.predict(files)
     acc = np.mean([p.label == u.emotion for p, u in zip(preds, [u for u in utts if u.speaker == "s4"])])

@@ -54,6 +54,27 @@ def weights_digest(directory: str | Path) -> str:
     return hashlib.sha256((Path(directory) / WEIGHTS_FILE).read_bytes()).hexdigest()
 
 
+def onnx_session(path: str | Path, threads: int | None = None):
+    """An ONNX Runtime CPU session for ``path``: ``threads`` intra-op threads (default: the usable cores), all graph
+    optimisations, idle threads sleeping. Raises :class:`ModelError` when onnxruntime is missing or the file unusable."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ModelError("the ONNX engine needs onnxruntime: pip install 'emovox[onnx]'") from None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, int(threads)) if threads else usable_cores()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # errors only
+    # Idle worker threads sleep instead of spinning: no CPU stolen from PyTorch or other work between calls.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as err:
+        raise ModelError(f"{path}: not a usable ONNX model ({str(err).strip().splitlines()[0]})") from None
+
+
 class Engine:
     """Base class: ``logits(images)`` for image batches, :meth:`spec_logits` for spectrograms."""
 
@@ -106,24 +127,9 @@ class OnnxEngine(Engine):
     def __init__(self, path: str | Path, threads: int | None = None, name: str | None = None):
         self.path = Path(path).expanduser()
         self.name = name or ("onnx-int8" if self.path.name.endswith(".int8.onnx") else "onnx")
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ModelError("the ONNX engine needs onnxruntime: pip install 'emovox[onnx]'") from None
         if not self.path.is_file():
             raise ModelError(f"{self.path}: ONNX model not found; create it with: emovox export {self.path.parent}")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, int(threads)) if threads else usable_cores()
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3  # errors only
-        # Idle worker threads sleep instead of spinning: no CPU stolen from PyTorch or other work between calls.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        except Exception as err:
-            raise ModelError(f"{self.path}: not a usable ONNX model ({str(err).strip().splitlines()[0]})") from None
+        self.session = onnx_session(self.path, threads)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0].shape) != 4 or len(outputs[0].shape) != 2:
             raise ModelError(f"{self.path}: not an emovox classifier (expects one image input and one logits output)")
@@ -163,6 +169,8 @@ def select_engine(model: EmotionClassifier, directory: str | Path, engine: str =
     """
     if engine not in ENGINES:
         raise ModelError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if model.reads_waveform:
+        return _speech_engine(model, engine, threads)
     directory = Path(directory).expanduser()
     if engine == "torch" or (engine == "auto" and not ((directory / ONNX_FILE).is_file() and onnxruntime_available())):
         return TorchEngine(model, threads)
@@ -182,3 +190,22 @@ def select_engine(model: EmotionClassifier, directory: str | Path, engine: str =
         warnings.warn(f"{msg} (using PyTorch meanwhile)", stacklevel=2)
         return TorchEngine(model, threads)
     return onnx
+
+
+def _speech_engine(model: EmotionClassifier, engine: str, threads: int | None) -> Engine:
+    """A speech-encoder model: the encoder runs on ONNX Runtime (exported on first use, cached) unless ``engine`` is
+    ``"torch"``; the heads, a few thousand multiply-adds, stay in PyTorch."""
+    if engine == "onnx-int8":
+        raise ModelError("int8 ONNX models cover image CNNs; use engine 'onnx' or 'torch' for a speech encoder")
+    out = TorchEngine(model, threads)
+    if engine == "torch" or (engine == "auto" and not onnxruntime_available()):
+        return out
+    try:
+        model.body.use_onnx(threads=threads)
+    except ModelError as err:
+        if engine == "onnx":
+            raise
+        warnings.warn(f"{err}; the speech encoder runs on PyTorch", stacklevel=3)
+        return out
+    out.name = "onnx-encoder"
+    return out

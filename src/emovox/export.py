@@ -227,3 +227,40 @@ def _quantize(src: Path, dst: Path, tmp: Path) -> None:
         raise ModelError(f"{src.name}: int8 quantisation failed ({type(err).__name__}: {err})") from None
     finally:
         root.disabled = was
+
+
+def export_speech_encoder(encoder: torch.nn.Module, path: str | Path, opset: int = 17) -> Path:
+    """Export a :class:`~emovox.encoders.speech.SpeechEncoder` (model input of any length -> pooled vector) to ONNX.
+
+    Checked against PyTorch on inputs of three lengths (relative error below
+    1e-3) before it is moved into place; raises :class:`ModelError` otherwise.
+    """
+    from .encoders.speech import ONNX_INPUT
+    from .engine import onnx_session
+
+    _require("onnx")
+    _require("onnxruntime")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoder = encoder.eval()
+    axis = {ONNX_INPUT: {encoder.example_input().ndim - 1: "length"}}
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        out = Path(tmp) / path.name
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(encoder, (encoder.example_input(1.0),), str(out), input_names=[ONNX_INPUT], output_names=["vector"],
+                                  dynamic_axes=axis, opset_version=opset, dynamo=False, do_constant_folding=True)
+        except Exception as err:
+            raise ModelError(f"torch.onnx.export failed for speech encoder {encoder.name!r} "
+                             f"({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''})") from None
+        session = onnx_session(out)
+        for seconds in (0.7, 2.3, 5.1):
+            x = encoder.example_input(seconds)
+            with torch.inference_mode():
+                ref = encoder(x).numpy()
+            got = session.run(None, {ONNX_INPUT: x.numpy()})[0]
+            if got.shape != ref.shape or not np.allclose(got, ref, rtol=1e-3, atol=1e-3 * float(np.abs(ref).max())):
+                raise ModelError(f"ONNX export of speech encoder {encoder.name!r} disagrees with PyTorch on {seconds} s of input")
+        os.replace(out, path)  # atomic: a concurrent reader never sees half a file
+    return path

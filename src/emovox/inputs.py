@@ -100,6 +100,15 @@ def _speech_vectors(model: EmotionClassifier, data: Prepared, *, progress: bool 
     cache = ArrayCache(data.cache_root, f"embeddings/{enc.cache_tag()}/{signal_digest(f.trim, f.top_db)}") if data.cache_root else None
     out: list[np.ndarray | None] = [cache.get(k) if cache and k else None for k in data.keys]
     todo = [i for i, e in enumerate(out) if e is None]
+    if todo and enc.onnx_session is None and enc.context == "clip":
+        from .engine import onnxruntime_available
+
+        if onnxruntime_available():
+            with tempfile.TemporaryDirectory() as tmp:  # ONNX Runtime reads the file once, at session start
+                try:  # exported once per encoder and cached: faster than PyTorch for the whole pass
+                    enc.use_onnx(Path(data.cache_root or tmp) / "onnx" / f"{enc.cache_tag()}.onnx")
+                except EmovoxError:
+                    pass  # PyTorch gives the same vectors
     signals = (file_signal(data.utts[i].path, f.trim, f.top_db) for i in todo)
     vectors = enc.encode_many(signals, len(todo), progress=progress, desc=f"{model.backbone} vectors")
     for i, v in zip(todo, vectors):

@@ -46,6 +46,8 @@ DESCRIPTIONS: dict[str, str] = {
     "whisper_tiny_en": "OpenAI Whisper tiny.en audio encoder (MIT; 8.2 M parameters): mean/std of its 6 hidden states (4,608-d), on the clip's own length",
 }
 CONTEXTS = ("clip", "full")
+#: Input name of an exported encoder (its output is the pooled vector).
+ONNX_INPUT = "features"
 #: Shortest signal fed to an encoder (shorter ones are zero-padded): the convolutional front ends need a few frames.
 MIN_SECONDS = 0.1
 #: Longest signal read per utterance (Whisper's window; longer clips keep their centre).
@@ -185,6 +187,8 @@ class SpeechEncoder(nn.Module):
         for p in self.model.parameters():
             p.requires_grad = False
         self._digest: str | None = None
+        #: ONNX Runtime session running :meth:`forward` (see :meth:`use_onnx`); ``None``: PyTorch
+        self.onnx_session = None
         # Frozen weights: their digest is computed once, and again only after a load_state_dict.
         self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_digest", None))
         if self.whisper:  # transformers < 4.50 layers also take a head mask, positionally
@@ -242,6 +246,13 @@ class SpeechEncoder(nn.Module):
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in self.name)
         return f"{safe}-{self.weights_digest[:16]}-{self.context}"
 
+    def example_input(self, seconds: float = 1.0) -> torch.Tensor:
+        """A random model input for ``seconds`` of audio (for exports and checks)."""
+        g = torch.Generator().manual_seed(0)
+        if self.whisper:
+            return torch.randn(1, self.extractor.feature_size, int(seconds * SPEECH_RATE) // self.extractor.hop_length, generator=g)
+        return torch.randn(1, int(seconds * SPEECH_RATE), generator=g)
+
     def train(self, mode: bool = True) -> SpeechEncoder:
         super().train(mode)
         self.model.eval()  # frozen: no dropout, ever
@@ -296,7 +307,30 @@ class SpeechEncoder(nn.Module):
     def encode(self, y: np.ndarray, source: str = "<array>") -> np.ndarray:
         """Pooled vector ``(dim,)`` of a 16 kHz mono signal."""
         x, n = self.inputs(y, source)
+        if self.onnx_session is not None:
+            return self.onnx_session.run(None, {ONNX_INPUT: x.numpy()})[0][0]
         return self(x, n)[0].numpy()
+
+    def use_onnx(self, path: str | Path | None = None, threads: int | None = None) -> Path:
+        """Run :meth:`encode` on ONNX Runtime from now on (several tens of percent faster on a CPU).
+
+        The encoder is exported to ``path`` (default: the feature cache,
+        ``onnx/<cache tag>.onnx``) the first time and checked against PyTorch
+        (see :func:`emovox.export.export_speech_encoder`); later calls reuse the
+        file. Only ``context="clip"`` (every output frame pooled) is exported.
+        Raises :class:`ModelError` when that cannot be done.
+        """
+        from ..engine import onnx_session
+        from ..export import export_speech_encoder
+        from ..extract import default_cache_dir
+
+        if self.context != "clip":
+            raise ModelError("the ONNX speech encoder covers context='clip' only")
+        path = Path(path) if path is not None else default_cache_dir() / "onnx" / f"{self.cache_tag()}.onnx"
+        if not path.is_file():
+            export_speech_encoder(self, path)
+        self.onnx_session = onnx_session(path, threads)
+        return path
 
     @torch.inference_mode()
     def encode_many(self, signals: Iterable[np.ndarray], n: int, progress: bool = True, desc: str = "speech encoder") -> np.ndarray:
