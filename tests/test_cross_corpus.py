@@ -87,3 +87,48 @@ def test_speaker_kfold_on_one_corpus_keeps_the_others_in_training():
     assert [sorted(f.description) for f in same] == [sorted(f.description) for f in folds]  # the same folds as b alone
     with pytest.raises(EmovoxError, match="not among"):
         protocol_folds("speaker-kfold", utts, folds=3, test_corpus="c")
+
+
+def test_corpus_weights_make_each_corpus_count_alike():
+    from emovox.train import TrainConfig, group_weights
+
+    w = group_weights(["tess"] * 6 + ["ravdess"] * 2)
+    assert w[:6].sum() == pytest.approx(w[6:].sum()) and w.sum() == pytest.approx(8)
+    with pytest.raises(EmovoxError, match="logistic-regression"):
+        TrainConfig(balance_corpora=True)  # the Adam solver has no sample weights here
+
+
+def test_balancing_corpora_keeps_a_small_corpus_from_being_outvoted(tmp_path):
+    """Two 'corpora' whose voices express 'angry' differently: the small one's way wins only when corpora are balanced."""
+    from emovox.corpora.base import Utterance
+    from emovox.splits import Split
+    from emovox.train import TrainConfig, fit
+    from emovox.model import EmotionClassifier
+    from emovox.features import FeatureConfig
+
+    rng = np.random.default_rng(0)
+    # feature 0 marks angry in the big corpus; feature 1 marks it, the other way round, in the small one
+    big = rng.normal(size=(200, 2)); big_y = (big[:, 0] > 0).astype(int)
+    small = rng.normal(size=(20, 2)); small_y = (small[:, 1] < 0).astype(int)
+    test = rng.normal(size=(200, 2)); test_y = (test[:, 1] < 0).astype(int)  # new voices behave like the small corpus
+    x = torch.tensor(np.vstack([big, small, test]), dtype=torch.float32)
+    y = torch.tensor(np.concatenate([big_y, small_y, test_y]))
+    corpora = ["big"] * 200 + ["small"] * 20 + ["new"] * 200
+    split = Split(np.arange(220), np.arange(200, 220), np.arange(220, 420))
+
+    def accuracy(balance: bool) -> float:
+        class Probe(EmotionClassifier):  # a head on 2-d vectors: no backbone needed
+            def __init__(self):
+                torch.nn.Module.__init__(self)
+                from emovox.model import _linear_head
+
+                self.finetune, self.labels, self.head = "none", ["neutral", "angry"], _linear_head(2, 2, 0.0)
+
+        model = Probe()
+        fit(model, x, y, split, TrainConfig(solver="logreg", logreg_c=1.0, balance_corpora=balance), FeatureConfig(),
+            progress=False, corpora=corpora)
+        with torch.inference_mode():
+            return float((model.head(x[220:]).argmax(1) == y[220:]).float().mean())
+
+    balanced, plain = accuracy(True), accuracy(False)
+    assert balanced > plain + 0.05

@@ -149,7 +149,8 @@ def run_benchmark(
                 t_fold = time.perf_counter()
                 head_inputs = speaker_inputs(fold_inputs, fold_utts) if speaker else fold_inputs
                 if speaker not in fitted:
-                    fit(model, head_inputs, fold_y, split, tc, features, progress=False, speaker=speaker)
+                    fit(model, head_inputs, fold_y, split, tc, features, progress=False, speaker=speaker,
+                        corpora=[u.corpus for u in fold_utts])
                     calibrate(model, head_inputs, fold_y, split.val, features, speaker)
                     fitted.add(speaker)
                 allowed = sort_labels(data.utts[i].emotion for i in split.test) if restricted else None
@@ -175,7 +176,7 @@ def _method(tc: TrainConfig) -> str:
     and, for Adam, the learning rate and its schedule."""
     shown = [(tc.acoustic, f"+{tc.acoustic}"), (tc.solver != "adam", f" {tc.solver}"),
              (tc.solver == "logreg" and tc.logreg_c != TrainConfig.logreg_c, f" C={tc.logreg_c:g}"), (tc.augment, f" aug×{tc.augment}"),
-             (tc.balance, " balanced")]
+             (tc.balance, " balanced"), (tc.balance_corpora, " corpora balanced")]
     if tc.solver == "adam" and tc.finetune != "none":
         shown += [(True, f" lr {tc.lr:g}"), (tc.body_lr_scale != 1.0, f" (CNN ×{tc.body_lr_scale:g})"),
                   (tc.warmup_epochs, f" warm-up {tc.warmup_epochs}"), (tc.schedule != "constant", f" {tc.schedule}"),

@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--normalize", default=None, choices=NORMALIZE, help="speaker: also train a head on per-speaker normalised features, used by 'predict --same-speaker' and 'evaluate --speaker-norm' (robust: speaker)")
     t.add_argument("--augment", type=int, default=None, metavar="K", help="add K seeded augmented copies (noise, gain, pitch, tempo) of every training file; frozen backbone only (robust: 2)")
     t.add_argument("--solver", default=None, choices=["adam", "logreg"], help="fit the head with Adam epochs (best on validation) or as an L2 logistic regression (robust: logreg)")
+    t.add_argument("--balance-corpora", action="store_true", default=None, help="weight each corpus by the inverse of its share of the training files, so that no corpus dominates (logistic-regression head; several corpora)")
     t.add_argument("--balance", action="store_true", default=None, help="weight each class by the inverse of its share of the training files (corpora with uneven classes)")
     t.add_argument("--split", default="random", choices=SPLITS, help="random: stratified 70/15/15; speaker: no speaker in two parts; words: no word in two parts (TESS); all: train on everything but 10%% validation (default: %(default)s)")
     t.add_argument("--test-speakers", help="with --split speaker: these speakers form the test part, comma-separated (e.g. YAF)")
@@ -207,7 +208,7 @@ def cmd_train(args) -> int:
 
     utts = _load_utts(args)
     weights = None if args.weights.lower() == "none" else args.weights
-    chosen = {"backbone": args.backbone, "finetune": args.finetune, "normalize": args.normalize, "solver": args.solver, "augment": args.augment, "balance": args.balance,
+    chosen = {"backbone": args.backbone, "finetune": args.finetune, "normalize": args.normalize, "solver": args.solver, "augment": args.augment, "balance": args.balance, "balance_corpora": args.balance_corpora,
               "acoustic": None if args.acoustic == "none" else args.acoustic}
     cfg = recipe_config(
         args.recipe, weights=weights, split=args.split,

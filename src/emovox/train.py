@@ -78,6 +78,9 @@ class TrainConfig:
     device: str = "cpu"
     #: weight every class by the inverse of its share of the training part (both solvers)
     balance: bool = False
+    #: weight every corpus by the inverse of its share of the training part, so that a corpus of many files
+    #: from few voices does not dominate the head (``solver="logreg"``)
+    balance_corpora: bool = False
 
     def __post_init__(self) -> None:
         if self.acoustic in ("none", ""):
@@ -96,6 +99,8 @@ class TrainConfig:
             raise EmovoxError(f"patience must be 1 or more epochs, not {self.patience}")
         if self.spec_augment < 0:
             raise EmovoxError(f"spec_augment must be 0 or more masks, not {self.spec_augment}")
+        if self.balance_corpora and self.solver != "logreg":
+            raise EmovoxError("balance_corpora weights the logistic-regression head (solver='logreg')")
         if self.device not in ("cpu", "cuda", "auto"):
             raise EmovoxError(f"device must be 'cpu', 'cuda' or 'auto', not {self.device!r}")
 
@@ -208,6 +213,12 @@ def with_augmented(
             Split(np.concatenate([train_idx, np.arange(n, n + len(rows))]), split.val, split.test, split.description))
 
 
+def group_weights(groups: Sequence[str]) -> np.ndarray:
+    """Per-row weights ``n / (k * count(group))``: each of the ``k`` groups (corpora) weighs as much in all."""
+    keys, inverse, counts = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+    return (len(groups) / (len(keys) * counts))[inverse]
+
+
 def class_weights(y: torch.Tensor, n_classes: int) -> torch.Tensor:
     """``n / (k * count)`` for each of the ``k`` classes present in ``y`` (scikit-learn's "balanced"); 0 for absent ones."""
     counts = torch.bincount(y, minlength=n_classes).float()
@@ -267,9 +278,11 @@ def spec_augment(spec: np.ndarray, masks: int, rng: np.random.Generator) -> np.n
 
 def fit(
     model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], y: torch.Tensor, split: Split, cfg: TrainConfig,
-    features: FeatureConfig, *, progress: bool = True, speaker: bool = False,
+    features: FeatureConfig, *, progress: bool = True, speaker: bool = False, corpora: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` on ``split.train`` for ``cfg.epochs``; keep the state best on ``split.val``.
+
+    ``corpora`` names the corpus of every row of ``inputs`` (needed by ``cfg.balance_corpora``).
 
     ``speaker=True`` trains ``model.speaker_head`` (on speaker-normalised
     ``inputs``, see :func:`speaker_inputs`) instead of ``model.head``.
@@ -292,7 +305,12 @@ def fit(
         raise EmovoxError(f"nothing to train or validate on: {len(train_idx)} training, {len(val_idx)} validation utterances")
     head = _head(model, speaker)
     if cfg.solver == "logreg":
-        return _fit_logreg(model, head, inputs, y, train_idx, val_idx, cfg)
+        weights = None
+        if cfg.balance_corpora:
+            if corpora is None or len(corpora) != len(y):
+                raise EmovoxError("balance_corpora needs the corpus of every training row")
+            weights = group_weights([corpora[i] for i in train_idx.tolist()])
+        return _fit_logreg(model, head, inputs, y, train_idx, val_idx, cfg, weights)
     if cfg.solver != "adam":
         raise EmovoxError(f"solver must be 'adam' or 'logreg', not {cfg.solver!r}")
     standardize = [m for m in head.modules() if isinstance(m, Standardize)]
@@ -367,7 +385,7 @@ def fit(
 
 
 def _fit_logreg(model: EmotionClassifier, head: nn.Module, inputs: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor,
-                val_idx: torch.Tensor, cfg: TrainConfig) -> list[dict[str, Any]]:
+                val_idx: torch.Tensor, cfg: TrainConfig, sample_weight: np.ndarray | None = None) -> list[dict[str, Any]]:
     """Fit ``head`` (Standardize, Dropout, Linear) as an L2 logistic regression on frozen ``inputs``."""
     from sklearn.linear_model import LogisticRegression
 
@@ -379,7 +397,7 @@ def _fit_logreg(model: EmotionClassifier, head: nn.Module, inputs: torch.Tensor,
         z = standardize(inputs).numpy()
     present = sorted(set(y[train_idx].tolist()))
     clf = LogisticRegression(C=cfg.logreg_c, max_iter=3000, random_state=cfg.seed, class_weight="balanced" if cfg.balance else None)
-    clf.fit(z[train_idx.numpy()], y[train_idx].numpy())
+    clf.fit(z[train_idx.numpy()], y[train_idx].numpy(), sample_weight=sample_weight)
     weight = torch.zeros_like(linear.weight)
     bias = torch.full_like(linear.bias, -1e4)  # a label with no training example is never predicted
     weight[present] = torch.as_tensor(clf.coef_, dtype=weight.dtype) if len(present) > 2 else torch.as_tensor(
@@ -463,13 +481,14 @@ def train(
         timings["augment_s"] = time.perf_counter() - t0
         log(f"added {cfg.augment} augmented copy(ies) of each training file: {split.sizes()}")
     t0 = time.perf_counter()
-    history = fit(model, inputs, y, split, cfg, features, progress=progress)
+    corpora = [u.corpus for u in utts_all]
+    history = fit(model, inputs, y, split, cfg, features, progress=progress, corpora=corpora)
     model.eval()
     calibrate(model, inputs, y, split.val, features)
     heads = [(False, inputs)]
     if model.normalize == "speaker":
         spk_inputs = speaker_inputs(inputs, utts_all)
-        fit(model, spk_inputs, y, split, cfg, features, progress=progress, speaker=True)
+        fit(model, spk_inputs, y, split, cfg, features, progress=progress, speaker=True, corpora=corpora)
         model.eval()
         calibrate(model, spk_inputs, y, split.val, features, speaker=True)
         heads.append((True, spk_inputs))
