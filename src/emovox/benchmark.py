@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .corpora import load_corpus
+from .encoders.speech import is_speech_encoder
 from .errors import EmovoxError
 from .features import FeatureConfig
 from .labels import sort_labels
@@ -101,7 +102,7 @@ def run_benchmark(
         raise EmovoxError(f"{out_dir}: already holds a report; choose another --out or pass --overwrite")
     out_dir.mkdir(parents=True, exist_ok=True)
     data_paths = {k: (cfg["_base"] / v) for k, v in cfg.get("data", {}).items()}
-    prepared: dict[tuple[str, FeatureConfig], Prepared] = {}
+    prepared: dict[tuple[str, FeatureConfig, bool], Prepared] = {}
     rows: list[dict[str, Any]] = []
     for cell in expand_cells(cfg):
         t_cell = time.perf_counter()
@@ -110,15 +111,17 @@ def run_benchmark(
         if missing:
             raise EmovoxError(f"no folder for corpus {', '.join(missing)} in the [data] table of {config}")
         features = FeatureConfig(**{k: v for k, v in cell.items() if k in _FEATURE_FIELDS})
-        key = (cell["corpus"], features)
-        if key not in prepared:
-            utts = load_corpus(corpora, [data_paths[c] for c in corpora])
-            prepared[key] = prepare(utts, features, workers=workers, cache_dir=cache_dir, progress=progress, log=log)
-        data = prepared[key]
         train_fields = {k: v for k, v in cell.items() if k in _TRAIN_FIELDS}
         if train_fields.get("weights") not in (None, "imagenet", "pretrained"):  # a local file or folder, relative to the config
             train_fields["weights"] = str(cfg["_base"] / Path(train_fields["weights"]).expanduser())
         tc = TrainConfig(**train_fields)
+        spectrograms = not is_speech_encoder(tc.backbone)
+        key = (cell["corpus"], features, spectrograms)
+        if key not in prepared:
+            utts = load_corpus(corpora, [data_paths[c] for c in corpora])
+            prepared[key] = prepare(utts, features, spectrograms=spectrograms, workers=workers, cache_dir=cache_dir,
+                                    progress=progress, log=log)
+        data = prepared[key]
         folds = protocol_folds(cell["protocol"], data.utts, seed=tc.seed, folds=cell.get("folds", 5), test_corpus=cell.get("test_corpus"))
         probe = EmotionClassifier(tc.backbone, sort_labels({u.emotion for u in data.utts}), weights=tc.weights, finetune=tc.finetune,
                                   acoustic=tc.acoustic)

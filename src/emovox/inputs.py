@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from torch import nn
 
 from .corpora.base import Utterance
 from .errors import EmovoxError
-from .extract import ArrayCache, default_cache_dir, extract_features
+from .audio import load_audio
+from .extract import ArrayCache, default_cache_dir, extract_arrays, extract_features
 from .features import FeatureConfig, spec_images
 from .metrics import classification_metrics
 from .model import EmotionClassifier
@@ -43,12 +45,21 @@ class Prepared:
 
 
 def prepare(
-    utts: Sequence[Utterance], features: FeatureConfig, *, workers: int | None = None, cache_dir: str | Path | None = None,
-    use_cache: bool = True, progress: bool = True, log: Log = print,
+    utts: Sequence[Utterance], features: FeatureConfig, *, spectrograms: bool = True, workers: int | None = None,
+    cache_dir: str | Path | None = None, use_cache: bool = True, progress: bool = True, log: Log = print,
 ) -> Prepared:
-    """Extract spectrograms of ``utts`` in parallel (cached); unreadable files are reported and dropped."""
+    """Extract spectrograms of ``utts`` in parallel (cached); unreadable files are reported and dropped.
+
+    ``spectrograms=False`` (models that read the waveform): only check that
+    every file decodes; ``specs`` then holds empty arrays.
+    """
     root = (Path(cache_dir) if cache_dir else default_cache_dir()) if use_cache else None
-    ext = extract_features([u.path for u in utts], features, workers=workers, cache_dir=root, use_cache=use_cache, progress=progress)
+    paths = [u.path for u in utts]
+    if spectrograms:
+        ext = extract_features(paths, features, workers=workers, cache_dir=root, use_cache=use_cache, progress=progress)
+    else:
+        ext = extract_arrays(paths, partial(_readable, cfg=features), f"readable/{features.digest()}", workers=workers,
+                             cache_dir=root, use_cache=use_cache, progress=progress, desc="reading audio")
     for err in ext.errors.values():
         log(f"skipped: {err}")
     ok = ext.ok
@@ -56,6 +67,12 @@ def prepare(
         raise EmovoxError("no usable audio: every file failed to load")
     return Prepared([utts[i] for i in ok], [ext.specs[i] for i in ok], [ext.keys[i] for i in ok],
                     list(ext.errors.values()), features, root)
+
+
+def _readable(path: str, cfg: FeatureConfig) -> np.ndarray:
+    """An empty array once ``path`` decodes into usable audio with ``cfg``'s settings (raises :class:`AudioError` otherwise)."""
+    load_audio(path, cfg.sample_rate, trim=cfg.trim, top_db=cfg.top_db)
+    return np.zeros(0, dtype=np.float32)
 
 
 def images(specs: Sequence[np.ndarray], model: EmotionClassifier, features: FeatureConfig) -> torch.Tensor:

@@ -256,7 +256,8 @@ class EmotionRecognizer:
 
         if speaker_norm and self.model.normalize != "speaker":
             raise ModelError("this model was trained without speaker normalisation (train with --recipe robust)")
-        data = prepare(utts, self.features, workers=workers, cache_dir=cache_dir, use_cache=use_cache, progress=progress, log=lambda m: None)
+        data = prepare(utts, self.features, spectrograms=not self.model.reads_waveform, workers=workers, cache_dir=cache_dir,
+                       use_cache=use_cache, progress=progress, log=lambda m: None)
         frozen = self.model.acoustic or speaker_norm or self.model.reads_waveform
         inputs = model_inputs(self.model, data, None, progress=progress) if frozen else data.specs
         if speaker_norm:

@@ -28,6 +28,7 @@ from torch import nn
 from .backbones import Standardize
 from .calibration import calibration_report, fit_temperature
 from .corpora.base import Utterance
+from .encoders.speech import is_speech_encoder
 from .errors import EmovoxError
 from .features import FeatureConfig
 from .inputs import Log, Prepared, _forward, _head, embed, logits_for, model_inputs, prepare, score, speaker_inputs
@@ -148,8 +149,6 @@ def weights_tag(backbone: str, weights: str | Path | None) -> str | None:
 
     Speech encoders key their cache themselves (:meth:`SpeechEncoder.cache_tag`): ``None`` here.
     """
-    from .encoders.speech import is_speech_encoder
-
     if weights is None or is_speech_encoder(backbone):
         return None
     if weights == "imagenet":
@@ -456,7 +455,8 @@ def train(
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    data = prepare(utts, features, workers=workers, cache_dir=cache_dir, use_cache=use_cache, progress=progress, log=log)
+    data = prepare(utts, features, spectrograms=not is_speech_encoder(cfg.backbone), workers=workers, cache_dir=cache_dir,
+                   use_cache=use_cache, progress=progress, log=log)
     timings["features_s"] = time.perf_counter() - t0
     split = make_split(cfg.split, data.utts, seed=cfg.seed, test_speakers=cfg.test_speakers, val_speakers=cfg.val_speakers)
     if len(split.train) == 0 or len(split.val) == 0:
