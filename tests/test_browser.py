@@ -96,7 +96,10 @@ def test_long_file_shows_the_timeline(page: Page, tmp_path):
     expect(rows).to_have_count(2)
     assert [rows.nth(i).locator("td.label").inner_text().lower() for i in range(2)] == ["angry", "sad"]
     expect(page.locator("#timeline-summary")).to_contain_text("2 region(s)")
-    assert page.locator("#timeline-chart .lane").count() == 4  # speech + one lane per label
+    assert page.locator("#timeline-chart .lane").count() == 5  # top-emotion band, speech, one heatmap row per label
+    band = page.locator("#timeline-chart .lane.band .block")
+    expect(band).to_have_count(2)  # one block per segment, coloured by its top emotion
+    assert "angry" in band.nth(0).get_attribute("title") and "sad" in band.nth(1).get_attribute("title")
 
 
 def test_bad_file_shows_a_clear_error(page: Page, tmp_path):

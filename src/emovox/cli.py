@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segments", action="store_true", help="long recordings: find the speech, classify overlapping windows and print a timeline per file (see 'emovox timeline' for its options)")
     p.add_argument("--plot", type=Path, help="with --segments and one file: save the timeline as this PNG")
     p.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="with --segments: voice activity detector (default: %(default)s)")
+    p.add_argument("--adapt", default="auto", choices=["auto", "on", "off"], help="with --segments: adapt to the speaker of each recording (one speaker assumed): auto when it has enough segments and the model a speaker head (default: %(default)s)")
     p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"], help="inference engine: auto uses ONNX Runtime when the model folder has an up-to-date model.onnx (see 'emovox export'), else PyTorch (default: %(default)s)")
 
     x = sub.add_parser("export", help="export a model to ONNX for ONNX Runtime", description="Export a model folder to ONNX (images -> logits; batch and image size dynamic), checked against PyTorch before it is written. 'emovox predict' then uses ONNX Runtime for it. Needs: pip install 'emovox[onnx]'.")
@@ -175,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--min-speech", type=float, default=0.3, help="shortest speech region kept, seconds (default: %(default)s)")
     tl.add_argument("--csv", type=Path, help="write one row per segment to this CSV file")
     tl.add_argument("--json", type=Path, help="write the timeline to this JSON file")
-    tl.add_argument("--plot", type=Path, help="save the probabilities over time as this PNG")
+    tl.add_argument("--plot", type=Path, help="save the timeline as this PNG (top emotion per segment + probability heatmap)")
+    tl.add_argument("--adapt", default="auto", choices=["auto", "on", "off"], help="adapt to the speaker of the recording (one speaker assumed): normalise the segments with the recording's own statistics and use the model's speaker head; auto does it when there are enough segments and the model has that head (default: %(default)s)")
 
     sv = sub.add_parser("serve", help="run the web service and web page", description="Serve a model over HTTP on this machine: POST /v1/predict, GET /v1/labels, GET /healthz, a web page at / and API docs at /docs. Needs: pip install 'emovox[serve]'.")
     sv.add_argument("model", type=Path, nargs="?", default=None, help="model folder (RUN_DIR/model); default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
@@ -340,7 +342,7 @@ def _predict_segments(rec, paths, args) -> int:
     failed = 0
     for path in paths:
         ns = argparse.Namespace(input=path, vad=args.vad, max_segment=4.0, hop=2.0, min_speech=0.3, csv=None, json=None,
-                                plot=args.plot if len(paths) == 1 else None)
+                                plot=args.plot if len(paths) == 1 else None, adapt=args.adapt)
         print(f"== {path}")
         try:
             _timeline(rec, ns)
@@ -359,7 +361,8 @@ def cmd_timeline(args) -> int:
 def _timeline(rec, args) -> int:
     from .segments import plot_timeline, segment_file
 
-    tl = segment_file(rec, args.input, max_segment_s=args.max_segment, hop_s=args.hop, vad=args.vad, min_speech_s=args.min_speech)
+    tl = segment_file(rec, args.input, max_segment_s=args.max_segment, hop_s=args.hop, vad=args.vad, min_speech_s=args.min_speech,
+                      adapt=args.adapt)
     if tl.message:
         print(f"emovox: {tl.message}", file=sys.stderr)
     else:
@@ -367,6 +370,7 @@ def _timeline(rec, args) -> int:
         for seg in tl:
             print(f"{seg.start:>8.2f} {seg.end:>8.2f}  {seg.label:<9} {seg.confidence:>5.2f}")
         print(f"{len(tl)} segment(s) in {tl.speech_seconds:.1f} s of speech out of {tl.duration:.1f} s ({tl.vad} VAD); overall: {tl.label}")
+        print(f"speaker adaptation: {'yes' if tl.adaptation == 'speaker' else 'no'} ({tl.adaptation_note})")
     for path, write in ((args.csv, tl.to_csv), (args.json, tl.to_json), (args.plot, lambda p: plot_timeline(tl, p))):
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -158,6 +158,12 @@ class EmotionRecognizer:
             return torch.softmax(logits / self.model.temperature, dim=1).numpy()
         if not len(items):
             return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return self.classify(self.vectors(items, batch_size), same_speaker)
+
+    def vectors(self, items: Sequence[Item], batch_size: int = 32) -> torch.Tensor:
+        """What the heads read, ``(n, dim)``, of :meth:`featurize` results (frozen-backbone models; see :meth:`classify`)."""
+        if not len(items):
+            return torch.zeros((0, 0))
         specs = [it[0] if isinstance(it, tuple) else it for it in items]
         with torch.inference_mode():
             if self.model.reads_waveform:  # featurize already ran the encoder: these are its pooled vectors
@@ -165,14 +171,20 @@ class EmotionRecognizer:
             else:
                 emb = torch.cat([self.model.embed(spec_images(specs[i : i + batch_size], self.model.spec, self.features))
                                  for i in range(0, len(specs), batch_size)])
-            vectors = self.model.vectors(emb, np.stack([it[1] for it in items]) if self.model.acoustic else None)
+            return self.model.vectors(emb, np.stack([it[1] for it in items]) if self.model.acoustic else None)
+
+    def classify(self, vectors: torch.Tensor, same_speaker: bool = False) -> np.ndarray:
+        """Calibrated probabilities of :meth:`vectors`; ``same_speaker=True`` normalises them together first
+        and uses the speaker-normalised head (see :meth:`probabilities`)."""
+        if same_speaker and self.model.normalize != "speaker":
+            raise ModelError("this model was trained without speaker normalisation (train with --recipe robust); predict without same_speaker")
+        with torch.inference_mode():
             if same_speaker:
                 from .acoustic import speaker_normalize
 
                 vectors = torch.from_numpy(speaker_normalize(vectors.numpy()))
             logits = self.model.classify(vectors, speaker_normalized=same_speaker)
-        temperature = self.model.temperature_of(same_speaker)
-        return torch.softmax(logits / temperature, dim=1).numpy()
+        return torch.softmax(logits / self.model.temperature_of(same_speaker), dim=1).numpy()
 
     def predict_proba(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None = None, same_speaker: bool = False) -> np.ndarray:
         """Probabilities over :attr:`labels`: ``(n_labels,)`` for one input, ``(n, n_labels)`` for several."""

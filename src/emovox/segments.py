@@ -49,6 +49,10 @@ ENERGY_FLOOR_DB = -60.0
 MAX_FLATNESS = 0.45
 #: Files libsndfile cannot stream are decoded whole only up to this size (MB).
 MAX_WHOLE_MB = 64.0
+#: Speaker adaptation (``adapt="auto"``) needs at least this many segments: with fewer, a recording's own
+#: statistics are too noisy to normalise by (measured on long recordings of held-out actors: bench/timeline_adapt.py).
+ADAPT_MIN_SEGMENTS = 8
+ADAPT_MODES = ("auto", "on", "off")
 
 
 # --------------------------------------------------------------------------- results
@@ -82,6 +86,9 @@ class Timeline:
         segments: classified windows inside the speech regions, in time order.
         vad: the voice-activity method used (``"silero"`` or ``"energy"``).
         message: why the timeline is empty, when it is.
+        adaptation: ``"speaker"`` when the segments were normalised with the recording's own statistics and
+            classified by the speaker-normalised head, ``"none"`` when each was classified alone.
+        adaptation_note: why adaptation was or was not used.
     """
 
     source: str
@@ -91,6 +98,8 @@ class Timeline:
     segments: list[Segment] = field(default_factory=list)
     vad: str = "energy"
     message: str | None = None
+    adaptation: str = "none"
+    adaptation_note: str | None = None
 
     def __len__(self) -> int:
         return len(self.segments)
@@ -127,6 +136,8 @@ class Timeline:
             "source": self.source,
             "duration": round(self.duration, 3),
             "vad": self.vad,
+            "adaptation": self.adaptation,
+            "adaptation_note": self.adaptation_note,
             "labels": list(self.labels),
             "speech": [{"start": round(s, 3), "end": round(e, 3)} for s, e in self.speech],
             "segments": self.rows(),
@@ -443,12 +454,25 @@ def _source(audio: str | Path | np.ndarray, sample_rate: int | None, max_whole_m
     return _open_file(audio, max_whole_mb)
 
 
+def _adapt_mode(adapt: str | bool) -> str:
+    mode = str(adapt).strip().lower()
+    mode = {"true": "on", "false": "off"}.get(mode, mode)
+    if mode not in ADAPT_MODES:
+        raise EmovoxError(f"adapt must be one of {', '.join(ADAPT_MODES)} (or true/false), not {adapt!r}")
+    return mode
+
+
 def _timeline(
     recognizer: EmotionRecognizer, source: _Source, *, max_segment_s: float, hop_s: float, vad: str, min_speech_s: float,
-    min_silence_s: float, pad_s: float, block_s: float, batch_size: int,
+    min_silence_s: float, pad_s: float, block_s: float, batch_size: int, adapt: str | bool = "auto",
+    adapt_min_segments: int = ADAPT_MIN_SEGMENTS,
 ) -> Timeline:
     if block_s <= 0:
         raise EmovoxError(f"block_s must be positive, not {block_s}")
+    mode = _adapt_mode(adapt)
+    can_adapt = recognizer.model.normalize == "speaker"
+    if mode == "on" and not can_adapt:
+        raise EmovoxError("adapt='on' needs a model with a speaker-normalised head (trained with --recipe speech or robust)")
     windows([], max_segment_s, hop_s)  # validate the window options before the long pass
     regions, duration, method, peak = _detect(source, vad, block_s, min_speech_s, min_silence_s, pad_s)
     tl = Timeline(source.name, duration, recognizer.labels, regions, [], method)
@@ -458,16 +482,24 @@ def _timeline(
         return tl
     spans = windows(regions, max_segment_s, hop_s)
     cfg = recognizer.features
-    segs: list[Segment] = []
+    labels = recognizer.labels
+    keep_vectors = can_adapt and mode != "off"
+    done: list[tuple[float, float]] = []
+    probs: list[np.ndarray] = []
+    vectors: list[Any] = []  # the heads' input per segment, kept (a few KB each) when adaptation may follow
     pending: list[tuple[tuple[float, float], Any]] = []
 
     def flush() -> None:
         if not pending:
             return
-        probs = recognizer.probabilities([spec for _, spec in pending], batch_size)
-        labels = recognizer.labels
-        for ((s, e), _), p in zip(pending, probs):
-            segs.append(Segment(s, e, labels[int(np.argmax(p))], {lab: float(v) for lab, v in zip(labels, p)}))
+        items = [spec for _, spec in pending]
+        if keep_vectors:
+            v = recognizer.vectors(items, batch_size)
+            vectors.append(v)
+            probs.extend(recognizer.classify(v))
+        else:
+            probs.extend(recognizer.probabilities(items, batch_size))
+        done.extend(span for span, _ in pending)
         pending.clear()
 
     for i, y in _cut(source, spans, cfg.sample_rate, block_s):
@@ -480,8 +512,24 @@ def _timeline(
         if len(pending) >= batch_size:
             flush()
     flush()
-    tl.segments = segs
-    if not segs:
+    n = len(done)
+    if mode == "off":
+        tl.adaptation_note = "turned off"
+    elif not can_adapt:
+        tl.adaptation_note = "the model has no speaker-normalised head"
+    elif n < adapt_min_segments and mode == "auto":
+        tl.adaptation_note = f"{n} segment(s), fewer than the {adapt_min_segments} needed to learn the speaker's baseline"
+    elif n >= 2:
+        import torch
+
+        probs = list(recognizer.classify(torch.cat(vectors), same_speaker=True))
+        tl.adaptation = "speaker"
+        tl.adaptation_note = f"normalised with this recording's own statistics over {n} segments (one speaker assumed)"
+    else:
+        tl.adaptation_note = f"{n} segment(s): too few to normalise"
+    tl.segments = [Segment(s, e, labels[int(np.argmax(p))], {lab: float(v) for lab, v in zip(labels, p)})
+                   for (s, e), p in zip(done, probs)]
+    if not tl.segments:
         tl.message = f"{source.name}: the speech regions were too quiet to classify; the timeline is empty"
     return tl
 
@@ -489,7 +537,7 @@ def _timeline(
 def segment_file(
     recognizer: EmotionRecognizer, path: str | Path, *, max_segment_s: float = 4.0, hop_s: float = 2.0, vad: str = "auto",
     min_speech_s: float = 0.3, min_silence_s: float = 0.3, pad_s: float = 0.1, block_s: float = 30.0, batch_size: int = 16,
-    max_whole_mb: float = MAX_WHOLE_MB,
+    max_whole_mb: float = MAX_WHOLE_MB, adapt: str | bool = "auto", adapt_min_segments: int = ADAPT_MIN_SEGMENTS,
 ) -> Timeline:
     """Timeline of emotions in the audio file ``path``.
 
@@ -499,75 +547,121 @@ def segment_file(
     Raises :class:`AudioError` for a missing, empty or unreadable file.
     """
     return _timeline(recognizer, _open_file(path, max_whole_mb), max_segment_s=max_segment_s, hop_s=hop_s, vad=vad,
-                     min_speech_s=min_speech_s, min_silence_s=min_silence_s, pad_s=pad_s, block_s=block_s, batch_size=batch_size)
+                     min_speech_s=min_speech_s, min_silence_s=min_silence_s, pad_s=pad_s, block_s=block_s, batch_size=batch_size,
+                     adapt=adapt, adapt_min_segments=adapt_min_segments)
 
 
 def segment_signal(
     recognizer: EmotionRecognizer, y: np.ndarray, sample_rate: int, *, max_segment_s: float = 4.0, hop_s: float = 2.0,
     vad: str = "auto", min_speech_s: float = 0.3, min_silence_s: float = 0.3, pad_s: float = 0.1, block_s: float = 30.0,
-    batch_size: int = 16, source: str = "<array>",
+    batch_size: int = 16, source: str = "<array>", adapt: str | bool = "auto", adapt_min_segments: int = ADAPT_MIN_SEGMENTS,
 ) -> Timeline:
     """Timeline of emotions in an in-memory signal sampled at ``sample_rate`` (see :func:`segment_file`)."""
     return _timeline(recognizer, _ArraySource(y, sample_rate, source), max_segment_s=max_segment_s, hop_s=hop_s, vad=vad,
-                     min_speech_s=min_speech_s, min_silence_s=min_silence_s, pad_s=pad_s, block_s=block_s, batch_size=batch_size)
+                     min_speech_s=min_speech_s, min_silence_s=min_silence_s, pad_s=pad_s, block_s=block_s, batch_size=batch_size,
+                     adapt=adapt, adapt_min_segments=adapt_min_segments)
 
 
 # --------------------------------------------------------------------------- plot
-def _curve(timeline: Timeline, gap: float) -> tuple[np.ndarray, np.ndarray]:
-    """Times and ``(labels, times)`` probabilities: segment midpoints, held to the edges of each
-    speech region, with ``gap`` (NaN breaks a line, 0 empties a stack) between regions."""
-    labels = timeline.labels
-    groups: list[list[Segment]] = []
-    for seg in timeline.segments:
-        if groups and seg.start < groups[-1][-1].end + 1e-6:
-            groups[-1].append(seg)
-        else:
-            groups.append([seg])
-    ts: list[float] = []
-    cols: list[list[float]] = []
-    for group in groups:
-        first, last = group[0], group[-1]
-        if ts:
-            ts += [ts[-1] + 1e-3, first.start - 1e-3]
-            cols += [[gap] * len(labels)] * 2
-        points = [(first.start, first)] + [((s.start + s.end) / 2, s) for s in group] + [(last.end, last)]
-        for t, seg in points:
-            ts.append(t)
-            cols.append([seg.probabilities[lab] for lab in labels])
-    return np.array(ts), np.array(cols).T
+#: Colour of each canonical label in plots and on the web page (colour-blind-safe where possible).
+LABEL_COLORS = {
+    "angry": "#d62728", "calm": "#17becf", "disgust": "#8c564b", "fear": "#9467bd", "happy": "#ffbf00",
+    "neutral": "#7f7f7f", "sad": "#1f77b4", "surprise": "#2ca02c",
+}
+#: Segments whose top probability is below this are hatched as uncertain in the plot (as ``emovox predict`` does).
+PLOT_UNCERTAIN_BELOW = 0.4
 
 
-def plot_timeline(timeline: Timeline, path: str | Path, *, stacked: bool = False, title: str | None = None) -> Path:
-    """Save a PNG of each label's probability over time, with the speech regions shaded.
+def label_color(label: str, index: int = 0) -> str:
+    """Plot colour of ``label`` (a fixed one for the canonical labels, a matplotlib cycle colour otherwise)."""
+    return LABEL_COLORS.get(label, f"C{index % 10}")
 
-    Lines by default; ``stacked=True`` draws stacked areas instead.
+
+def _ownership(timeline: Timeline) -> list[tuple[float, float, Segment]]:
+    """Non-overlapping ``(start, end, segment)`` spans: each instant of speech belongs to the segment whose
+    centre is nearest (overlapping windows split at the midpoint between their centres)."""
+    out: list[tuple[float, float, Segment]] = []
+    segs = sorted(timeline.segments, key=lambda g: (g.start, g.end))
+    for i, seg in enumerate(segs):
+        start, end = seg.start, seg.end
+        centre = (seg.start + seg.end) / 2
+        if i > 0 and segs[i - 1].end > seg.start:
+            start = max(start, (centre + (segs[i - 1].start + segs[i - 1].end) / 2) / 2)
+        if i + 1 < len(segs) and segs[i + 1].start < seg.end:
+            end = min(end, (centre + (segs[i + 1].start + segs[i + 1].end) / 2) / 2)
+        if end > start:
+            out.append((start, end, seg))
+    return out
+
+
+def timeline_grid(timeline: Timeline, columns: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """``(edges, probs)``: ``columns + 1`` time edges over the recording and a ``(labels, columns)`` matrix of each
+    label's probability in every column (the owning segment's, see :func:`_ownership`), NaN outside speech."""
+    edges = np.linspace(0.0, max(timeline.duration, 1e-3), columns + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    grid = np.full((len(timeline.labels), columns), np.nan)
+    for start, end, seg in _ownership(timeline):
+        cols = (centres >= start) & (centres < end)
+        grid[:, cols] = np.array([seg.probabilities[lab] for lab in timeline.labels])[:, None]
+    return edges, grid
+
+
+def plot_timeline(timeline: Timeline, path: str | Path, *, title: str | None = None,
+                  uncertain_below: float = PLOT_UNCERTAIN_BELOW, stacked: bool = False) -> Path:
+    """Save a PNG of the timeline, readable at a glance on long recordings.
+
+    Top: a band coloured by the most probable emotion of each segment
+    (hatched where its probability is below ``uncertain_below``; white where
+    there is no speech). Below: a heatmap of every label's probability over
+    time. ``stacked`` is accepted for compatibility and ignored.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
+    del stacked
     path = Path(path)
-    fig, ax = plt.subplots(figsize=(10, 3.6), dpi=120)
-    for i, (s, e) in enumerate(timeline.speech):
-        ax.axvspan(s, e, color="0.9", zorder=0, label="speech" if i == 0 else None)
+    labels = timeline.labels
+    duration = max(timeline.duration, 1e-3)
+    fig, (band, heat) = plt.subplots(2, 1, figsize=(11, 1.6 + 0.32 * len(labels) + 0.9), dpi=120, sharex=True,
+                                     gridspec_kw={"height_ratios": [1.0, 0.32 * len(labels)], "hspace": 0.08})
+    for s, e in timeline.speech:
+        band.axvspan(s, e, ymin=0.0, ymax=0.12, color="0.85", lw=0)
+    handles, seen = [], set()
+    for start, end, seg in _ownership(timeline):
+        i = labels.index(seg.label)
+        unsure = seg.confidence < uncertain_below
+        band.axvspan(start, end, ymin=0.15, ymax=1.0, facecolor=label_color(seg.label, i), alpha=0.45 if unsure else 0.95,
+                     hatch="///" if unsure else None, edgecolor="white", lw=0.3)
+        seen.add(seg.label)
+    for i, lab in enumerate(labels):
+        if lab in seen:
+            handles.append(Patch(facecolor=label_color(lab, i), label=lab))
+    if any(seg.confidence < uncertain_below for seg in timeline.segments):
+        handles.append(Patch(facecolor="0.7", hatch="///", edgecolor="white", label=f"uncertain (< {uncertain_below:g})"))
+    band.set_yticks([])
+    band.set_ylim(0, 1)
+    band.set_title(title or Path(timeline.source).name, loc="left", fontsize=10)
+    note = "speaker-adapted" if timeline.adaptation == "speaker" else "per segment"
+    band.set_title(f"{len(timeline.segments)} segments, {note}", loc="right", fontsize=8, color="0.35")
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 9), fontsize=8, frameon=False)
     if timeline.segments:
-        t, probs = _curve(timeline, gap=0.0 if stacked else np.nan)
-        if stacked:
-            ax.stackplot(t, probs, labels=timeline.labels, alpha=0.85)
-        else:
-            for lab, p in zip(timeline.labels, probs):
-                ax.plot(t, p, linewidth=1.5, label=lab)
+        edges, grid = timeline_grid(timeline, columns=int(min(4000, max(200, duration * 10))))
+        cmap = matplotlib.colormaps["magma_r"].with_extremes(bad="white")
+        mesh = heat.pcolormesh(edges, np.arange(len(labels) + 1), np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=1,
+                               shading="flat")
+        cbar = fig.colorbar(mesh, cax=heat.inset_axes([1.01, 0.0, 0.012, 1.0]))
+        cbar.set_label("probability", fontsize=8)
     else:
-        ax.text(0.5, 0.5, timeline.message or "no speech found", ha="center", va="center", transform=ax.transAxes, wrap=True)
-    ax.set_xlim(0, max(timeline.duration, 1e-3))
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("probability")
-    ax.set_title(title or Path(timeline.source).name)
-    if timeline.segments or timeline.speech:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    fig.tight_layout()
+        band.text(0.5, 0.55, timeline.message or "no speech found", ha="center", va="center", transform=band.transAxes, wrap=True)
+    heat.set_yticks(np.arange(len(labels)) + 0.5, labels, fontsize=8)
+    heat.set_ylim(len(labels), 0)
+    heat.set_xlim(0, duration)
+    heat.set_xlabel("time (s)")
+    fig.subplots_adjust(left=0.08, right=0.92, top=0.9, bottom=0.2)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
@@ -575,6 +669,6 @@ def plot_timeline(timeline: Timeline, path: str | Path, *, stacked: bool = False
 
 
 __all__ = [
-    "FRAME_S", "Segment", "Timeline", "VAD_METHODS", "plot_timeline", "resolve_vad", "segment_file", "segment_signal",
-    "silero_available", "speech_regions", "windows",
+    "ADAPT_MIN_SEGMENTS", "FRAME_S", "LABEL_COLORS", "Segment", "Timeline", "VAD_METHODS", "plot_timeline", "resolve_vad", "segment_file", "segment_signal",
+    "silero_available", "speech_regions", "timeline_grid", "windows",
 ]

@@ -2,7 +2,11 @@
 
 Endpoints:
     ``POST /v1/predict``  audio upload (multipart field ``file``, or the raw body);
-                          ``segments=true`` (form field or query) adds the timeline.
+                          ``segments=true`` (form field or query) adds the timeline,
+                          ``adapt=auto|on|off`` its speaker adaptation. Several ``file``
+                          parts give one result per file; with ``same_speaker=true`` they
+                          are one speaker's recordings, classified together by the
+                          model's speaker head.
     ``GET /v1/labels``    the model's labels.
     ``GET /healthz``      liveness and load.
     ``GET /``             the web page (no external resources).
@@ -52,6 +56,8 @@ PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+#: Most audio files in one request (several ``file`` parts).
+MAX_FILES = 64
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
 
@@ -102,6 +108,11 @@ class PredictResponse(BaseModel):
     timeline: dict[str, Any] | None = Field(None, description="emotion over time (only with segments=true)")
 
 
+class BatchResponse(BaseModel):
+    files: list[PredictResponse] = Field(description="one result per uploaded file, in upload order")
+    same_speaker: bool = Field(description="true when the files were classified together as one speaker's recordings")
+
+
 class LabelsResponse(BaseModel):
     labels: list[str]
 
@@ -127,8 +138,11 @@ PREDICT_BODY = {
                 "type": "object",
                 "required": ["file"],
                 "properties": {
-                    "file": {"type": "string", "format": "binary", "description": "audio file (wav, flac, ogg, mp3, ...)"},
+                    "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                             "description": "audio file(s) (wav, flac, ogg, mp3, ...); several give one result each"},
                     "segments": {"type": "boolean", "description": "also return the emotion timeline"},
+                    "adapt": {"type": "string", "enum": ["auto", "on", "off"], "description": "speaker adaptation of the timeline"},
+                    "same_speaker": {"type": "boolean", "description": "several files of ONE speaker: classify them together with the speaker head"},
                 },
             }
         },
@@ -151,19 +165,53 @@ class _TooLarge(Exception):
 
 
 @dataclass
-class _Upload:
-    filename: str = "upload"
+class _File:
+    filename: str
+    path: Path
     content_type: str | None = None
     size: int = 0
-    received: bool = False
+
+
+@dataclass
+class _Upload:
+    """What a request carried: its audio files (each streamed to a temporary file) and small form fields."""
+
+    tmp_dir: str | Path | None = None
+    files: list[_File] = field(default_factory=list)
     fields: dict[str, str] = field(default_factory=dict)
+    out: BinaryIO | None = None
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def new_file(self, filename: str, content_type: str | None) -> None:
+        self.close()
+        fd, name = tempfile.mkstemp(prefix="emovox-upload-", dir=self.tmp_dir)
+        self.files.append(_File(filename, Path(name), content_type))
+        self.out = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes) -> None:
+        assert self.out is not None
+        self.out.write(data)
+        self.files[-1].size += len(data)
+
+    def close(self) -> None:
+        if self.out is not None:
+            self.out.close()
+            self.out = None
+
+    def cleanup(self) -> None:
+        self.close()
+        for f in self.files:
+            f.path.unlink(missing_ok=True)
 
 
 class _FormReader:
-    """Multipart callbacks: the first file part streams into ``out``, small text fields are kept."""
+    """Multipart callbacks: every ``file`` part streams into its own temporary file, small text fields are kept."""
 
-    def __init__(self, out: BinaryIO, upload: _Upload, max_bytes: int):
-        self.out, self.upload, self.max_bytes = out, upload, max_bytes
+    def __init__(self, upload: _Upload, max_bytes: int):
+        self.upload, self.max_bytes = upload, max_bytes
         self.header_name, self.header_value = b"", b""
         self.headers: dict[bytes, bytes] = {}
         self.mode = "skip"  # "file", "field" or "skip"
@@ -194,13 +242,13 @@ class _FormReader:
         _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
         self.name = options.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" in options:
-            if self.upload.received:
-                raise _Reject(422, "send one audio file per request")
+            if self.name != "file":
+                raise _Reject(422, f"send audio in form fields named 'file', not {self.name[:64]!r}")
+            if len(self.upload.files) >= MAX_FILES:
+                raise _Reject(422, f"at most {MAX_FILES} files per request")
             self.mode = "file"
-            self.upload.received = True
-            self.upload.filename = _safe_name(options[b"filename"].decode("utf-8", "replace"))
             ctype = self.headers.get(b"content-type")
-            self.upload.content_type = ctype.decode("latin-1") if ctype else None
+            self.upload.new_file(_safe_name(options[b"filename"].decode("utf-8", "replace")), ctype.decode("latin-1") if ctype else None)
         else:
             self.mode = "field"
 
@@ -209,14 +257,15 @@ class _FormReader:
         if self.mode == "file":
             if self.upload.size + n > self.max_bytes:
                 raise _TooLarge()
-            self.out.write(data[start:end])
-            self.upload.size += n
+            self.upload.write(data[start:end])
         elif self.mode == "field":
             if len(self.value) + n > MAX_FIELD_BYTES:
                 raise _Reject(422, f"form field {self.name!r} is longer than {MAX_FIELD_BYTES} bytes")
             self.value += data[start:end]
 
     def on_part_end(self) -> None:
+        if self.mode == "file":
+            self.upload.close()
         if self.mode == "field" and self.name:
             self.upload.fields[self.name] = self.value.decode("utf-8", "replace")
         self.mode = "skip"
@@ -228,9 +277,8 @@ def _safe_name(name: str) -> str:
     return "".join(c for c in base if c.isprintable())[:200] or "upload"
 
 
-async def _receive(request: Request, out: BinaryIO, max_bytes: int) -> _Upload:
-    """Stream the request body into ``out``; raises :class:`_Reject` for a bad or oversized upload."""
-    upload = _Upload()
+async def _receive(request: Request, upload: _Upload, max_bytes: int) -> _Upload:
+    """Stream the request body into ``upload``'s temporary files; raises :class:`_Reject` for a bad or oversized upload."""
     body_limit = max_bytes + BODY_OVERHEAD
     too_large_msg = f"upload is larger than the limit of {round(max_bytes / MIB, 3):g} MiB"
     ctype = request.headers.get("content-type", "")
@@ -247,13 +295,11 @@ async def _receive(request: Request, out: BinaryIO, max_bytes: int) -> _Upload:
         boundary = params.get(b"boundary")
         if not boundary:
             raise _Reject(422, "multipart body without a boundary in its Content-Type")
-        parser = MultipartParser(boundary, _FormReader(out, upload, max_bytes).callbacks())
+        parser = MultipartParser(boundary, _FormReader(upload, max_bytes).callbacks())
     elif kind == b"application/x-www-form-urlencoded":
         raise _Reject(415, "send the audio as multipart/form-data (field 'file') or as the raw request body, not as a URL-encoded form")
     else:
-        upload.received = True
-        upload.filename = _safe_name(request.query_params.get("filename", "upload"))
-        upload.content_type = ctype or None
+        upload.new_file(_safe_name(request.query_params.get("filename", "upload")), ctype or None)
 
     stream = request.stream()
     received = 0
@@ -267,8 +313,7 @@ async def _receive(request: Request, out: BinaryIO, max_bytes: int) -> _Upload:
             else:
                 if received > max_bytes:
                     raise _TooLarge()
-                out.write(chunk)
-                upload.size = received
+                upload.write(chunk)
         if parser is not None:
             parser.finalize()
     except _TooLarge:
@@ -278,10 +323,13 @@ async def _receive(request: Request, out: BinaryIO, max_bytes: int) -> _Upload:
         raise _Reject(422, f"malformed multipart body ({err})") from None
     except ClientDisconnect:
         raise _Reject(400, "the client disconnected during the upload") from None
-    if not upload.received:
+    finally:
+        upload.close()
+    if not upload.files:
         raise _Reject(422, "no audio file in the request: send it in a multipart field named 'file'")
-    if upload.size == 0:
-        raise _Reject(422, f"{upload.filename}: file is empty (0 bytes)")
+    for f in upload.files:
+        if f.size == 0:
+            raise _Reject(422, f"{f.filename}: file is empty (0 bytes)")
     return upload
 
 
@@ -343,16 +391,8 @@ def create_app(
     app.state.config = cfg
     app.state.recognizer = recognizer
 
-    def infer(path: Path, filename: str, segments: bool) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        try:
-            pred = recognizer.predict(path)
-            timeline = segment_file(recognizer, path, **cfg.segment_options).to_dict() if segments else None
-        except AudioError as err:
-            problem = err.problem.replace(str(path), filename)
-            status = 415 if ("not a readable audio file" in problem or "cannot be read" in problem) else 422
-            raise _Reject(status, f"{filename}: {problem}") from None
-        out: dict[str, Any] = {
+    def result(pred: Any, filename: str) -> dict[str, Any]:
+        return {
             "filename": filename,
             "label": pred.label,
             "confidence": pred.confidence,
@@ -360,13 +400,39 @@ def create_app(
             "uncertain": pred.confidence < cfg.uncertain_below,
             "threshold": cfg.uncertain_below,
         }
-        if timeline is not None:
-            timeline["source"] = filename
-            if timeline.get("message"):
-                timeline["message"] = timeline["message"].replace(str(path), filename)
-            out["timeline"] = timeline
-        log.info("%s: %s (%.2f) in %.2f s", filename, pred.label, pred.confidence, time.perf_counter() - t0)
-        return out
+
+    def audio_error(err: AudioError, files: list[_File]) -> _Reject:
+        problem = err.problem
+        for f in files:
+            problem = problem.replace(str(f.path), f.filename)
+        name = next((f.filename for f in files if str(f.path) == err.source), files[0].filename)
+        status = 415 if ("not a readable audio file" in problem or "cannot be read" in problem) else 422
+        return _Reject(status, f"{name}: {problem}")
+
+    def timeline_of(f: _File, adapt: str) -> dict[str, Any]:
+        timeline = segment_file(recognizer, f.path, **(cfg.segment_options | {"adapt": adapt})).to_dict()
+        timeline["source"] = f.filename
+        for key in ("message", "adaptation_note"):
+            if timeline.get(key):
+                timeline[key] = timeline[key].replace(str(f.path), f.filename)
+        return timeline
+
+    def infer(files: list[_File], segments: bool, adapt: str, same_speaker: bool) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        try:
+            preds = recognizer.predict([f.path for f in files], same_speaker=same_speaker)
+            outs = [result(p, f.filename) for p, f in zip(preds, files)]
+            if segments:
+                for out, f in zip(outs, files):
+                    out["timeline"] = timeline_of(f, adapt)
+        except AudioError as err:
+            raise audio_error(err, files) from None
+        except EmovoxError as err:
+            raise _Reject(422, str(err)) from None
+        for out in outs:
+            log.info("%s: %s (%.2f)", out["filename"], out["label"], out["confidence"])
+        log.info("%d file(s) in %.2f s", len(files), time.perf_counter() - t0)
+        return outs[0] if len(files) == 1 and not same_speaker else {"files": outs, "same_speaker": same_speaker}
 
     @app.exception_handler(_Reject)
     async def _rejected(request: Request, exc: _Reject) -> JSONResponse:
@@ -375,7 +441,7 @@ def create_app(
 
     @app.post(
         "/v1/predict",
-        response_model=PredictResponse,
+        response_model=PredictResponse | BatchResponse,
         response_model_exclude_none=True,
         summary="Predict the emotion of an audio file",
         openapi_extra={"requestBody": PREDICT_BODY},
@@ -389,21 +455,33 @@ def create_app(
     async def predict(
         request: Request,
         segments: str | None = Query(None, description="true: also return the emotion timeline (also accepted as a form field)"),
+        adapt: str | None = Query(None, description="timeline speaker adaptation: auto (default), on or off (also a form field)"),
+        same_speaker: str | None = Query(None, description="true: the files are ONE speaker's recordings; classify them together "
+                                                           "with the model's speaker head (also a form field)"),
     ) -> dict[str, Any]:
-        """Upload audio as multipart field ``file`` (or as the raw body); get the emotion and its probabilities."""
+        """Upload audio as multipart field ``file`` (or as the raw body); get the emotion and its probabilities.
+
+        Several ``file`` parts give ``{"files": [...], "same_speaker": ...}``, one result per file in upload order.
+        """
         if state["pending"] >= cfg.max_pending:
             raise _Reject(503, f"the server is busy ({state['pending']} requests in progress); try again shortly")
         state["pending"] += 1
-        fd, name = tempfile.mkstemp(prefix="emovox-upload-", dir=cfg.tmp_dir)
-        path = Path(name)
+        upload = _Upload(cfg.tmp_dir)
         try:
-            with os.fdopen(fd, "wb") as out:
-                upload = await _receive(request, out, cfg.max_upload_bytes)
+            await _receive(request, upload, cfg.max_upload_bytes)
             want_segments = _flag(upload.fields.get("segments", segments), "segments")
-            return await anyio.to_thread.run_sync(infer, path, upload.filename, want_segments, limiter=limiter)
+            want_same = _flag(upload.fields.get("same_speaker", same_speaker), "same_speaker")
+            mode = (upload.fields.get("adapt", adapt) or "auto").strip().lower()
+            if mode not in ("auto", "on", "off", "true", "false"):
+                raise _Reject(422, f"adapt must be auto, on or off, not {mode[:32]!r}")
+            if want_same and len(upload.files) < 2:
+                raise _Reject(422, "same_speaker=true needs several files of that speaker (send several 'file' parts)")
+            if want_same and recognizer.model.normalize != "speaker":
+                raise _Reject(422, "this model has no speaker-normalised head; send same_speaker=false")
+            return await anyio.to_thread.run_sync(infer, upload.files, want_segments, mode, want_same, limiter=limiter)
         finally:
             state["pending"] -= 1
-            path.unlink(missing_ok=True)
+            upload.cleanup()
 
     @app.get("/v1/labels", response_model=LabelsResponse, summary="The labels the model predicts")
     async def get_labels() -> dict[str, Any]:

@@ -22,7 +22,16 @@
   let recordTimer = null;
   let busy = false;
 
+  const HEAT = "#3b0f70";  // heatmap cells: this colour, opacity = probability
+
+  // the canonical labels keep the colours of the PNG timeline (emovox.segments.LABEL_COLORS)
+  const LABEL_COLORS = {
+    angry: "#d62728", calm: "#17becf", disgust: "#8c564b", fear: "#9467bd", happy: "#ffbf00",
+    neutral: "#7f7f7f", sad: "#1f77b4", surprise: "#2ca02c",
+  };
+
   function colorOf(label) {
+    if (Object.prototype.hasOwnProperty.call(LABEL_COLORS, label)) return LABEL_COLORS[label];
     const i = labels.indexOf(label);
     return COLORS[(i < 0 ? 0 : i) % COLORS.length];
   }
@@ -86,7 +95,7 @@
         return;
       }
       renderResult(data);
-      renderTimeline(data.timeline);
+      renderTimeline(data.timeline, data.threshold);
       setStatus(`Done: ${filename} sounds ${data.label} (${pct(data.confidence)}).`);
     } catch (err) {
       showError(`Could not reach the server: ${err.message || err}`);
@@ -159,9 +168,9 @@
     return [row, track];
   }
 
-  function block(track, start, end, duration, color, opacity, title) {
+  function block(track, start, end, duration, color, opacity, title, extraClass) {
     const b = document.createElement("div");
-    b.className = "block";
+    b.className = extraClass ? `block ${extraClass}` : "block";
     b.style.left = `${(100 * start) / duration}%`;
     b.style.width = `${Math.max((100 * (end - start)) / duration, 0.3)}%`;
     if (color) b.style.background = color;
@@ -170,7 +179,20 @@
     track.appendChild(b);
   }
 
-  function renderTimeline(tl) {
+  function ownership(segments) {
+    const segs = [...segments].sort((a, b) => a.start - b.start || a.end - b.end);
+    const centre = (s) => (s.start + s.end) / 2;
+    const out = [];
+    segs.forEach((s, i) => {
+      let start = s.start, end = s.end;
+      if (i > 0 && segs[i - 1].end > s.start) start = Math.max(start, (centre(s) + centre(segs[i - 1])) / 2);
+      if (i + 1 < segs.length && segs[i + 1].start < s.end) end = Math.min(end, (centre(s) + centre(segs[i + 1])) / 2);
+      if (end > start) out.push([start, end, s]);
+    });
+    return out;
+  }
+
+  function renderTimeline(tl, threshold) {
     const section = $("timeline");
     if (!tl) {
       section.hidden = true;
@@ -179,23 +201,34 @@
     section.hidden = false;
     const duration = Math.max(tl.duration, 0.001);
     const speech = tl.speech.reduce((s, r) => s + (r.end - r.start), 0);
+    const adapted = tl.adaptation === "speaker" ? " Adapted to the speaker (segments normalised together)." : "";
     $("timeline-summary").textContent =
       `${tl.duration.toFixed(1)} s recording, ${speech.toFixed(1)} s of speech in ${tl.speech.length} region(s), ` +
-      `${tl.segments.length} segment(s)` + (tl.overall ? `; overall ${tl.overall.label}.` : ".");
+      `${tl.segments.length} segment(s)` + (tl.overall ? `; overall ${tl.overall.label}.` : ".") + adapted;
     const msg = $("timeline-message");
     msg.textContent = tl.message || "";
     msg.hidden = !tl.message;
 
     const chart = $("timeline-chart");
     chart.replaceChildren();
+    // Overlapping windows: each instant belongs to the segment whose centre is nearest (as in the PNG plot).
+    const owned = ownership(tl.segments);
+    const [bandRow, bandTrack] = lane("top emotion", "band");
+    for (const [start, end, s] of owned) {
+      const unsure = s.confidence < threshold;
+      block(bandTrack, start, end, duration, colorOf(s.label), null,
+        `${s.label} ${pct(s.confidence)} at ${s.start.toFixed(1)}–${s.end.toFixed(1)} s` + (unsure ? " (uncertain)" : ""),
+        unsure ? "uncertain" : "");
+    }
+    chart.appendChild(bandRow);
     const [speechRow, speechTrack] = lane("speech", "speech");
     for (const r of tl.speech) block(speechTrack, r.start, r.end, duration, null, null, `speech ${r.start.toFixed(1)}–${r.end.toFixed(1)} s`);
     chart.appendChild(speechRow);
-    for (const label of tl.labels) {
-      const [row, track] = lane(label);
-      for (const s of tl.segments) {
+    for (const label of tl.labels) {  // heatmap: one row per emotion, darker = more probable
+      const [row, track] = lane(label, "heat");
+      for (const [start, end, s] of owned) {
         const p = s.probabilities[label];
-        block(track, s.start, s.end, duration, colorOf(label), 0.1 + 0.9 * p, `${label} ${pct(p)} at ${s.start.toFixed(1)}–${s.end.toFixed(1)} s`);
+        block(track, start, end, duration, HEAT, p, `${label} ${pct(p)} at ${s.start.toFixed(1)}–${s.end.toFixed(1)} s`);
       }
       chart.appendChild(row);
     }
