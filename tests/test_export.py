@@ -2,6 +2,7 @@
 import json
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,16 +82,19 @@ def test_int8_runs_and_mostly_agrees_on_the_argmax(exported):
         assert np.mean(got.argmax(1) == ref.argmax(1)) >= 0.75
 
 
-def test_bundled_default_model_exports_and_agrees(tmp_path):
+def test_bundled_default_model_runs_on_onnx_and_agrees(tmp_path, monkeypatch):
+    """The bundled speech model: its encoder is exported on first use (cached), and agrees with PyTorch."""
     if not (DEFAULT_MODEL / "config.json").is_file():
         pytest.skip("no bundled default model in this installation")
-    folder = copy_model(DEFAULT_MODEL, tmp_path / "default", onnx=False)
-    assert export_onnx(folder) == folder / ONNX_FILE  # checked at batch 1 and 5, 224 and 160 pixels, or raises
-    _, features, _ = load_model(folder)
-    specs = tone_specs(features, 3)
-    p_torch = EmotionRecognizer.load(folder, engine="torch").probabilities(specs)
-    p_onnx = EmotionRecognizer.load(folder, engine="onnx").probabilities(specs)
-    np.testing.assert_allclose(p_onnx, p_torch, atol=1e-4)
+    monkeypatch.setenv("EMOVOX_CACHE", str(tmp_path / "cache"))
+    clips = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.flac"))
+    fast = EmotionRecognizer.load()
+    assert fast.engine.name == "onnx-encoder" and list((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    p_onnx = fast.predict_proba(clips)
+    p_torch = EmotionRecognizer.load(engine="torch").predict_proba(clips)
+    np.testing.assert_allclose(p_onnx, p_torch, atol=1e-3)
+    with pytest.raises(ModelError, match="needs no 'emovox export'"):
+        export_onnx(DEFAULT_MODEL, tmp_path / "x.onnx")
 
 
 def test_recognizer_engines_agree_and_keep_the_temperature(exported, tmp_path):

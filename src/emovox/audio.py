@@ -15,6 +15,29 @@ from .errors import AudioError
 
 #: Peak amplitude under which a signal counts as silent (about -80 dBFS).
 SILENCE_PEAK = 1e-4
+#: Sample rates outside this range (Hz) are refused before anything is decoded or resampled.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000
+#: Longest audio decoded whole for one prediction, seconds. Longer recordings go through the timeline
+#: (``emovox predict --segments``, ``EmotionRecognizer.timeline``), which reads them in blocks.
+MAX_DECODE_SECONDS = 300.0
+#: Samples beyond this magnitude are not audio (float audio is nominally within +-1; integer-scaled
+#: values up to 24 bits pass). Larger ones overflow the power spectrum.
+MAX_ABS_SAMPLE = 1e8
+#: Frames decoded at a time (memory stays near one block plus the mono result).
+_BLOCK_FRAMES = 1 << 20
+
+
+def check_sample_rate(sr: float, source: str | Path) -> int:
+    """``sr`` as an int, or :class:`AudioError` when it is not a plausible audio rate."""
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise AudioError(source, f"sample rate {sr:g} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz; "
+                                 "the header is damaged or this is not audio")
+    return int(sr)
+
+
+def _too_long(source: str | Path, seconds: float, max_seconds: float) -> AudioError:
+    return AudioError(source, f"is {seconds / 60:.1f} min long; one prediction decodes at most {max_seconds / 60:g} min. "
+                              "Use the timeline for long recordings (emovox predict --segments, emovox timeline)")
 
 
 def load_audio(
@@ -24,6 +47,7 @@ def load_audio(
     trim: bool = False,
     top_db: float = 30.0,
     duration: float | None = None,
+    max_seconds: float = MAX_DECODE_SECONDS,
 ) -> np.ndarray:
     """Decode ``path`` into mono float32 at ``sample_rate``.
 
@@ -33,7 +57,8 @@ def load_audio(
     (seconds) pads with zeros or crops to exactly that length.
 
     Raises :class:`AudioError` if the file is missing, empty, corrupt, not
-    audio, or silent.
+    audio, silent, longer than ``max_seconds``, or has an absurd sample rate
+    or sample values.
     """
     path = Path(path)
     if not path.exists():
@@ -42,25 +67,57 @@ def load_audio(
         raise AudioError(path, "is a folder, not an audio file")
     if path.stat().st_size == 0:
         raise AudioError(path, "file is empty (0 bytes)")
-    y, sr = decode(path)
+    y, sr = decode(path, max_seconds)
     return prepare_signal(y, sr, sample_rate, trim=trim, top_db=top_db, duration=duration, source=path)
 
 
-def decode(path: str | Path) -> tuple[np.ndarray, int]:
-    """The whole file as ``(mono float32 signal, sample rate)``: libsndfile, else librosa's audioread backend."""
-    try:
-        y, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        return y.mean(axis=1), int(sr)
-    except Exception as sf_err:  # libsndfile cannot read it: try audioread/ffmpeg
-        try:
-            import librosa
+def decode(path: str | Path, max_seconds: float = MAX_DECODE_SECONDS) -> tuple[np.ndarray, int]:
+    """The file as ``(mono float32 signal, sample rate)``: libsndfile, else librosa's audioread backend.
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                y, sr = librosa.load(str(path), sr=None, mono=True)
-            return y, int(sr)
-        except Exception:
-            raise AudioError(path, f"not a readable audio file ({sf_err})") from None
+    The rate is checked before decoding, the file is read in blocks and
+    mixed to mono as it goes, and decoding stops past ``max_seconds``
+    (:class:`AudioError`), whatever the header claims.
+    """
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception as sf_err:  # libsndfile cannot read it: try audioread/ffmpeg
+        return _decode_other(path, max_seconds, sf_err)
+    with f:
+        sr = check_sample_rate(f.samplerate, path)
+        limit = int(max_seconds * sr)
+        if f.frames > limit and f.seekable():
+            raise _too_long(path, f.frames / sr, max_seconds)
+        parts: list[np.ndarray] = []
+        n = 0
+        try:
+            while n <= limit:
+                block = f.read(min(_BLOCK_FRAMES, limit + 1 - n), dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                parts.append(block.mean(axis=1, dtype=np.float64).astype(np.float32) if block.shape[1] > 1 else block[:, 0].copy())
+                n += len(block)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            if not n:
+                raise AudioError(path, f"not a readable audio file ({err})") from None
+            raise AudioError(path, f"cannot be decoded past {n / sr:.1f} s ({err})") from None
+    if n > limit:
+        raise _too_long(path, n / sr, max_seconds)
+    return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), sr
+
+
+def _decode_other(path: str | Path, max_seconds: float, sf_err: Exception) -> tuple[np.ndarray, int]:
+    try:
+        import librosa
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            y, sr = librosa.load(str(path), sr=None, mono=True, duration=max_seconds + 1.0)
+    except Exception:
+        raise AudioError(path, f"not a readable audio file ({sf_err})") from None
+    sr = check_sample_rate(sr, path)
+    if y.size > max_seconds * sr:
+        raise _too_long(path, y.size / sr, max_seconds)
+    return y, sr
 
 
 def prepare_signal(
@@ -109,10 +166,14 @@ def mono_signal(y: np.ndarray, sr: int, source: str | Path = "<array>") -> np.nd
         raise AudioError(source, f"expected a 1-D or 2-D signal, got shape {y.shape}")
     if sr <= 0:
         raise AudioError(source, f"invalid sample rate {sr}")
+    check_sample_rate(sr, source)
     if y.size == 0:
         raise AudioError(source, "contains no audio samples")
     if not np.all(np.isfinite(y)):
         raise AudioError(source, "contains NaN or infinite samples")
+    peak = float(np.max(np.abs(y)))
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioError(source, f"sample values reach {peak:.3g}: not audio (float samples are expected within +-1)")
     return y
 
 

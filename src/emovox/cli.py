@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import AudioError, EmovoxError
+from .errors import AudioError, EmovoxError, NoSpeechError
 
 UNCERTAIN_BELOW = 0.4  # same as emovox.recognizer.UNCERTAIN_BELOW, without importing torch for --help
 
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict the emotion of audio files", description="Predict the emotion of audio files or every audio file in folders. Unreadable files are reported on stderr and skipped; the exit status is 1 if any file failed.")
     p.add_argument("inputs", nargs="+", metavar="FILE", help="audio files or folders")
-    p.add_argument("--model", type=Path, default=None, help="model folder (RUN_DIR/model); default: the bundled model, trained on TESS + RAVDESS, whose weights are for NON-COMMERCIAL use only (CC BY-NC data licenses; see MODEL_CARD.md)")
+    p.add_argument("--model", type=Path, default=None, help="model folder (RUN_DIR/model); default: the bundled model, trained on TESS + RAVDESS + nEMO, whose weights are for NON-COMMERCIAL use only (non-commercial data licenses; see MODEL_CARD.md)")
     p.add_argument("--uncertain-below", type=float, default=UNCERTAIN_BELOW, help="report a prediction as uncertain when its top probability is below this (default: %(default)s)")
     p.add_argument("--format", default="table", choices=["table", "json", "csv"], help="output format: aligned table, JSON lines, or CSV (default: %(default)s)")
     p.add_argument("--top-k", type=_positive_int, default=1, help="show the k most probable labels (default: %(default)s)")
@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, help="with --segments and one file: save the timeline as this PNG")
     p.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="with --segments: voice activity detector (default: %(default)s)")
     p.add_argument("--adapt", default="auto", choices=["auto", "on", "off"], help="with --segments: adapt to the speaker of each recording (one speaker assumed): auto when it has enough segments and the model a speaker head (default: %(default)s)")
+    p.add_argument("--speech-gate", default="energy", choices=["energy", "silero", "off"], help="voice-activity check before predicting: a file with less than --min-speech seconds of speech is reported as 'no speech', never given an emotion; energy rejects silence, noise, DC and very short clips, silero (vad extra) also tones and music (default: %(default)s)")
+    p.add_argument("--min-speech", type=float, default=0.25, help="seconds of voice activity a file needs for a prediction (default: %(default)s)")
     p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"], help="inference engine: auto uses ONNX Runtime when the model folder has an up-to-date model.onnx (see 'emovox export'), else PyTorch (default: %(default)s)")
 
     x = sub.add_parser("export", help="export a model to ONNX for ONNX Runtime", description="Export a model folder to ONNX (images -> logits; batch and image size dynamic), checked against PyTorch before it is written. 'emovox predict' then uses ONNX Runtime for it. Needs: pip install 'emovox[onnx]'.")
@@ -264,7 +266,7 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from .recognizer import DEFAULT_MODEL_NOTICE, EmotionRecognizer, expand_inputs
 
-    rec = EmotionRecognizer.load(args.model, engine=args.engine)
+    rec = EmotionRecognizer.load(args.model, engine=args.engine, speech_gate=args.speech_gate, min_speech_s=args.min_speech)
     if args.model is None:
         print(f"note: {DEFAULT_MODEL_NOTICE}", file=sys.stderr)
     paths = expand_inputs(args.inputs)
@@ -288,6 +290,15 @@ def cmd_predict(args) -> int:
         print("emovox: --same-speaker does not apply to --segments", file=sys.stderr)
         return 2
     for result in rec.predict_files(paths, batch_size=args.batch_size, same_speaker=args.same_speaker):
+        if isinstance(result, NoSpeechError):  # read fine, but nothing to classify: a row that says so
+            if writer:
+                writer.writerow([result.source, "no speech", "", "", *([""] * len(rec.labels))])
+            elif args.format == "json":
+                print(json.dumps({"source": result.source, "label": None, "no_speech": True, "message": result.problem}))
+            else:
+                print(f"{result.source:<{width}}  {'no speech':<9}   -    ({result.problem})")
+            sys.stdout.flush()
+            continue
         if isinstance(result, AudioError):
             failed += 1
             print(f"skipped: {result}", file=sys.stderr)

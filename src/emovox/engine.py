@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -153,6 +154,14 @@ def _check_onnx(engine: OnnxEngine, model: EmotionClassifier, directory: Path) -
     """Why ``engine`` does not belong to the model in ``directory`` (``None``: it does)."""
     if engine.n_outputs is not None and engine.n_outputs != len(model.labels):
         return f"it has {engine.n_outputs} outputs but the model has {len(model.labels)} labels"
+    stored = engine.metadata.get(META_LABELS)
+    if stored:
+        try:
+            onnx_labels = json.loads(stored)
+        except ValueError:
+            return "its stored labels are unreadable"
+        if onnx_labels != list(model.labels):
+            return f"its labels ({', '.join(map(str, onnx_labels))}) differ from the config's ({', '.join(model.labels)})"
     digest = engine.metadata.get(META_WEIGHTS)
     if digest and digest != weights_digest(directory):
         return f"it was exported from other weights than {directory / WEIGHTS_FILE}"
@@ -183,6 +192,9 @@ def select_engine(model: EmotionClassifier, directory: str | Path, engine: str =
             raise
         warnings.warn(f"{err}; using PyTorch", stacklevel=2)
         return TorchEngine(model, threads)
+    if problem and problem.startswith("its labels"):
+        # the config and the export disagree on what each output means: neither can be trusted
+        raise ModelError(f"{path}: {problem}; config.json was edited or comes from another model")
     if problem:
         msg = f"{path}: out of date: {problem}; re-export with: emovox export {directory} --overwrite"
         if engine != "auto":

@@ -21,6 +21,10 @@ class AudioError(EmovoxError):
         super().__init__(f"{self.source}: {problem}")
 
 
+class NoSpeechError(AudioError):
+    """The input holds no speech (noise, a tone, near-silence, a few milliseconds): there is no emotion to report."""
+
+
 class UnknownLabelError(EmovoxError, ValueError):
     """A label is not in the canonical vocabulary or a corpus's label map."""
 

@@ -111,6 +111,9 @@ def export_onnx(
     log = log or (lambda msg: None)
     model_dir = Path(model_dir).expanduser()
     model, features, _ = load_model(model_dir)
+    if model.reads_waveform:
+        raise ModelError(f"{model_dir}: a speech-encoder model needs no 'emovox export': its encoder is exported to ONNX on "
+                         "first use (checked against PyTorch) and cached under $EMOVOX_CACHE/onnx/; the heads stay in PyTorch")
     if model.acoustic:
         raise ModelError(f"{model_dir}: this model also reads {model.acoustic} acoustic functionals; ONNX export covers "
                          "spectrogram-only models (it runs on PyTorch)")

@@ -56,6 +56,22 @@ class FeatureConfig:
     image_size: int = 224
 
     def __post_init__(self) -> None:
+        ints = {"sample_rate": (1000, 384000), "n_mels": (8, 512), "n_fft": (16, 1 << 16), "win_length": (16, 1 << 16),
+                "hop_length": (1, 1 << 16), "n_mfcc": (1, 512), "image_size": (32, 1024)}
+        for name, (lo, hi) in ints.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise EmovoxError(f"feature setting {name} must be a whole number from {lo} to {hi}, not {v!r}")
+        for name in ("fmin", "fmax", "top_db", "duration"):
+            v = getattr(self, name)
+            if v is None and name in ("fmax", "duration"):
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
+                raise EmovoxError(f"feature setting {name} must be a non-negative number, not {v!r}")
+        if not isinstance(self.trim, bool):
+            raise EmovoxError(f"feature setting trim must be true or false, not {self.trim!r}")
+        if self.duration is not None and self.duration > 600:
+            raise EmovoxError(f"feature setting duration must be at most 600 s, not {self.duration}")
         if self.kind not in ("logmel", "mfcc"):
             raise EmovoxError(f"feature kind must be 'logmel' or 'mfcc', not {self.kind!r}")
         if self.win_length > self.n_fft:
@@ -70,6 +86,8 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureConfig:
+        if not isinstance(d, dict):
+            raise EmovoxError(f"feature settings must be a JSON object, not {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 

@@ -7,6 +7,7 @@ Nothing is pickled.
 from __future__ import annotations
 
 import json
+import math
 import platform
 from pathlib import Path
 from typing import Any
@@ -250,12 +251,28 @@ def load_model(directory: str | Path) -> tuple[EmotionClassifier, FeatureConfig,
         raise ModelError(f"{directory}: not an emovox model folder (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
     try:
         config = json.loads(cfg_path.read_text())
+        if not isinstance(config, dict):
+            raise ValueError(f"expected a JSON object, found {type(config).__name__}")
         labels, backbone = config["labels"], config["backbone"]
+        if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
+            raise ValueError("'labels' must be a list of at least two label names")
+        duplicates = sorted({x for x in labels if labels.count(x) > 1})
+        if duplicates:
+            raise ValueError(f"'labels' repeats {', '.join(duplicates)}")
+        if not isinstance(backbone, str):
+            raise ValueError("'backbone' must be a name")
         features = FeatureConfig.from_dict(config["features"])
-    except (ValueError, KeyError) as err:
+        calibration = config.get("calibration") or {}
+        if not isinstance(calibration, dict):
+            raise ValueError("'calibration' must be a JSON object")
+        temperatures = [_temperature(calibration, k) for k in ("temperature", "speaker_temperature")]
+        encoders = config.get("encoders") or []
+        if not isinstance(encoders, list) or not all(isinstance(e, dict) for e in encoders):
+            raise ValueError("'encoders' must be a list of objects")
+    except (ValueError, KeyError, TypeError, EmovoxError) as err:
         raise ModelError(f"{cfg_path}: malformed model config ({err})") from None
     try:
-        speech = next((e for e in config.get("encoders", []) if e.get("kind") == "speech"), None)
+        speech = next((e for e in encoders if e.get("kind") == "speech"), None)
         if is_speech_encoder(backbone) and speech is None:
             raise ModelError(f"backbone {backbone!r} is a speech encoder, but the config has no 'encoders' entry describing it")
         model = EmotionClassifier(backbone, labels, weights=None, finetune=config.get("finetune", "none"),
@@ -267,10 +284,24 @@ def load_model(directory: str | Path) -> tuple[EmotionClassifier, FeatureConfig,
     except Exception as err:
         raise ModelError(f"{w_path}: cannot read weights ({err})") from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    linear = [v for k, v in state.items() if k.startswith("head.") and k.endswith(".weight") and v.ndim == 2]
+    head = linear[-1] if linear else None  # the head's last linear layer: one row per label
+    if head is not None and head.shape[0] != len(labels):
+        raise ModelError(f"{cfg_path} lists {len(labels)} labels but the weights in {w_path.name} classify {head.shape[0]}: "
+                         "config and weights belong to different models")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise ModelError(f"{w_path}: weights do not match backbone {backbone!r}: {str(err).splitlines()[0]}") from None
-    model.temperature = float(config.get("calibration", {}).get("temperature", 1.0))
-    model.speaker_temperature = float(config.get("calibration", {}).get("speaker_temperature", 1.0))
+    model.temperature, model.speaker_temperature = temperatures
     return model.eval(), features, config
+
+
+def _temperature(calibration: dict[str, Any], key: str) -> float:
+    """A softmax temperature from the config: a positive finite number (1.0 when absent)."""
+    value = calibration.get(key, 1.0)
+    if value is None:
+        return 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"calibration {key} must be a positive number, not {value!r}")
+    return float(value)

@@ -15,12 +15,12 @@ from typing import Any, Union
 import numpy as np
 import torch
 
-from .audio import load_audio, prepare_signal
+from .audio import load_audio, mono_signal, prepare_signal
 from .corpora.base import AUDIO_EXTENSIONS, Utterance, audio_files
 from .encoders.speech import SPEECH_RATE
 from .engine import Engine, TorchEngine, select_engine
-from .errors import AudioError, EmovoxError, ModelError
-from .features import FeatureConfig, file_features, signal_features, spec_images
+from .errors import AudioError, EmovoxError, ModelError, NoSpeechError
+from .features import FeatureConfig, signal_features, spec_images
 from .labels import sort_labels
 from .model import EmotionClassifier, load_model
 
@@ -33,9 +33,16 @@ Item = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default"
 #: Below this top probability a prediction is reported as uncertain.
 UNCERTAIN_BELOW = 0.4
+#: Voice activity (seconds) an input needs before it gets an emotion; less is "no speech".
+MIN_SPEECH_S = 0.25
+#: Voice-activity detectors that gate predictions: ``energy`` (level + spectral flatness: rejects silence,
+#: noise, DC and clips of a few milliseconds; cheap), ``silero`` (neural: also rejects tones and music;
+#: needs the vad extra), ``off``.
+SPEECH_GATES = ("energy", "silero", "off")
 DEFAULT_MODEL_NOTICE = (
-    "using emovox's bundled default model (EfficientNet-Lite0 trained on TESS + RAVDESS, acted English speech); "
-    "its weights inherit the data's CC BY-NC licenses: non-commercial use only (see MODEL_CARD.md)"
+    "using emovox's bundled default model (Whisper tiny.en encoder + emotion heads trained on TESS + RAVDESS + nEMO, "
+    "acted English and Polish speech); its heads inherit the data's non-commercial licenses: non-commercial use only "
+    "(see MODEL_CARD.md)"
 )
 
 
@@ -76,15 +83,21 @@ class EmotionRecognizer:
     """A trained emotion model with its feature config, ready to predict."""
 
     def __init__(self, model: EmotionClassifier, features: FeatureConfig, config: dict[str, Any] | None = None,
-                 engine: Engine | None = None):
+                 engine: Engine | None = None, speech_gate: str = "energy", min_speech_s: float = MIN_SPEECH_S):
         self.model = model.eval()
         self.features = features
         self.config = config or {}
         #: what runs the model: PyTorch, or ONNX Runtime (see :mod:`emovox.engine`)
         self.engine = engine or TorchEngine(self.model)
+        if speech_gate not in SPEECH_GATES:
+            raise EmovoxError(f"speech_gate must be one of {', '.join(SPEECH_GATES)}, not {speech_gate!r}")
+        #: voice-activity detector that must find ``min_speech_s`` seconds of speech before an emotion is given
+        self.speech_gate = speech_gate
+        self.min_speech_s = float(min_speech_s)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, engine: str = "auto") -> EmotionRecognizer:
+    def load(cls, path: str | Path | None = None, engine: str = "auto", speech_gate: str = "energy",
+             min_speech_s: float = MIN_SPEECH_S) -> EmotionRecognizer:
         """Load a model folder written by ``emovox train`` (``RUN_DIR/model``), or the bundled default model.
 
         ``engine``: ``"auto"`` (ONNX Runtime when the folder has an up-to-date
@@ -96,24 +109,27 @@ class EmotionRecognizer:
                 raise ModelError(f"{DEFAULT_MODEL}: this installation has no bundled default model; pass a model folder")
             path = DEFAULT_MODEL
         model, features, config = load_model(path)
-        return cls(model, features, config, select_engine(model, path, engine))
+        return cls(model, features, config, select_engine(model, path, engine), speech_gate=speech_gate, min_speech_s=min_speech_s)
 
     @property
     def labels(self) -> list[str]:
         return list(self.model.labels)
 
     # -- core ---------------------------------------------------------------
-    def featurize(self, x: str | Path | np.ndarray, sample_rate: int | None = None, source: str | None = None) -> Item:
-        """What the model reads from one file or signal: its spectrogram, and its acoustic functionals when the model uses them."""
+    def featurize(self, x: str | Path | np.ndarray, sample_rate: int | None = None, source: str | None = None,
+                  gate: bool = True) -> Item:
+        """What the model reads from one file or signal: its spectrogram (or speech-encoder vector), and its
+        acoustic functionals when the model uses them. ``gate``: first check that it holds speech
+        (:meth:`check_speech`)."""
         if isinstance(x, np.ndarray):
             if sample_rate is None:
                 raise EmovoxError("an audio array needs its sample rate: predict(signal, sample_rate=16000)")
             y, sr, name = x, sample_rate, source or "<array>"
-        elif not self.model.acoustic and not self.model.reads_waveform:
-            return file_features(x, self.features)
         else:
             sr = SPEECH_RATE if self.model.reads_waveform else self.features.sample_rate
             y, name = load_audio(x, sr), str(x)
+        if gate:
+            self.check_speech(y, sr, name)
         if self.model.reads_waveform:
             # A speech encoder reads the trimmed waveform at its own length; its pooled vector is what the head needs.
             signal = prepare_signal(y, sr, SPEECH_RATE, trim=self.features.trim, top_db=self.features.top_db, source=name)
@@ -125,6 +141,20 @@ class EmotionRecognizer:
         from .acoustic import signal_functionals
 
         return spec, signal_functionals(y, sr, self.model.acoustic, source=name)
+
+    def check_speech(self, y: np.ndarray, sr: int, source: str = "<array>") -> float:
+        """Seconds of voice activity in ``y``; :class:`NoSpeechError` when below :attr:`min_speech_s`."""
+        if self.speech_gate == "off":
+            return float(len(y)) / sr
+        from .segments import speech_regions
+
+        regions = speech_regions(mono_signal(y, sr, source), sr, vad=self.speech_gate, min_speech_s=0.05, min_silence_s=0.1, pad_s=0.0)
+        speech = float(sum(e - s for s, e in regions))
+        if speech < self.min_speech_s:
+            found = f"{speech * 1000:.0f} ms of voice activity" if speech else "no voice activity"
+            raise NoSpeechError(source, f"no speech found ({found}; {self.min_speech_s:g} s needed, {self.speech_gate} "
+                                        "detector): noise, a tone, silence or too short")
+        return speech
 
     def _specs(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None) -> tuple[list[Item], list[str], bool]:
         single = isinstance(x, (str, Path, np.ndarray)) and not (isinstance(x, (str, Path)) and Path(x).is_dir())
@@ -283,4 +313,5 @@ class EmotionRecognizer:
         return metrics
 
 
-__all__ = ["AUDIO_EXTENSIONS", "DEFAULT_MODEL", "EmotionRecognizer", "ModelError", "Prediction", "UNCERTAIN_BELOW", "expand_inputs"]
+__all__ = ["AUDIO_EXTENSIONS", "DEFAULT_MODEL", "EmotionRecognizer", "MIN_SPEECH_S", "ModelError", "NoSpeechError", "Prediction",
+           "SPEECH_GATES", "UNCERTAIN_BELOW", "expand_inputs"]

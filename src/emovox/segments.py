@@ -30,9 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import soundfile as sf
 
-from .audio import SILENCE_PEAK, decode, mono_signal
+from .audio import SILENCE_PEAK, check_sample_rate, decode, mono_signal
 from .errors import AudioError, EmovoxError
-from .features import signal_features
 
 if TYPE_CHECKING:
     from .recognizer import EmotionRecognizer
@@ -208,7 +207,8 @@ class _FileSource(_Source):
     def __init__(self, path: Path):
         self.path, self.name = path, str(path)
         with sf.SoundFile(str(path)) as f:
-            self.sample_rate = int(f.samplerate)
+            self.sample_rate = check_sample_rate(f.samplerate, path)
+            self.frames = int(f.frames)
             if f.frames == 0:
                 raise AudioError(path, "contains no audio samples")
 
@@ -285,8 +285,11 @@ def _silero_model():
 
 
 def _energy_scores(frames: np.ndarray) -> np.ndarray:
-    """``(n, 2)``: RMS level (dBFS) and spectral flatness (1: white noise or silence, near 0: tonal) of each frame."""
+    """``(n, 2)``: RMS level (dBFS) and spectral flatness (1: white noise or silence, near 0: tonal) of each frame.
+
+    Each frame's mean is removed first: a DC offset (or a constant signal) is not sound."""
     x = frames.astype(np.float64)
+    x = x - x.mean(axis=1, keepdims=True)
     level = 20 * np.log10(np.sqrt(np.mean(x**2, axis=1)) + 1e-6)
     power = np.abs(np.fft.rfft(x * np.hanning(VAD_FRAME), axis=1)) ** 2
     lo, hi = int(100 * VAD_FRAME / VAD_RATE), int(4000 * VAD_FRAME / VAD_RATE)
@@ -505,7 +508,7 @@ def _timeline(
     for i, y in _cut(source, spans, cfg.sample_rate, block_s):
         s, e = spans[i]
         try:
-            spec = recognizer.featurize(y, cfg.sample_rate, source=f"{source.name} [{s:.2f}-{e:.2f} s]")
+            spec = recognizer.featurize(y, cfg.sample_rate, source=f"{source.name} [{s:.2f}-{e:.2f} s]", gate=False)
         except AudioError:
             continue  # a window that is silent after all: no prediction for it
         pending.append(((s, e), spec))
@@ -538,15 +541,21 @@ def segment_file(
     recognizer: EmotionRecognizer, path: str | Path, *, max_segment_s: float = 4.0, hop_s: float = 2.0, vad: str = "auto",
     min_speech_s: float = 0.3, min_silence_s: float = 0.3, pad_s: float = 0.1, block_s: float = 30.0, batch_size: int = 16,
     max_whole_mb: float = MAX_WHOLE_MB, adapt: str | bool = "auto", adapt_min_segments: int = ADAPT_MIN_SEGMENTS,
+    max_duration_s: float | None = None,
 ) -> Timeline:
     """Timeline of emotions in the audio file ``path``.
 
     The file is read twice in blocks of ``block_s`` seconds (voice activity,
     then the windows), so memory does not grow with its length. A recording
     without speech gives an empty timeline whose ``message`` says so.
-    Raises :class:`AudioError` for a missing, empty or unreadable file.
+    Raises :class:`AudioError` for a missing, empty or unreadable file, or
+    one longer than ``max_duration_s`` seconds (no limit by default).
     """
-    return _timeline(recognizer, _open_file(path, max_whole_mb), max_segment_s=max_segment_s, hop_s=hop_s, vad=vad,
+    source = _open_file(path, max_whole_mb)
+    frames = getattr(source, "frames", None) or len(getattr(source, "y", ()))
+    if max_duration_s is not None and frames / source.sample_rate > max_duration_s:
+        raise AudioError(path, f"is {frames / source.sample_rate / 60:.1f} min long; the limit here is {max_duration_s / 60:g} min")
+    return _timeline(recognizer, source, max_segment_s=max_segment_s, hop_s=hop_s, vad=vad,
                      min_speech_s=min_speech_s, min_silence_s=min_silence_s, pad_s=pad_s, block_s=block_s, batch_size=batch_size,
                      adapt=adapt, adapt_min_segments=adapt_min_segments)
 

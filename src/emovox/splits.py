@@ -114,14 +114,29 @@ def speaker_split(
     test: float = 0.15,
     seed: int = 0,
     val_speakers: Sequence[str] | None = None,
+    test_texts: Sequence[str] | None = None,
 ) -> Split:
     """Speaker-independent split.
 
     ``test_speakers`` and ``val_speakers`` (ids or ``corpus:id``) fix those
     parts; otherwise speakers are drawn with ``seed``. With fewer than three
     speakers left for training and validation, validation is a stratified
-    share of the training speakers' utterances.
+    share of the training speakers' utterances. ``test_texts`` (``corpus:text``)
+    also moves every utterance of those words or sentences to the test part,
+    whoever speaks them (e.g. TESS words held out from a model that trains on
+    both TESS voices).
     """
+    if test_texts:
+        wanted = set(test_texts)
+        by_text = np.array([f"{u.corpus}:{u.text}" in wanted for u in utts])
+        missing = wanted - {f"{u.corpus}:{u.text}" for u in utts}
+        if missing:
+            raise EmovoxError(f"test text(s) {', '.join(sorted(missing)[:5])} not in the data")
+        idx = np.arange(len(utts))
+        rest = speaker_split([u for u, t in zip(utts, by_text) if not t], test_speakers, val, test, seed, val_speakers)
+        keep = idx[~by_text]
+        return Split(keep[rest.train], keep[rest.val], np.sort(np.concatenate([keep[rest.test], idx[by_text]])),
+                     f"{rest.description}; test words/sentences: {len(wanted)} ({', '.join(sorted(wanted)[:3])}, ...)")
     keys = np.array([u.speaker_key for u in utts])
     if not test_speakers and not val_speakers:
         return group_split(utts, keys, val, test, seed, what="speaker")
@@ -165,13 +180,15 @@ def all_split(utts: Sequence[Utterance], val: float = 0.1, seed: int = 0) -> Spl
 
 def make_split(
     name: str, utts: Sequence[Utterance], seed: int = 0, test_speakers: Sequence[str] | None = None,
-    val_speakers: Sequence[str] | None = None,
+    val_speakers: Sequence[str] | None = None, test_texts: Sequence[str] | None = None,
 ) -> Split:
     """Dispatch on a split name from :data:`SPLITS`."""
     if name == "random":
         return random_split(utts, seed=seed)
     if name == "speaker":
-        return speaker_split(utts, test_speakers, seed=seed, val_speakers=val_speakers)
+        return speaker_split(utts, test_speakers, seed=seed, val_speakers=val_speakers, test_texts=test_texts)
+    if test_texts:
+        raise EmovoxError("test_texts works with the 'speaker' split")
     if name == "words":
         return words_split(utts, seed=seed)
     if name == "all":

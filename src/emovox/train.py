@@ -48,6 +48,8 @@ class TrainConfig:
     split: str = "random"
     test_speakers: tuple[str, ...] | None = None
     val_speakers: tuple[str, ...] | None = None
+    #: words/sentences (``corpus:text``) whose utterances all go to the test part (``split="speaker"``)
+    test_texts: tuple[str, ...] | None = None
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3
@@ -109,6 +111,7 @@ class TrainConfig:
         d = asdict(self)
         d["test_speakers"] = list(self.test_speakers) if self.test_speakers else None
         d["val_speakers"] = list(self.val_speakers) if self.val_speakers else None
+        d["test_texts"] = list(self.test_texts) if self.test_texts else None
         return d
 
 
@@ -458,7 +461,8 @@ def train(
     data = prepare(utts, features, spectrograms=not is_speech_encoder(cfg.backbone), workers=workers, cache_dir=cache_dir,
                    use_cache=use_cache, progress=progress, log=log)
     timings["features_s"] = time.perf_counter() - t0
-    split = make_split(cfg.split, data.utts, seed=cfg.seed, test_speakers=cfg.test_speakers, val_speakers=cfg.val_speakers)
+    split = make_split(cfg.split, data.utts, seed=cfg.seed, test_speakers=cfg.test_speakers, val_speakers=cfg.val_speakers,
+                       test_texts=cfg.test_texts)
     if len(split.train) == 0 or len(split.val) == 0:
         raise EmovoxError(f"split {cfg.split!r} left an empty part: {split.sizes()}")
     labels = sort_labels(data.utts[i].emotion for i in split.train)
