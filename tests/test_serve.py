@@ -184,7 +184,7 @@ def test_health_stays_responsive_during_inference(rec, upload_dir):
 
     rec.predict = slow
     try:
-        with TestClient(create_app(rec, tmp_dir=upload_dir, max_pending=1)) as c, ThreadPoolExecutor(1) as pool:
+        with TestClient(create_app(rec, tmp_dir=upload_dir, max_pending=1, queue_timeout_s=0.2)) as c, ThreadPoolExecutor(1) as pool:
             fut = pool.submit(post, c, wav_bytes(tone_signal("sad", 1.2)))
             assert started.wait(10)
             t0 = time.perf_counter()
@@ -213,4 +213,55 @@ def test_real_server_rejects_an_oversized_stream_with_413(rec, upload_dir):
         ok = httpx.post(f"{base}/v1/predict", files={"file": ("a.wav", wav_bytes(tone_signal("angry", 1.2)), "audio/wav")}, timeout=30)
         assert ok.status_code == 200 and ok.json()["label"] == "angry"
         assert httpx.get(f"{base}/healthz", timeout=5).json()["status"] == "ok"
+    assert list(upload_dir.iterdir()) == []
+
+
+def test_a_full_service_queues_briefly_instead_of_refusing(rec, upload_dir):
+    started = threading.Event()
+    original = rec.predict
+
+    def slow(x, *a, **kw):
+        started.set()
+        time.sleep(1.0)
+        return original(x, *a, **kw)
+
+    rec.predict = slow
+    try:
+        with TestClient(create_app(rec, tmp_dir=upload_dir, max_pending=1, queue_timeout_s=10)) as c, ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(post, c, wav_bytes(tone_signal("sad", 1.2)))
+            assert started.wait(10)
+            second = post(c, wav_bytes(tone_signal("angry", 1.2)))  # waits for the slot, then runs
+            assert second.status_code == 200 and second.json()["label"] == "angry"
+            assert fut.result(timeout=30).status_code == 200
+    finally:
+        del rec.predict
+
+
+def test_cross_origin_posts_and_foreign_hosts_are_refused(rec, upload_dir):
+    audio = wav_bytes(tone_signal("sad", 1.2))
+    with TestClient(create_app(rec, tmp_dir=upload_dir, allowed_origins=["https://app.example.org"])) as c:
+        r = post(c, audio, headers={"origin": "https://evil.example"})
+        assert r.status_code == 403 and "cross-origin request from https://evil.example" in r.json()["detail"]
+        assert post(c, audio, headers={"origin": "https://app.example.org"}).status_code == 200
+        assert post(c, audio, headers={"origin": "http://testserver"}).status_code == 200  # the service's own page
+        assert post(c, audio).status_code == 200  # not a browser: no Origin header
+    with TestClient(create_app(rec, tmp_dir=upload_dir, allowed_hosts=["127.0.0.1", "localhost"])) as c:
+        r = c.get("/healthz")  # TestClient sends Host: testserver, as a DNS-rebinding page would send its own name
+        assert r.status_code == 403 and "unexpected Host header" in r.json()["detail"]
+        assert c.get("/healthz", headers={"host": "localhost:8000"}).status_code == 200
+
+
+def test_a_stalled_upload_is_cut_off(rec, upload_dir):
+    import socket
+
+    app = create_app(rec, tmp_dir=upload_dir, upload_timeout_s=1.0)
+    with running_server(app) as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: " + host.encode() + b"\r\nContent-Type: audio/wav\r\n"
+                         b"Content-Length: 100000\r\n\r\n" + bytes(10))  # then nothing more
+            t0 = time.perf_counter()
+            answer = sock.recv(4096).decode("latin-1")
+            assert time.perf_counter() - t0 < 5
+        assert answer.startswith("HTTP/1.1 408") and "did not arrive within 1 s" in answer
     assert list(upload_dir.iterdir()) == []

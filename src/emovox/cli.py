@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--workers", type=_positive_int, default=2, help="inference threads (default: %(default)s)")
     sv.add_argument("--uncertain-below", type=float, default=0.4, help="flag predictions whose top probability is below this (default: %(default)s)")
     sv.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="voice activity detector for timelines (default: %(default)s)")
+    sv.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN", help="let web pages from this origin (e.g. https://app.example.org) POST to the service; other cross-origin requests get 403 (repeatable)")
+    sv.add_argument("--allow-host", action="append", default=None, metavar="NAME", help="Host header names the service answers to (repeatable; default: this machine's names when bound to 127.0.0.1, any otherwise)")
+    sv.add_argument("--upload-timeout", type=float, default=60.0, help="seconds a request body may take to arrive (slower: 408; default: %(default)s)")
 
     sub.add_parser("backbones", help="list the available backbones", description="List the registered pretrained backbones.")
     return parser
@@ -399,7 +402,8 @@ def cmd_serve(args) -> int:
         args.model = args.model_option
     print(f"serving {args.model or 'the bundled default model'} on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
     serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, workers=args.workers,
-          uncertain_below=args.uncertain_below, segment_options={"vad": args.vad})
+          uncertain_below=args.uncertain_below, segment_options={"vad": args.vad}, allowed_origins=args.allow_origin,
+          allowed_hosts=args.allow_host, upload_timeout_s=args.upload_timeout)
     return 0
 
 

@@ -22,7 +22,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -56,6 +56,8 @@ PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+#: Addresses that only this machine can reach.
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 #: Most audio files in one request (several ``file`` parts).
 MAX_FILES = 64
 TRUE = {"1", "true", "yes", "on"}
@@ -73,6 +75,13 @@ class ServeConfig:
         max_pending: requests waiting or running at once before new ones get HTTP 503.
         tmp_dir: folder for the temporary upload files (default: the system's).
         segment_options: keyword arguments for :func:`emovox.segments.segment_file`.
+        upload_timeout_s: a request body must arrive within this many seconds (slow or stalled uploads get 408).
+        queue_timeout_s: when ``max_pending`` requests are in progress, a new one waits this long for a slot before 503.
+        max_audio_minutes: longest recording accepted for a timeline (``segments=true``), minutes.
+        allowed_hosts: ``Host`` header values accepted (``None``: any; the CLI sets the bound address, which stops
+            DNS-rebinding pages from reaching a service on this machine).
+        allowed_origins: origins whose browser pages may POST (the service's own page always may); other
+            cross-origin requests get 403.
     """
 
     max_upload_mb: float = 25.0
@@ -81,6 +90,11 @@ class ServeConfig:
     max_pending: int = 32
     tmp_dir: str | Path | None = None
     segment_options: dict[str, Any] = field(default_factory=dict)
+    upload_timeout_s: float = 60.0
+    queue_timeout_s: float = 10.0
+    max_audio_minutes: float = 30.0
+    allowed_hosts: tuple[str, ...] | None = None
+    allowed_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_upload_mb <= 0:
@@ -89,6 +103,8 @@ class ServeConfig:
             raise EmovoxError(f"uncertain_below must be between 0 and 1, not {self.uncertain_below}")
         if self.workers < 1 or self.max_pending < 1:
             raise EmovoxError(f"workers and max_pending must be at least 1, not {self.workers} and {self.max_pending}")
+        if min(self.upload_timeout_s, self.max_audio_minutes) <= 0 or self.queue_timeout_s < 0:
+            raise EmovoxError("upload_timeout_s and max_audio_minutes must be positive, queue_timeout_s at least 0")
         if self.tmp_dir is not None and not Path(self.tmp_dir).is_dir():
             raise EmovoxError(f"tmp_dir {self.tmp_dir}: not a folder")
 
@@ -271,6 +287,14 @@ class _FormReader:
         self.mode = "skip"
 
 
+def _host_name(host: str) -> str:
+    """``host[:port]`` without the port, lower-case (IPv6 brackets kept)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host.split("]")[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def _safe_name(name: str) -> str:
     """The base name of an uploaded file, for messages only (it never becomes a path)."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
@@ -367,17 +391,25 @@ def create_app(
     tmp_dir: str | Path | None = None,
     segment_options: dict[str, Any] | None = None,
     docs: bool = True,
+    upload_timeout_s: float = 60.0,
+    queue_timeout_s: float = 10.0,
+    max_audio_minutes: float = 30.0,
+    allowed_hosts: Sequence[str] | None = None,
+    allowed_origins: Sequence[str] = (),
 ) -> FastAPI:
-    """A FastAPI app serving ``recognizer`` (see the module docstring for the endpoints)."""
+    """A FastAPI app serving ``recognizer`` (see the module docstring for the endpoints and :class:`ServeConfig`)."""
     from ..segments import segment_file
 
-    cfg = ServeConfig(max_upload_mb, uncertain_below, workers, max_pending, tmp_dir, dict(segment_options or {}))
+    cfg = ServeConfig(max_upload_mb, uncertain_below, workers, max_pending, tmp_dir, dict(segment_options or {}), upload_timeout_s,
+                      queue_timeout_s, max_audio_minutes, tuple(allowed_hosts) if allowed_hosts is not None else None,
+                      tuple(allowed_origins))
     if "vad" in cfg.segment_options:
         from ..segments import resolve_vad
 
         resolve_vad(cfg.segment_options["vad"])
     labels = recognizer.labels
     limiter = anyio.CapacityLimiter(cfg.workers)
+    slots = anyio.Semaphore(cfg.max_pending)  # requests whose body has arrived, waiting for or running inference
     state = {"pending": 0}
 
     app = FastAPI(
@@ -390,6 +422,20 @@ def create_app(
     )
     app.state.config = cfg
     app.state.recognizer = recognizer
+
+    @app.middleware("http")
+    async def _same_origin(request: Request, call_next):
+        host = request.headers.get("host", "")
+        if cfg.allowed_hosts is not None and _host_name(host) not in {_host_name(h) for h in cfg.allowed_hosts}:
+            return JSONResponse({"detail": f"unexpected Host header {host[:100]!r}; this service answers to "
+                                           f"{', '.join(cfg.allowed_hosts)}"}, status_code=403)
+        origin = request.headers.get("origin")
+        if request.method not in ("GET", "HEAD", "OPTIONS") and origin and origin != "null":
+            own = {f"http://{host}", f"https://{host}"}
+            if origin not in own and origin not in cfg.allowed_origins:
+                return JSONResponse({"detail": f"cross-origin request from {origin[:100]} refused; allow it with "
+                                               "--allow-origin"}, status_code=403)
+        return await call_next(request)
 
     def result(pred: Any, filename: str) -> dict[str, Any]:
         return {
@@ -410,7 +456,8 @@ def create_app(
         return _Reject(status, f"{name}: {problem}")
 
     def timeline_of(f: _File, adapt: str) -> dict[str, Any]:
-        timeline = segment_file(recognizer, f.path, **(cfg.segment_options | {"adapt": adapt})).to_dict()
+        options = {"max_duration_s": cfg.max_audio_minutes * 60} | cfg.segment_options | {"adapt": adapt}
+        timeline = segment_file(recognizer, f.path, **options).to_dict()
         timeline["source"] = f.filename
         for key in ("message", "adaptation_note"):
             if timeline.get(key):
@@ -463,12 +510,13 @@ def create_app(
 
         Several ``file`` parts give ``{"files": [...], "same_speaker": ...}``, one result per file in upload order.
         """
-        if state["pending"] >= cfg.max_pending:
-            raise _Reject(503, f"the server is busy ({state['pending']} requests in progress); try again shortly")
-        state["pending"] += 1
         upload = _Upload(cfg.tmp_dir)
         try:
-            await _receive(request, upload, cfg.max_upload_bytes)
+            try:
+                with anyio.fail_after(cfg.upload_timeout_s):
+                    await _receive(request, upload, cfg.max_upload_bytes)
+            except TimeoutError:
+                raise _Reject(408, f"the upload did not arrive within {cfg.upload_timeout_s:g} s") from None
             want_segments = _flag(upload.fields.get("segments", segments), "segments")
             want_same = _flag(upload.fields.get("same_speaker", same_speaker), "same_speaker")
             mode = (upload.fields.get("adapt", adapt) or "auto").strip().lower()
@@ -478,9 +526,18 @@ def create_app(
                 raise _Reject(422, "same_speaker=true needs several files of that speaker (send several 'file' parts)")
             if want_same and recognizer.model.normalize != "speaker":
                 raise _Reject(422, "this model has no speaker-normalised head; send same_speaker=false")
-            return await anyio.to_thread.run_sync(infer, upload.files, want_segments, mode, want_same, limiter=limiter)
+            # Only a request whose body has arrived takes a slot; when all are taken it queues briefly, then 503.
+            with anyio.move_on_after(cfg.queue_timeout_s) as waited:
+                await slots.acquire()
+            if waited.cancelled_caught:
+                raise _Reject(503, f"the server is busy ({state['pending']} requests in progress); try again shortly")
+            state["pending"] += 1
+            try:
+                return await anyio.to_thread.run_sync(infer, upload.files, want_segments, mode, want_same, limiter=limiter)
+            finally:
+                state["pending"] -= 1
+                slots.release()
         finally:
-            state["pending"] -= 1
             upload.cleanup()
 
     @app.get("/v1/labels", response_model=LabelsResponse, summary="The labels the model predicts")
@@ -518,6 +575,9 @@ def serve(
     from ..recognizer import EmotionRecognizer
 
     recognizer = EmotionRecognizer.load(model_dir)
+    if options.get("allowed_hosts") is None and host in LOOPBACK:
+        # a service on this machine only answers to this machine's names (no DNS rebinding)
+        options["allowed_hosts"] = sorted({"127.0.0.1", "localhost", "[::1]", host if ":" not in host else f"[{host}]"})
     app = create_app(recognizer, **options)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(levelname)s: %(message)s")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
