@@ -80,7 +80,7 @@ def test_timeline_adapts_to_an_unheard_voice(srec):
 def test_adaptation_needs_enough_segments(srec, tmp_path):
     y, _ = long_recording("s9", 3)
     short = segment_signal(srec, y, SR, vad="energy")
-    assert short.adaptation == "none" and "fewer than the 8 needed" in short.adaptation_note
+    assert short.adaptation == "none" and "fewer than the 10 needed" in short.adaptation_note
     forced = segment_signal(srec, y, SR, vad="energy", adapt="on")
     assert forced.adaptation == "speaker"
     assert segment_signal(srec, y, SR, vad="energy", adapt_min_segments=3).adaptation == "speaker"

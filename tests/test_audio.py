@@ -87,3 +87,23 @@ def test_truncated_header_is_reported(tmp_path):
 def test_nan_signal_rejected():
     with pytest.raises(AudioError, match="NaN"):
         prepare_signal(np.array([0.1, np.nan, 0.2]), 16000)
+
+
+def test_trim_and_resample_match_librosa():
+    """The prediction path trims and resamples without librosa; the results are librosa's, sample for sample."""
+    import librosa
+
+    from emovox.audio import resample, trim_silence
+
+    rng = np.random.default_rng(0)
+    for k in range(5):
+        y = np.concatenate([1e-5 * rng.standard_normal(3000 + 700 * k), 0.3 * rng.standard_normal(9000),
+                            1e-5 * rng.standard_normal(5000)]).astype(np.float32)
+        for top_db in (30.0, 60.0):
+            np.testing.assert_array_equal(trim_silence(y, top_db), librosa.effects.trim(y, top_db=top_db)[0])
+        for sr, target in ((44100, 16000), (8000, 16000), (16000, 22050)):
+            ref = librosa.resample(y, orig_sr=sr, target_sr=target, res_type="soxr_hq")
+            out = resample(y, sr, target)
+            assert out.shape == ref.shape and out.dtype == np.float32
+            np.testing.assert_allclose(out, ref, atol=1e-6)
+    assert trim_silence(np.zeros(100, np.float32)).size == 100  # all equally quiet: nothing to trim, as librosa

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
@@ -28,6 +27,8 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels:
         return out
     t, p = (np.array(x) for x in zip(*pairs))
     present = [lab for lab in labels if lab in set(t.tolist())]
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support  # here: prediction never needs scikit-learn
+
     prec, rec, f1, support = precision_recall_fscore_support(t, p, labels=labels, zero_division=0)
     out["accuracy"] = float(np.mean(t == p))
     out["uar"] = float(np.mean([r for lab, r in zip(labels, rec) if lab in present]))

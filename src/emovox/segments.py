@@ -49,8 +49,10 @@ MAX_FLATNESS = 0.45
 #: Files libsndfile cannot stream are decoded whole only up to this size (MB).
 MAX_WHOLE_MB = 64.0
 #: Speaker adaptation (``adapt="auto"``) needs at least this many segments: with fewer, a recording's own
-#: statistics are too noisy to normalise by (measured on long recordings of held-out actors: bench/timeline_adapt.py).
-ADAPT_MIN_SEGMENTS = 8
+#: statistics are too noisy to normalise by. Measured on long recordings of held-out RAVDESS actors
+#: (bench/timeline_adapt.py): adaptation loses on average below 10 segments and gains from 10 on (+3 points
+#: at 10, +4 at 20, +12 at 60).
+ADAPT_MIN_SEGMENTS = 10
 ADAPT_MODES = ("auto", "on", "off")
 
 

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from .corpora.base import Utterance
 from .errors import EmovoxError
@@ -37,6 +36,8 @@ def _stratified(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int)
         return idx, idx[:0]
     counts = np.unique(labels[idx], return_counts=True)[1]
     strat = labels[idx] if counts.min() >= 2 else None
+    from sklearn.model_selection import train_test_split  # imported here: the CLI starts without scikit-learn
+
     rest, part = train_test_split(idx, test_size=fraction, random_state=seed, stratify=strat)
     return np.sort(rest), np.sort(part)
 
