@@ -265,3 +265,9 @@ def test_a_stalled_upload_is_cut_off(rec, upload_dir):
             assert time.perf_counter() - t0 < 5
         assert answer.startswith("HTTP/1.1 408") and "did not arrive within 1 s" in answer
     assert list(upload_dir.iterdir()) == []
+
+
+def test_an_empty_filename_is_still_a_file(client):
+    r = client.post("/v1/predict", files={"file": ("", wav_bytes(tone_signal("sad", 1.2)), "audio/wav")})
+    assert r.status_code == 200, r.text
+    assert r.json()["label"] == "sad" and r.json()["filename"] == "upload"

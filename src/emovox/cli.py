@@ -169,6 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--cache-dir", type=Path, default=None, help="feature and embedding cache (default: $EMOVOX_CACHE or ~/.cache/emovox)")
     b.add_argument("--quiet", action="store_true", help="no progress bars or per-fold lines")
 
+    b = sub.add_parser("batch", help="annotate an audio archive into a Parquet dataset (resumable)", description="Predict every input (files, folders, CSV/Parquet manifests with a 'path' column, text lists) into a Parquet dataset: a folder of part files with one row per file (path, label, confidence, one probability column per label, uncertain, no_speech, duration, model, error). Rerunning the same command skips inputs already there (same path, size and modification time) and appends the rest. Needs: pip install 'emovox[batch]'.")
+    b.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders, or manifests (.csv/.parquet with a 'path' column, .txt one path per line)")
+    b.add_argument("--out", type=Path, required=True, metavar="DIR.parquet", help="the dataset folder (created; resumed when it exists)")
+    b.add_argument("--model", type=Path, default=None, help="model folder (RUN_DIR/model); default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
+    b.add_argument("--segments", action="store_true", help="one row per timeline segment (start, end) instead of one per file")
+    b.add_argument("--batch-size", type=_positive_int, default=32, help="files per inference batch (default: %(default)s)")
+    b.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="with --segments: voice activity detector (default: %(default)s)")
+    b.add_argument("--chunk", type=_positive_int, default=512, help="inputs per part file: an interruption loses at most this many (default: %(default)s)")
+    b.add_argument("--uncertain-below", type=float, default=UNCERTAIN_BELOW, help="flag predictions whose top probability is below this (default: %(default)s)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+
     tl = sub.add_parser("timeline", help="emotion over time in a long recording", description="Find the speech in a recording (voice activity detection), classify overlapping windows of it, and print the timeline; optionally save it as CSV, JSON and a PNG plot. The file is read in blocks, so hour-long recordings fit in memory.")
     tl.add_argument("input", type=Path, metavar="FILE", help="audio file")
     tl.add_argument("--model", type=Path, default=None, help="model folder (RUN_DIR/model); default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
@@ -366,6 +377,20 @@ def _predict_segments(rec, paths, args) -> int:
     return 1 if failed else 0
 
 
+def cmd_batch(args) -> int:
+    from .batch import run_batch
+    from .recognizer import DEFAULT_MODEL_NOTICE, EmotionRecognizer
+
+    rec = EmotionRecognizer.load(args.model)
+    if args.model is None:
+        print(f"note: {DEFAULT_MODEL_NOTICE}", file=sys.stderr)
+    s = run_batch(rec, args.inputs, args.out, segments=args.segments, batch_size=args.batch_size, chunk=args.chunk,
+                  uncertain_below=args.uncertain_below, vad=args.vad, progress=not args.quiet)
+    print(f"{s.inputs} input(s): {s.skipped} already in {s.out}, {s.annotated} annotated ({s.failed} failed, rows with an "
+          f"error), {s.rows} row(s) written in {s.seconds:.1f} s ({s.files_per_s:.1f} files/s)")
+    return 0
+
+
 def cmd_timeline(args) -> int:
     from .recognizer import EmotionRecognizer
 
@@ -424,7 +449,8 @@ def cmd_backbones(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download, "benchmark": cmd_benchmark,
-               "timeline": cmd_timeline, "serve": cmd_serve, "backbones": cmd_backbones, "export": cmd_export}[args.command]
+               "timeline": cmd_timeline, "serve": cmd_serve, "backbones": cmd_backbones, "export": cmd_export,
+               "batch": cmd_batch}[args.command]
     try:
         return handler(args)
     except EmovoxError as err:
