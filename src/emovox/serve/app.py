@@ -257,14 +257,14 @@ class _FormReader:
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
         self.name = options.get(b"name", b"").decode("utf-8", "replace")
-        if b"filename" in options:
+        if b"filename" in options or self.name == "file":  # a 'file' part sent without a filename is still the audio
             if self.name != "file":
                 raise _Reject(422, f"send audio in form fields named 'file', not {self.name[:64]!r}")
             if len(self.upload.files) >= MAX_FILES:
                 raise _Reject(422, f"at most {MAX_FILES} files per request")
             self.mode = "file"
             ctype = self.headers.get(b"content-type")
-            self.upload.new_file(_safe_name(options[b"filename"].decode("utf-8", "replace")), ctype.decode("latin-1") if ctype else None)
+            self.upload.new_file(_safe_name(options.get(b"filename", b"").decode("utf-8", "replace")), ctype.decode("latin-1") if ctype else None)
         else:
             self.mode = "field"
 
