@@ -5,6 +5,7 @@ import io
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -173,17 +174,26 @@ def test_twenty_parallel_requests_are_all_answered_correctly(client):
     assert [label for _, _, label in results] == [e for e, _, _ in results]
 
 
-def test_health_stays_responsive_during_inference(rec, upload_dir):
+@contextmanager
+def slowed(rec, seconds: float):
+    """``rec.predict`` takes ``seconds`` longer while inside; yields an event set when a prediction starts."""
     started = threading.Event()
     original = rec.predict
 
     def slow(x, *a, **kw):
         started.set()
-        time.sleep(1.5)
+        time.sleep(seconds)
         return original(x, *a, **kw)
 
     rec.predict = slow
     try:
+        yield started
+    finally:
+        del rec.predict
+
+
+def test_health_stays_responsive_during_inference(rec, upload_dir):
+    with slowed(rec, 1.5) as started:
         with TestClient(create_app(rec, tmp_dir=upload_dir, max_pending=1, queue_timeout_s=0.2)) as c, ThreadPoolExecutor(1) as pool:
             fut = pool.submit(post, c, wav_bytes(tone_signal("sad", 1.2)))
             assert started.wait(10)
@@ -194,8 +204,6 @@ def test_health_stays_responsive_during_inference(rec, upload_dir):
             busy = post(c, wav_bytes(tone_signal("sad", 1.2)))
             assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
             assert fut.result(timeout=30).status_code == 200
-    finally:
-        del rec.predict
 
 
 def test_real_server_rejects_an_oversized_stream_with_413(rec, upload_dir):
@@ -217,24 +225,13 @@ def test_real_server_rejects_an_oversized_stream_with_413(rec, upload_dir):
 
 
 def test_a_full_service_queues_briefly_instead_of_refusing(rec, upload_dir):
-    started = threading.Event()
-    original = rec.predict
-
-    def slow(x, *a, **kw):
-        started.set()
-        time.sleep(1.0)
-        return original(x, *a, **kw)
-
-    rec.predict = slow
-    try:
+    with slowed(rec, 1.0) as started:
         with TestClient(create_app(rec, tmp_dir=upload_dir, max_pending=1, queue_timeout_s=10)) as c, ThreadPoolExecutor(1) as pool:
             fut = pool.submit(post, c, wav_bytes(tone_signal("sad", 1.2)))
             assert started.wait(10)
             second = post(c, wav_bytes(tone_signal("angry", 1.2)))  # waits for the slot, then runs
             assert second.status_code == 200 and second.json()["label"] == "angry"
             assert fut.result(timeout=30).status_code == 200
-    finally:
-        del rec.predict
 
 
 def test_cross_origin_posts_and_foreign_hosts_are_refused(rec, upload_dir):

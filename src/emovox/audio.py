@@ -189,8 +189,6 @@ def mono_signal(y: np.ndarray, sr: int, source: str | Path = "<array>") -> np.nd
         y = y.mean(axis=0 if y.shape[0] <= y.shape[1] else 1)
     if y.ndim != 1:
         raise AudioError(source, f"expected a 1-D or 2-D signal, got shape {y.shape}")
-    if sr <= 0:
-        raise AudioError(source, f"invalid sample rate {sr}")
     check_sample_rate(sr, source)
     if y.size == 0:
         raise AudioError(source, "contains no audio samples")

@@ -61,13 +61,10 @@ class BatchSummary:
 
 def _require_pyarrow():
     try:
-        import pyarrow  # noqa: F401
-        import pyarrow.parquet  # noqa: F401
+        import pyarrow as pa
+        import pyarrow.parquet as pq
     except ImportError:
         raise EmovoxError("emovox batch writes Parquet with pyarrow: pip install 'emovox[batch]'") from None
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     return pa, pq
 
 
@@ -103,8 +100,7 @@ def expand_batch_inputs(items: Iterable[str | Path]) -> list[str]:
             out.extend(read_manifest(p))
         else:
             out.extend(str(x) for x in expand_inputs([p]))
-    seen: set[str] = set()
-    return [p for p in out if not (p in seen or seen.add(p))]
+    return list(dict.fromkeys(out))  # each input once, first occurrence kept
 
 
 def _stat(path: str) -> tuple[int, int]:
@@ -179,14 +175,14 @@ def _duration(path: str) -> float | None:
         return None
 
 
-def _file_rows(rec: EmotionRecognizer, paths: Sequence[str], batch_size: int, threshold: float, model: str,
-               segments: bool, vad: str = "auto") -> Iterator[list[dict[str, Any]]]:
-    """Rows of every input (a list per input, in order)."""
+def _file_rows(rec: EmotionRecognizer, paths: Sequence[str], stats: dict[str, tuple[int, int]], batch_size: int,
+               threshold: float, model: str, segments: bool, vad: str = "auto") -> Iterator[list[dict[str, Any]]]:
+    """Rows of every input (a list per input, in order); ``stats``: each path's ``(size, mtime_ns)``."""
     labels = rec.labels
     empty = {f"prob_{lab}": None for lab in labels}
 
     def base(path: str) -> dict[str, Any]:
-        size, mtime = _stat(path)
+        size, mtime = stats[path]
         return {"path": path, "size": size, "mtime_ns": mtime, "model": model, "duration": _duration(path)}
 
     def error_row(path: str, err: Exception, no_speech: bool = False) -> dict[str, Any]:
@@ -252,7 +248,8 @@ def run_batch(
             raise EmovoxError(f"{out}: holds a dataset with other columns (another model's labels, or segments "
                               f"{'on' if 'start' in existing.names else 'off'}); write to another folder")
     done = done_keys(out)
-    todo = [p for p in paths if (p, *_stat(p)) not in done]
+    stats = {p: _stat(p) for p in paths}  # stat once: the resume key and the row agree
+    todo = [p for p in paths if (p, *stats[p]) not in done]
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(f".{PART_PREFIX}*.tmp"):  # a part being written when a previous run was killed
         stale.unlink()
@@ -262,7 +259,7 @@ def run_batch(
     rows: list[dict[str, Any]] = []
     pending = annotated = failed = written = 0
     try:
-        for file_rows in _file_rows(rec, todo, batch_size, uncertain_below, model, segments, vad):
+        for file_rows in _file_rows(rec, todo, stats, batch_size, uncertain_below, model, segments, vad):
             rows.extend(file_rows)
             annotated += 1
             pending += 1

@@ -15,7 +15,7 @@ from typing import Any, Union
 import numpy as np
 import torch
 
-from .audio import load_audio, mono_signal, prepare_signal
+from .audio import load_audio, prepare_signal
 from .corpora.base import AUDIO_EXTENSIONS, Utterance, audio_files
 from .encoders.speech import SPEECH_RATE
 from .engine import Engine, TorchEngine, select_engine
@@ -148,7 +148,7 @@ class EmotionRecognizer:
             return float(len(y)) / sr
         from .segments import speech_regions
 
-        regions = speech_regions(mono_signal(y, sr, source), sr, vad=self.speech_gate, min_speech_s=0.05, min_silence_s=0.1, pad_s=0.0)
+        regions = speech_regions(y, sr, vad=self.speech_gate, min_speech_s=0.05, min_silence_s=0.1, pad_s=0.0, name=source)
         speech = float(sum(e - s for s, e in regions))
         if speech < self.min_speech_s:
             found = f"{speech * 1000:.0f} ms of voice activity" if speech else "no voice activity"
@@ -181,8 +181,8 @@ class EmotionRecognizer:
         ``normalize="speaker"``, e.g. ``--recipe robust``). Give several
         recordings, ideally in more than one emotion.
         """
-        if same_speaker and self.model.normalize != "speaker":
-            raise ModelError("this model was trained without speaker normalisation (train with --recipe robust); predict without same_speaker")
+        if same_speaker:
+            self._require_speaker_head()
         if not self.model.acoustic and not same_speaker and not self.model.reads_waveform:
             logits = self.engine.spec_logits(items, self.model, self.features, batch_size)
             return torch.softmax(logits / self.model.temperature, dim=1).numpy()
@@ -206,8 +206,8 @@ class EmotionRecognizer:
     def classify(self, vectors: torch.Tensor, same_speaker: bool = False) -> np.ndarray:
         """Calibrated probabilities of :meth:`vectors`; ``same_speaker=True`` normalises them together first
         and uses the speaker-normalised head (see :meth:`probabilities`)."""
-        if same_speaker and self.model.normalize != "speaker":
-            raise ModelError("this model was trained without speaker normalisation (train with --recipe robust); predict without same_speaker")
+        if same_speaker:
+            self._require_speaker_head()
         with torch.inference_mode():
             if same_speaker:
                 from .acoustic import speaker_normalize
@@ -215,6 +215,11 @@ class EmotionRecognizer:
                 vectors = torch.from_numpy(speaker_normalize(vectors.numpy()))
             logits = self.model.classify(vectors, speaker_normalized=same_speaker)
         return torch.softmax(logits / self.model.temperature_of(same_speaker), dim=1).numpy()
+
+    def _require_speaker_head(self) -> None:
+        if self.model.normalize != "speaker":
+            raise ModelError("this model was trained without speaker normalisation (train with --recipe speech or robust); "
+                             "predict without same_speaker")
 
     def predict_proba(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None = None, same_speaker: bool = False) -> np.ndarray:
         """Probabilities over :attr:`labels`: ``(n_labels,)`` for one input, ``(n, n_labels)`` for several."""

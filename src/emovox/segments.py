@@ -173,6 +173,7 @@ class _Source:
 
     name: str
     sample_rate: int
+    frames: int
 
     def native_blocks(self, block_s: float) -> Iterator[np.ndarray]:
         raise NotImplementedError
@@ -198,6 +199,7 @@ class _Source:
 class _ArraySource(_Source):
     def __init__(self, y: np.ndarray, sr: int, name: str):
         self.y, self.sample_rate, self.name = mono_signal(y, sr, name), int(sr), name
+        self.frames = self.y.size
 
     def native_blocks(self, block_s: float) -> Iterator[np.ndarray]:
         n = max(1, int(block_s * self.sample_rate))
@@ -406,9 +408,10 @@ def _detect(source: _Source, vad: str, block_s: float, min_speech_s: float, min_
 def speech_regions(
     audio: str | Path | np.ndarray, sample_rate: int | None = None, *, vad: str = "auto", min_speech_s: float = 0.3,
     min_silence_s: float = 0.3, pad_s: float = 0.1, block_s: float = 30.0, max_whole_mb: float = MAX_WHOLE_MB,
+    name: str | None = None,
 ) -> list[tuple[float, float]]:
-    """Speech regions ``(start, end)`` in seconds of a file or an array (with ``sample_rate``)."""
-    source = _source(audio, sample_rate, max_whole_mb)
+    """Speech regions ``(start, end)`` in seconds of a file or an array (with ``sample_rate``; ``name`` in errors)."""
+    source = _source(audio, sample_rate, max_whole_mb, name)
     return _detect(source, vad, block_s, min_speech_s, min_silence_s, pad_s)[0]
 
 
@@ -554,9 +557,9 @@ def segment_file(
     one longer than ``max_duration_s`` seconds (no limit by default).
     """
     source = _open_file(path, max_whole_mb)
-    frames = getattr(source, "frames", None) or len(getattr(source, "y", ()))
-    if max_duration_s is not None and frames / source.sample_rate > max_duration_s:
-        raise AudioError(path, f"is {frames / source.sample_rate / 60:.1f} min long; the limit here is {max_duration_s / 60:g} min")
+    seconds = source.frames / source.sample_rate
+    if max_duration_s is not None and seconds > max_duration_s:
+        raise AudioError(path, f"is {seconds / 60:.1f} min long; the limit here is {max_duration_s / 60:g} min")
     return _timeline(recognizer, source, max_segment_s=max_segment_s, hop_s=hop_s, vad=vad,
                      min_speech_s=min_speech_s, min_silence_s=min_silence_s, pad_s=pad_s, block_s=block_s, batch_size=batch_size,
                      adapt=adapt, adapt_min_segments=adapt_min_segments)
@@ -579,9 +582,6 @@ LABEL_COLORS = {
     "angry": "#d62728", "calm": "#17becf", "disgust": "#8c564b", "fear": "#9467bd", "happy": "#ffbf00",
     "neutral": "#7f7f7f", "sad": "#1f77b4", "surprise": "#2ca02c",
 }
-#: Segments whose top probability is below this are hatched as uncertain in the plot (as ``emovox predict`` does).
-PLOT_UNCERTAIN_BELOW = 0.4
-
 
 def label_color(label: str, index: int = 0) -> str:
     """Plot colour of ``label`` (a fixed one for the canonical labels, a matplotlib cycle colour otherwise)."""
@@ -618,12 +618,13 @@ def timeline_grid(timeline: Timeline, columns: int = 1000) -> tuple[np.ndarray, 
 
 
 def plot_timeline(timeline: Timeline, path: str | Path, *, title: str | None = None,
-                  uncertain_below: float = PLOT_UNCERTAIN_BELOW, stacked: bool = False) -> Path:
+                  uncertain_below: float | None = None, stacked: bool = False) -> Path:
     """Save a PNG of the timeline, readable at a glance on long recordings.
 
     Top: a band coloured by the most probable emotion of each segment
-    (hatched where its probability is below ``uncertain_below``; white where
-    there is no speech). Below: a heatmap of every label's probability over
+    (hatched where its probability is below ``uncertain_below``, default
+    :data:`emovox.recognizer.UNCERTAIN_BELOW` as in ``emovox predict``; white
+    where there is no speech). Below: a heatmap of every label's probability over
     time. ``stacked`` is accepted for compatibility and ignored.
     """
     import matplotlib
@@ -632,7 +633,10 @@ def plot_timeline(timeline: Timeline, path: str | Path, *, title: str | None = N
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
+    from .recognizer import UNCERTAIN_BELOW
+
     del stacked
+    uncertain_below = UNCERTAIN_BELOW if uncertain_below is None else uncertain_below
     path = Path(path)
     labels = timeline.labels
     duration = max(timeline.duration, 1e-3)

@@ -410,7 +410,9 @@ def create_app(
     labels = recognizer.labels
     limiter = anyio.CapacityLimiter(cfg.workers)
     slots = anyio.Semaphore(cfg.max_pending)  # requests whose body has arrived, waiting for or running inference
-    state = {"pending": 0}
+
+    def pending() -> int:
+        return cfg.max_pending - slots.value
 
     app = FastAPI(
         title="emovox",
@@ -530,12 +532,10 @@ def create_app(
             with anyio.move_on_after(cfg.queue_timeout_s) as waited:
                 await slots.acquire()
             if waited.cancelled_caught:
-                raise _Reject(503, f"the server is busy ({state['pending']} requests in progress); try again shortly")
-            state["pending"] += 1
+                raise _Reject(503, f"the server is busy ({pending()} requests in progress); try again shortly")
             try:
                 return await anyio.to_thread.run_sync(infer, upload.files, want_segments, mode, want_same, limiter=limiter)
             finally:
-                state["pending"] -= 1
                 slots.release()
         finally:
             upload.cleanup()
@@ -546,7 +546,7 @@ def create_app(
 
     @app.get("/healthz", response_model=HealthResponse, summary="Liveness and load")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "labels": len(labels), "pending": state["pending"], "workers": cfg.workers,
+        return {"status": "ok", "version": __version__, "labels": len(labels), "pending": pending(), "workers": cfg.workers,
                 "max_upload_mb": cfg.max_upload_mb}
 
     @app.get("/", include_in_schema=False)
