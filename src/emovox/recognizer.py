@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 import numpy as np
 import torch
@@ -79,6 +79,71 @@ def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
     return out
 
 
+class Prepared(NamedTuple):
+    """A decoded, checked input before the model: the model's signal (speech encoders) or spectrogram, and
+    acoustic functionals (``None`` unless the model uses them)."""
+
+    x: np.ndarray
+    functionals: np.ndarray | None
+    source: str
+
+
+@dataclass(frozen=True)
+class Frontend:
+    """Decoding, the speech gate and features: everything of :meth:`EmotionRecognizer.featurize` but the
+    network. Small and picklable, so workers without the model (batch jobs on Ray) can run it."""
+
+    features: FeatureConfig
+    reads_waveform: bool
+    acoustic: str | None = None
+    #: ``energy``, ``silero`` or ``off`` (see :data:`SPEECH_GATES`)
+    speech_gate: str = "energy"
+    min_speech_s: float = MIN_SPEECH_S
+
+    def __post_init__(self) -> None:
+        if self.speech_gate not in SPEECH_GATES:
+            raise EmovoxError(f"speech_gate must be one of {', '.join(SPEECH_GATES)}, not {self.speech_gate!r}")
+
+    def prepare(self, x: str | Path | np.ndarray, sample_rate: int | None = None, source: str | None = None,
+                gate: bool = True) -> Prepared:
+        """Decode ``x`` (a file, or an array at ``sample_rate``), check it holds speech (``gate``) and compute
+        what the model's body reads. Raises :class:`AudioError` for an unusable input."""
+        if isinstance(x, np.ndarray):
+            if sample_rate is None:
+                raise EmovoxError("an audio array needs its sample rate: predict(signal, sample_rate=16000)")
+            y, sr, name = x, sample_rate, source or "<array>"
+        else:
+            sr = SPEECH_RATE if self.reads_waveform else self.features.sample_rate
+            y, name = load_audio(x, sr), str(x)
+        if gate:
+            self.check_speech(y, sr, name)
+        if self.reads_waveform:
+            # A speech encoder reads the trimmed waveform at its own length.
+            spec = prepare_signal(y, sr, SPEECH_RATE, trim=self.features.trim, top_db=self.features.top_db, source=name)
+        else:
+            spec = signal_features(y, sr, self.features, source=name)
+        functionals = None
+        if self.acoustic:
+            from .acoustic import signal_functionals
+
+            functionals = signal_functionals(y, sr, self.acoustic, source=name)
+        return Prepared(spec, functionals, name)
+
+    def check_speech(self, y: np.ndarray, sr: int, source: str = "<array>") -> float:
+        """Seconds of voice activity in ``y``; :class:`NoSpeechError` when below :attr:`min_speech_s`."""
+        if self.speech_gate == "off":
+            return float(len(y)) / sr
+        from .segments import speech_regions
+
+        regions = speech_regions(y, sr, vad=self.speech_gate, min_speech_s=0.05, min_silence_s=0.1, pad_s=0.0, name=source)
+        speech = float(sum(e - s for s, e in regions))
+        if speech < self.min_speech_s:
+            found = f"{speech * 1000:.0f} ms of voice activity" if speech else "no voice activity"
+            raise NoSpeechError(source, f"no speech found ({found}; {self.min_speech_s:g} s needed, {self.speech_gate} "
+                                        "detector): noise, a tone, silence or too short")
+        return speech
+
+
 class EmotionRecognizer:
     """A trained emotion model with its feature config, ready to predict."""
 
@@ -89,11 +154,17 @@ class EmotionRecognizer:
         self.config = config or {}
         #: what runs the model: PyTorch, or ONNX Runtime (see :mod:`emovox.engine`)
         self.engine = engine or TorchEngine(self.model)
-        if speech_gate not in SPEECH_GATES:
-            raise EmovoxError(f"speech_gate must be one of {', '.join(SPEECH_GATES)}, not {speech_gate!r}")
-        #: voice-activity detector that must find ``min_speech_s`` seconds of speech before an emotion is given
-        self.speech_gate = speech_gate
-        self.min_speech_s = float(min_speech_s)
+        #: decoding, speech gate and features: the model-free half of :meth:`featurize`
+        self.frontend = Frontend(features, model.reads_waveform, model.acoustic, speech_gate, float(min_speech_s))
+
+    @property
+    def speech_gate(self) -> str:
+        """Voice-activity detector that must find :attr:`min_speech_s` seconds of speech before an emotion is given."""
+        return self.frontend.speech_gate
+
+    @property
+    def min_speech_s(self) -> float:
+        return self.frontend.min_speech_s
 
     @classmethod
     def load(cls, path: str | Path | None = None, engine: str = "auto", speech_gate: str = "energy",
@@ -121,40 +192,17 @@ class EmotionRecognizer:
         """What the model reads from one file or signal: its spectrogram (or speech-encoder vector), and its
         acoustic functionals when the model uses them. ``gate``: first check that it holds speech
         (:meth:`check_speech`)."""
-        if isinstance(x, np.ndarray):
-            if sample_rate is None:
-                raise EmovoxError("an audio array needs its sample rate: predict(signal, sample_rate=16000)")
-            y, sr, name = x, sample_rate, source or "<array>"
-        else:
-            sr = SPEECH_RATE if self.model.reads_waveform else self.features.sample_rate
-            y, name = load_audio(x, sr), str(x)
-        if gate:
-            self.check_speech(y, sr, name)
-        if self.model.reads_waveform:
-            # A speech encoder reads the trimmed waveform at its own length; its pooled vector is what the head needs.
-            signal = prepare_signal(y, sr, SPEECH_RATE, trim=self.features.trim, top_db=self.features.top_db, source=name)
-            spec = self.model.body.encode(signal, source=name)
-        else:
-            spec = signal_features(y, sr, self.features, source=name)
-        if not self.model.acoustic:
-            return spec
-        from .acoustic import signal_functionals
+        return self.encode(self.frontend.prepare(x, sample_rate, source, gate))
 
-        return spec, signal_functionals(y, sr, self.model.acoustic, source=name)
+    def encode(self, prepared: Prepared) -> Item:
+        """The :meth:`featurize` result of a :meth:`Frontend.prepare` result: a speech-encoder model runs its
+        encoder on the signal; a spectrogram model's input is already what it reads."""
+        x = self.model.body.encode(prepared.x, source=prepared.source) if self.model.reads_waveform else prepared.x
+        return x if prepared.functionals is None else (x, prepared.functionals)
 
     def check_speech(self, y: np.ndarray, sr: int, source: str = "<array>") -> float:
         """Seconds of voice activity in ``y``; :class:`NoSpeechError` when below :attr:`min_speech_s`."""
-        if self.speech_gate == "off":
-            return float(len(y)) / sr
-        from .segments import speech_regions
-
-        regions = speech_regions(y, sr, vad=self.speech_gate, min_speech_s=0.05, min_silence_s=0.1, pad_s=0.0, name=source)
-        speech = float(sum(e - s for s, e in regions))
-        if speech < self.min_speech_s:
-            found = f"{speech * 1000:.0f} ms of voice activity" if speech else "no voice activity"
-            raise NoSpeechError(source, f"no speech found ({found}; {self.min_speech_s:g} s needed, {self.speech_gate} "
-                                        "detector): noise, a tone, silence or too short")
-        return speech
+        return self.frontend.check_speech(y, sr, source)
 
     def _specs(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None) -> tuple[list[Item], list[str], bool]:
         single = isinstance(x, (str, Path, np.ndarray)) and not (isinstance(x, (str, Path)) and Path(x).is_dir())
@@ -318,5 +366,5 @@ class EmotionRecognizer:
         return metrics
 
 
-__all__ = ["AUDIO_EXTENSIONS", "DEFAULT_MODEL", "EmotionRecognizer", "MIN_SPEECH_S", "ModelError", "NoSpeechError", "Prediction",
+__all__ = ["AUDIO_EXTENSIONS", "DEFAULT_MODEL", "EmotionRecognizer", "Frontend", "MIN_SPEECH_S", "ModelError", "NoSpeechError", "Prepared", "Prediction",
            "SPEECH_GATES", "UNCERTAIN_BELOW", "expand_inputs"]
