@@ -1,11 +1,14 @@
-"""emovox batch against emovox predict: files/s and peak memory, whole process, on this machine's CPU.
+"""emovox batch (local and Ray engines) against emovox predict: files/s and peak memory on this machine's CPU.
 
-    python bench/batch.py --data ../shared/data/ravdess [--model DIR] [--counts 1000,10000] [--json out.json]
+    python bench/batch.py --data ../shared/data/ravdess [--model DIR] [--counts 1000,10000] [--engines local,ray]
+        [--json out.json]
 
 The corpus's files are repeated (symbolic links with distinct names) up to each count. Each run is a fresh
-process (``emovox batch ... --out DIR`` into an empty folder; ``emovox predict --format csv`` for the baseline at the
-first count), timed from start to exit including start-up and model loading; peak RSS is the process's own
-``ru_maxrss``. Prints a Markdown table; ``--json`` writes the numbers.
+process (``emovox batch --engine E ... --out DIR`` into an empty folder; ``emovox predict --format csv`` for the
+baseline at the first count), timed from start to exit including start-up, model loading and, for Ray, starting a
+local Ray instance with every CPU. Memory: the peak, sampled every 0.5 s, of the summed proportional set size
+(PSS, shared pages split between the processes that map them) of the process and all its descendants (Ray's
+raylet, object store and workers included). Prints a Markdown table; ``--json`` writes the numbers.
 """
 from __future__ import annotations
 
@@ -20,23 +23,52 @@ from pathlib import Path
 
 from emovox.corpora import audio_files
 
-WRAPPER = (
-    "import resource, sys\n"
-    "from emovox.cli import main\n"
-    "rc = main(sys.argv[1:])\n"
-    "print(f'PEAK_RSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr)\n"
-    "raise SystemExit(rc)\n"
-)
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d.name))
+    return kids
+
+
+def tree_pss_mb(root: int) -> float:
+    """Summed PSS of ``root`` and its descendants (Linux ``/proc/PID/smaps_rollup``)."""
+    kids, todo, total = _children(), [root], 0
+    while todo:
+        pid = todo.pop()
+        todo.extend(kids.get(pid, []))
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+        except OSError:
+            continue
+    return total / 1024
 
 
 def run(args: list[str]) -> tuple[float, float]:
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", WRAPPER, *args], capture_output=True, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "emovox", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    peak = 0.0
+    stderr: list[str] = []
+    import threading
+
+    reader = threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True)
+    reader.start()
+    while proc.poll() is None:
+        peak = max(peak, tree_pss_mb(proc.pid))
+        time.sleep(0.5)
     wall = time.perf_counter() - t0
-    if r.returncode not in (0, 1):
-        raise SystemExit(f"{' '.join(args[:2])} failed ({r.returncode}): {r.stderr[-800:]}")
-    peak = next(int(line.split()[1]) for line in r.stderr.splitlines() if line.startswith("PEAK_RSS_KB"))
-    return wall, peak / 1024
+    reader.join(5)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(args[:2])} failed ({proc.returncode}): {''.join(stderr)[-800:]}")
+    return wall, peak
 
 
 def main() -> None:
@@ -44,12 +76,13 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--counts", default="1000,10000")
+    ap.add_argument("--engines", default="local,ray", help="batch engines to run (default: %(default)s)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     files = audio_files(args.data)
     model = ["--model", str(args.model)] if args.model else []
     rows = []
-    print("| run | files | wall s | files/s | peak RSS MB |\n|---|---|---|---|---|", flush=True)
+    print("| run | files | wall s | files/s | peak PSS MB (process tree) |\n|---|---|---|---|---|", flush=True)
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         for i, n in enumerate(int(c) for c in args.counts.split(",")):
@@ -58,12 +91,13 @@ def main() -> None:
             for k in range(n):
                 src = files[k % len(files)]
                 os.symlink(src, folder / f"{k:06d}{src.suffix}")
-            runs = [("emovox batch", ["batch", *model, "--quiet", str(folder), "--out", str(tmp / f"out{n}.parquet")])]
+            runs = [(f"emovox batch --engine {e}", ["batch", "--engine", e, *model, "--quiet", str(folder), "--out",
+                                                     str(tmp / f"out{n}-{e}.parquet")]) for e in args.engines.split(",")]
             if i == 0:
                 runs.insert(0, ("emovox predict", ["predict", *model, "--format", "csv", str(folder)]))
             for name, cli in runs:
                 wall, peak = run(cli)
-                rows.append({"run": name, "files": n, "wall_s": round(wall, 1), "files_per_s": round(n / wall, 1), "peak_rss_mb": round(peak)})
+                rows.append({"run": name, "files": n, "wall_s": round(wall, 1), "files_per_s": round(n / wall, 1), "peak_pss_mb": round(peak)})
                 print(f"| {name} | {n} | {wall:.1f} | {n / wall:.1f} | {peak:.0f} |", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

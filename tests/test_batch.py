@@ -129,3 +129,42 @@ def test_segments_rows_and_cli(rec, tmp_path, capsys):
     assert [r["label"] for r in rows] == ["angry", "sad"] and rows[0]["start"] < rows[1]["start"]
     assert main(["batch", "--model", str(model), "--quiet", str(tmp_path / "talk.wav"), "--out", str(tmp_path / "seg")]) == 2
     assert "other columns" in capsys.readouterr().err
+
+
+def test_urls_in_and_out_through_fsspec(rec, archive, tmp_path):
+    """Inputs and the dataset behind fsspec URLs (an in-memory store standing in for s3:// or gs://)."""
+    import io
+
+    fsspec = pytest.importorskip("fsspec")
+    from emovox.audio import load_audio
+    from emovox.errors import AudioError
+
+    root, truth = archive
+    mem = fsspec.filesystem("memory")
+    picked = sorted(truth)[:4]
+    for p in picked:
+        mem.pipe(f"/calls/{Path(p).name}", Path(p).read_bytes())
+    mem.pipe("/calls/broken.wav", b"RIFF0000WAVEjunk")
+    mem.pipe("/calls/.hidden/x.wav", Path(picked[0]).read_bytes())
+    buf = io.BytesIO()
+    sf.write(buf, tone_signal("angry", 1.0), SR, format="FLAC")
+    mem.pipe("/calls/sub/late.flac", buf.getvalue())
+    try:
+        s = run_batch(rec, ["memory://calls/"], "memory://out.parquet", progress=False)
+        assert (s.inputs, s.failed) == (6, 1)
+        rows = {r["path"]: r for r in read_dataset("memory://out.parquet").to_pylist()}
+        assert set(rows) == {f"memory://calls/{Path(p).name}" for p in picked} | {"memory://calls/broken.wav", "memory://calls/sub/late.flac"}
+        for p in picked:
+            r = rows[f"memory://calls/{Path(p).name}"]
+            assert r["label"] == truth[p] and r["size"] == Path(p).stat().st_size
+            assert r["prob_" + truth[p]] == pytest.approx(rec.predict(p).probabilities[truth[p]], abs=1e-6)
+        assert rows["memory://calls/sub/late.flac"]["label"] == "angry"
+        assert "not a readable audio file" in rows["memory://calls/broken.wav"]["error"]
+        assert run_batch(rec, ["memory://calls/"], "memory://out.parquet", progress=False).skipped == 6
+        with pytest.raises(AudioError, match="memory://calls/nope.wav: file not found"):
+            load_audio("memory://calls/nope.wav")
+        # file:// URLs are local paths
+        assert run_batch(rec, [f"file://{picked[0]}"], tmp_path / "f", progress=False).annotated == 1
+        assert read_dataset(tmp_path / "f").column("path").to_pylist() == [picked[0]]
+    finally:
+        mem.rm("/", recursive=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -60,6 +61,18 @@ def load_audio(
     audio, silent, longer than ``max_seconds``, or has an absurd sample rate
     or sample values.
     """
+    from .storage import is_url, local, open_input, stat
+
+    path = local(path)
+    if is_url(str(path)):  # an fsspec URL (s3://, gs://, memory:// ...): decoded from the open file
+        size, _ = stat(path)
+        if size < 0:
+            raise AudioError(path, "file not found (or the store refused access)")
+        if size == 0:
+            raise AudioError(path, "file is empty (0 bytes)")
+        with open_input(str(path)) as f:
+            y, sr = decode(f, max_seconds, name=str(path))
+        return prepare_signal(y, sr, sample_rate, trim=trim, top_db=top_db, duration=duration, source=path)
     path = Path(path)
     if not path.exists():
         raise AudioError(path, "file not found")
@@ -71,22 +84,27 @@ def load_audio(
     return prepare_signal(y, sr, sample_rate, trim=trim, top_db=top_db, duration=duration, source=path)
 
 
-def decode(path: str | Path, max_seconds: float = MAX_DECODE_SECONDS) -> tuple[np.ndarray, int]:
+def decode(path: str | Path | BinaryIO, max_seconds: float = MAX_DECODE_SECONDS, name: str | None = None) -> tuple[np.ndarray, int]:
     """The file as ``(mono float32 signal, sample rate)``: libsndfile, else librosa's audioread backend.
 
     The rate is checked before decoding, the file is read in blocks and
     mixed to mono as it goes, and decoding stops past ``max_seconds``
-    (:class:`AudioError`), whatever the header claims.
+    (:class:`AudioError`), whatever the header claims. ``path`` may be an open binary file (``name``
+    then names it in errors).
     """
+    is_file = hasattr(path, "read")
+    source = name or (str(getattr(path, "name", "<file>")) if is_file else str(path))
     try:
-        f = sf.SoundFile(str(path))
+        f = sf.SoundFile(path if is_file else str(path))
     except Exception as sf_err:  # libsndfile cannot read it: try audioread/ffmpeg
+        if is_file:  # the ffmpeg fallback reads named files only
+            raise AudioError(source, f"not a readable audio file ({sf_err})") from None
         return _decode_other(path, max_seconds, sf_err)
     with f:
-        sr = check_sample_rate(f.samplerate, path)
+        sr = check_sample_rate(f.samplerate, source)
         limit = int(max_seconds * sr)
         if f.frames > limit and f.seekable():
-            raise _too_long(path, f.frames / sr, max_seconds)
+            raise _too_long(source, f.frames / sr, max_seconds)
         parts: list[np.ndarray] = []
         n = 0
         try:
@@ -98,10 +116,10 @@ def decode(path: str | Path, max_seconds: float = MAX_DECODE_SECONDS) -> tuple[n
                 n += len(block)
         except (sf.LibsndfileError, RuntimeError) as err:
             if not n:
-                raise AudioError(path, f"not a readable audio file ({err})") from None
-            raise AudioError(path, f"cannot be decoded past {n / sr:.1f} s ({err})") from None
+                raise AudioError(source, f"not a readable audio file ({err})") from None
+            raise AudioError(source, f"cannot be decoded past {n / sr:.1f} s ({err})") from None
     if n > limit:
-        raise _too_long(path, n / sr, max_seconds)
+        raise _too_long(source, n / sr, max_seconds)
     return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), sr
 
 

@@ -5,8 +5,9 @@
 >>> rec = EmotionRecognizer.load()                                     # doctest: +SKIP
 >>> run_batch(rec, ["calls/", "more.csv"], "calls.parquet")           # doctest: +SKIP
 
-Output: a Parquet *dataset*, a folder of ``part-NNNNN.parquet`` files (pandas,
-pyarrow, DuckDB and Spark read the folder as one table). One row per input:
+Output: a Parquet *dataset*, a folder of ``part-<run>-<n>.parquet`` files (pandas,
+pyarrow, DuckDB, Spark and Ray read the folder as one table), local or at an
+fsspec URL (``s3://bucket/calls.parquet``; see :mod:`emovox.storage`). One row per input:
 ``path``, ``size``, ``mtime_ns``, ``label``, ``confidence``, ``prob_<label>``
 for every label, ``uncertain``, ``no_speech``, ``duration`` (seconds),
 ``model`` and ``error`` (null unless the file failed; failed files are rows
@@ -20,13 +21,14 @@ and appends the rest. A changed file (other size or mtime) is annotated again.
 Rows are written every ``chunk`` inputs as a new part file, written under a
 temporary name and renamed, so an interruption loses at most the chunk in
 flight and no half-written file is ever visible.
+
+Engines: ``local`` (one process: the streamed, batched predictor) and ``ray``
+(a Ray Data pipeline, see :mod:`emovox.batch_ray`); the rows are the same.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
-import os
-import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,12 +36,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import AudioError, EmovoxError, NoSpeechError
+from .storage import PartStore, is_url, list_audio, run_id, stat
 
 if TYPE_CHECKING:
-    from .recognizer import EmotionRecognizer
+    from .recognizer import EmotionRecognizer, Prediction
+    from .segments import Timeline
 
-PART_PREFIX = "part-"
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".txt", ".lst")
+#: What runs a batch: ``local`` (this process) or ``ray`` (a Ray cluster, local or remote).
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -52,7 +57,7 @@ class BatchSummary:
     failed: int
     rows: int
     seconds: float
-    out: Path
+    out: str
 
     @property
     def files_per_s(self) -> float:
@@ -68,10 +73,11 @@ def _require_pyarrow():
     return pa, pq
 
 
-def read_manifest(path: Path) -> list[str]:
+def read_manifest(path: str | Path) -> list[str]:
     """Paths listed in a CSV or Parquet manifest (column ``path``) or a text file (one per line).
 
-    Relative paths are taken relative to the manifest's folder."""
+    Relative paths are taken relative to the manifest's folder; URLs are kept as they are."""
+    path = Path(path)
     if path.suffix.lower() == ".parquet":
         _, pq = _require_pyarrow()
         table = pq.read_table(path)
@@ -86,16 +92,21 @@ def read_manifest(path: Path) -> list[str]:
             items = [row["path"] for row in reader if row.get("path")]
     else:
         items = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    return [p if Path(p).is_absolute() else str(path.parent / p) for p in items]
+    return [p if is_url(p) or Path(p).is_absolute() else str(path.parent / p) for p in items]
 
 
 def expand_batch_inputs(items: Iterable[str | Path]) -> list[str]:
-    """Audio files of folders (searched recursively), manifests (see :func:`read_manifest`) and single files, in order."""
+    """Audio files of folders (searched recursively; local or fsspec URLs), manifests (see :func:`read_manifest`)
+    and single files, in order, each once."""
+    from .corpora.base import AUDIO_EXTENSIONS
     from .recognizer import expand_inputs
 
     out: list[str] = []
     for item in items:
-        p = Path(item)
+        if is_url(str(item)):
+            out.extend(list_audio(str(item), AUDIO_EXTENSIONS))
+            continue
+        p = Path(str(item).removeprefix("file://"))
         if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:
             out.extend(read_manifest(p))
         else:
@@ -103,26 +114,12 @@ def expand_batch_inputs(items: Iterable[str | Path]) -> list[str]:
     return list(dict.fromkeys(out))  # each input once, first occurrence kept
 
 
-def _stat(path: str) -> tuple[int, int]:
-    try:
-        st = os.stat(path)
-        return int(st.st_size), int(st.st_mtime_ns)
-    except OSError:
-        return -1, -1
-
-
-def _parts(out: Path) -> list[Path]:
-    return sorted(out.glob(f"{PART_PREFIX}*.parquet"))
-
-
-def done_keys(out: Path) -> set[tuple[str, int, int]]:
+def done_keys(out: str | Path | PartStore) -> set[tuple[str, int, int]]:
     """``(path, size, mtime_ns)`` of every input already in the dataset at ``out``."""
-    if not out.is_dir():
-        return set()
-    _, pq = _require_pyarrow()
+    store = out if isinstance(out, PartStore) else PartStore(out)
     keys: set[tuple[str, int, int]] = set()
-    for part in _parts(out):
-        t = pq.read_table(part, columns=["path", "size", "mtime_ns"])
+    for part in store.parts():
+        t = store.read(part, columns=["path", "size", "mtime_ns"])
         keys.update(zip(t.column("path").to_pylist(), t.column("size").to_pylist(), t.column("mtime_ns").to_pylist()))
     return keys
 
@@ -143,7 +140,9 @@ def model_identity(rec: EmotionRecognizer) -> str:
     return f"{rec.model.backbone}:{h.hexdigest()[:16]}"
 
 
-def _schema(pa, labels: Sequence[str], segments: bool):
+def output_schema(labels: Sequence[str], segments: bool):
+    """The columns of a batch dataset (the same for every engine)."""
+    pa, _ = _require_pyarrow()
     fields = [("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64())]
     if segments:
         fields += [("start", pa.float64()), ("end", pa.float64())]
@@ -154,65 +153,109 @@ def _schema(pa, labels: Sequence[str], segments: bool):
     return pa.schema(fields)
 
 
-def _write_part(out: Path, rows: list[dict[str, Any]], schema, pa, pq) -> Path:
-    index = len(_parts(out))
-    while (out / f"{PART_PREFIX}{index:05d}.parquet").exists():
-        index += 1
-    final = out / f"{PART_PREFIX}{index:05d}.parquet"
-    tmp = out / f".{final.name}.tmp"
-    table = pa.Table.from_pylist(rows, schema=schema)
-    pq.write_table(table, tmp)
-    os.replace(tmp, final)
-    return final
-
-
-def _duration(path: str) -> float | None:
+def file_duration(path: str) -> float | None:
+    """Length in seconds from the file's header (libsndfile); ``None`` when it cannot be read."""
     import soundfile as sf
 
     try:
+        if is_url(path):
+            from .storage import open_input
+
+            with open_input(path) as f:
+                return float(sf.info(f).duration)
         return float(sf.info(path).duration)
     except Exception:
         return None
 
 
+@dataclass(frozen=True)
+class RowMaker:
+    """Builds a dataset's rows from predictions, timelines and errors (shared by the engines)."""
+
+    labels: tuple[str, ...]
+    model: str
+    threshold: float
+    segments: bool
+
+    def base(self, path: str, size: int, mtime_ns: int, duration: float | None) -> dict[str, Any]:
+        return {"path": path, "size": size, "mtime_ns": mtime_ns, "model": self.model, "duration": duration}
+
+    def error(self, base: dict[str, Any], err: Exception) -> list[dict[str, Any]]:
+        problem = err.problem if isinstance(err, AudioError) else str(err)
+        row = base | {"label": None, "confidence": None, "uncertain": None, "no_speech": isinstance(err, NoSpeechError),
+                      "error": problem} | {f"prob_{lab}": None for lab in self.labels}
+        if self.segments:
+            row |= {"start": None, "end": None}
+        return [row]
+
+    def _scored(self, label: str, confidence: float, probabilities: dict[str, float]) -> dict[str, Any]:
+        return {"label": label, "confidence": confidence, "uncertain": confidence < self.threshold, "no_speech": False,
+                "error": None} | {f"prob_{lab}": probabilities[lab] for lab in self.labels}
+
+    def prediction(self, base: dict[str, Any], p: Prediction) -> list[dict[str, Any]]:
+        return [base | self._scored(p.label, p.confidence, p.probabilities)]
+
+    def timeline(self, base: dict[str, Any], tl: Timeline) -> list[dict[str, Any]]:
+        if not tl.segments:
+            return self.error(base, NoSpeechError(base["path"], tl.message or "no speech found"))
+        base = base | {"duration": tl.duration}
+        return [base | {"start": s.start, "end": s.end} | self._scored(s.label, s.confidence, s.probabilities) for s in tl.segments]
+
+
 def _file_rows(rec: EmotionRecognizer, paths: Sequence[str], stats: dict[str, tuple[int, int]], batch_size: int,
-               threshold: float, model: str, segments: bool, vad: str = "auto") -> Iterator[list[dict[str, Any]]]:
+               rows: RowMaker, vad: str = "auto") -> Iterator[list[dict[str, Any]]]:
     """Rows of every input (a list per input, in order); ``stats``: each path's ``(size, mtime_ns)``."""
-    labels = rec.labels
-    empty = {f"prob_{lab}": None for lab in labels}
 
     def base(path: str) -> dict[str, Any]:
-        size, mtime = stats[path]
-        return {"path": path, "size": size, "mtime_ns": mtime, "model": model, "duration": _duration(path)}
+        return rows.base(path, *stats[path], file_duration(path))
 
-    def error_row(path: str, err: Exception, no_speech: bool = False) -> dict[str, Any]:
-        problem = err.problem if isinstance(err, AudioError) else str(err)
-        row = base(path) | {"label": None, "confidence": None, "uncertain": None, "no_speech": no_speech, "error": problem} | empty
-        if segments:
-            row |= {"start": None, "end": None}
-        return row
-
-    if segments:
+    if rows.segments:
         for path in paths:
             try:
-                tl = rec.timeline(path, vad=vad)
+                yield rows.timeline(base(path), rec.timeline(path, vad=vad))
             except AudioError as err:
-                yield [error_row(path, err)]
-                continue
-            if not tl.segments:
-                yield [error_row(path, EmovoxError(tl.message or "no speech found"), no_speech=True)]
-                continue
-            b = base(path) | {"duration": tl.duration}
-            yield [b | {"start": s.start, "end": s.end, "label": s.label, "confidence": s.confidence,
-                        "uncertain": s.confidence < threshold, "no_speech": False, "error": None}
-                   | {f"prob_{lab}": s.probabilities[lab] for lab in labels} for s in tl.segments]
+                yield rows.error(base(path), err)
         return
     for path, result in zip(paths, rec.predict_files(paths, batch_size=batch_size)):
-        if isinstance(result, AudioError):
-            yield [error_row(path, result, no_speech=isinstance(result, NoSpeechError))]
-            continue
-        yield [base(path) | {"label": result.label, "confidence": result.confidence, "uncertain": result.confidence < threshold,
-                             "no_speech": False, "error": None} | {f"prob_{lab}": result.probabilities[lab] for lab in labels}]
+        yield rows.error(base(path), result) if isinstance(result, AudioError) else rows.prediction(base(path), result)
+
+
+def _failed(file_rows: list[dict[str, Any]]) -> bool:
+    return any(r["error"] is not None and not r["no_speech"] for r in file_rows)
+
+
+def _run_local(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[int, int]], store: PartStore, schema,
+               rows: RowMaker, batch_size: int, chunk: int, vad: str, progress: bool) -> tuple[int, int]:
+    """The local engine: returns ``(failed inputs, rows written)``."""
+    import sys
+
+    import pyarrow as pa
+    from tqdm.auto import tqdm
+
+    run = run_id()
+    bar = tqdm(total=len(todo), unit="file", desc="emovox batch", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    pending: list[dict[str, Any]] = []
+    inputs = failed = written = parts = 0
+
+    def flush() -> None:
+        nonlocal pending, inputs, written, parts
+        store.write(pa.Table.from_pylist(pending, schema=schema), f"{run}-{parts:05d}")
+        written += len(pending)
+        pending, inputs, parts = [], 0, parts + 1
+
+    try:
+        for file_rows in _file_rows(rec, todo, stats, batch_size, rows, vad):
+            pending.extend(file_rows)
+            inputs += 1
+            failed += _failed(file_rows)
+            bar.update(1)
+            if inputs >= chunk:
+                flush()
+        if pending:
+            flush()
+    finally:
+        bar.close()
+    return failed, written
 
 
 def run_batch(
@@ -220,70 +263,67 @@ def run_batch(
     inputs: Sequence[str | Path],
     out: str | Path,
     *,
+    engine: str = "local",
     segments: bool = False,
     batch_size: int = 32,
     chunk: int = 512,
     uncertain_below: float = 0.4,
     vad: str = "auto",
     progress: bool = True,
+    address: str | None = None,
+    actors: int | None = None,
 ) -> BatchSummary:
-    """Annotate ``inputs`` (files, folders, manifests) into the Parquet dataset ``out`` (see the module docstring).
+    """Annotate ``inputs`` (files, folders, manifests; paths or URLs) into the Parquet dataset ``out`` (see the
+    module docstring).
 
-    ``vad``: the voice-activity detector of the timelines (``segments=True``)."""
-    pa, pq = _require_pyarrow()
+    ``engine``: ``"local"`` or ``"ray"`` (``address``: the Ray cluster, default: ``$RAY_ADDRESS`` or a new local
+    instance; ``actors``: model replicas, see :func:`emovox.batch_ray.run_ray`). ``vad``: the voice-activity
+    detector of the timelines (``segments=True``)."""
+    _require_pyarrow()
+    if engine not in ENGINES:
+        raise EmovoxError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if chunk < 1:
         raise EmovoxError(f"chunk must be at least 1 input, not {chunk}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
+    store = PartStore(out)
+    if store.is_file():
         raise EmovoxError(f"{out}: exists and is not a folder; emovox batch writes a Parquet dataset (a folder of part files)")
     t0 = time.perf_counter()
     paths = expand_batch_inputs(inputs)
     if not paths:
         raise EmovoxError("no audio files found in the inputs")
-    model = model_identity(rec)
-    schema = _schema(pa, rec.labels, segments)
-    if out.is_dir() and _parts(out):
-        existing = pq.read_schema(_parts(out)[0])
+    rows = RowMaker(tuple(rec.labels), model_identity(rec), float(uncertain_below), segments)
+    schema = output_schema(rec.labels, segments)
+    parts = store.parts()
+    if parts:
+        existing = store.read_schema(parts[0])
         if existing.names != schema.names:
             raise EmovoxError(f"{out}: holds a dataset with other columns (another model's labels, or segments "
                               f"{'on' if 'start' in existing.names else 'off'}); write to another folder")
-    done = done_keys(out)
-    stats = {p: _stat(p) for p in paths}  # stat once: the resume key and the row agree
+    done = done_keys(store)
+    stats = {p: stat(p) for p in paths}  # stat once: the resume key and the row agree
     todo = [p for p in paths if (p, *stats[p]) not in done]
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(f".{PART_PREFIX}*.tmp"):  # a part being written when a previous run was killed
-        stale.unlink()
-    from tqdm.auto import tqdm
+    store.prepare()
+    if not todo:
+        failed, written = 0, 0
+    elif engine == "ray":
+        from .batch_ray import run_ray
 
-    bar = tqdm(total=len(todo), unit="file", desc="emovox batch", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    rows: list[dict[str, Any]] = []
-    pending = annotated = failed = written = 0
-    try:
-        for file_rows in _file_rows(rec, todo, stats, batch_size, uncertain_below, model, segments, vad):
-            rows.extend(file_rows)
-            annotated += 1
-            pending += 1
-            failed += any(r["error"] is not None and not r["no_speech"] for r in file_rows)
-            bar.update(1)
-            if pending >= chunk:
-                _write_part(out, rows, schema, pa, pq)
-                written += len(rows)
-                rows, pending = [], 0
-        if rows:
-            _write_part(out, rows, schema, pa, pq)
-            written += len(rows)
-    finally:
-        bar.close()
-    return BatchSummary(len(paths), len(paths) - len(todo), annotated, failed, written, time.perf_counter() - t0, out)
+        failed, written = run_ray(rec, todo, stats, store, rows, batch_size=batch_size, chunk=chunk, vad=vad,
+                                  progress=progress, address=address, actors=actors)
+    else:
+        failed, written = _run_local(rec, todo, stats, store, schema, rows, batch_size, chunk, vad, progress)
+    return BatchSummary(len(paths), len(paths) - len(todo), len(todo), failed, written, time.perf_counter() - t0, repr(store))
 
 
 def read_dataset(out: str | Path):
     """The dataset at ``out`` as one pyarrow Table."""
-    pa, pq = _require_pyarrow()
-    parts = _parts(Path(out))
+    pa, _ = _require_pyarrow()
+    store = PartStore(out)
+    parts = store.parts()
     if not parts:
         raise EmovoxError(f"{out}: no Parquet part files")
-    return pa.concat_tables([pq.read_table(p) for p in parts])
+    return pa.concat_tables([store.read(p) for p in parts])
 
 
-__all__ = ["BatchSummary", "done_keys", "expand_batch_inputs", "model_identity", "read_dataset", "read_manifest", "run_batch"]
+__all__ = ["ENGINES", "BatchSummary", "RowMaker", "done_keys", "expand_batch_inputs", "file_duration", "model_identity",
+           "output_schema", "read_dataset", "read_manifest", "run_batch"]

@@ -169,15 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--cache-dir", type=Path, default=None, help="feature and embedding cache (default: $EMOVOX_CACHE or ~/.cache/emovox)")
     b.add_argument("--quiet", action="store_true", help="no progress bars or per-fold lines")
 
-    b = sub.add_parser("batch", help="annotate an audio archive into a Parquet dataset (resumable)", description="Predict every input (files, folders, CSV/Parquet manifests with a 'path' column, text lists) into a Parquet dataset: a folder of part files with one row per file (path, label, confidence, one probability column per label, uncertain, no_speech, duration, model, error). Rerunning the same command skips inputs already there (same path, size and modification time) and appends the rest. Needs: pip install 'emovox[batch]'.")
+    b = sub.add_parser("batch", help="annotate an audio archive into a Parquet dataset (resumable)", description="Predict every input (files, folders, CSV/Parquet manifests with a 'path' column, text lists) into a Parquet dataset: a folder of part files with one row per file (path, label, confidence, one probability column per label, uncertain, no_speech, duration, model, error). Rerunning the same command skips inputs already there (same path, size and modification time) and appends the rest. Inputs and --out may be fsspec URLs (s3://, gs://, ...). Needs: pip install 'emovox[batch]'.")
     b.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders, or manifests (.csv/.parquet with a 'path' column, .txt one path per line)")
-    b.add_argument("--out", type=Path, required=True, metavar="DIR.parquet", help="the dataset folder (created; resumed when it exists)")
+    b.add_argument("--out", required=True, metavar="DIR.parquet", help="the dataset folder, a path or an fsspec URL (created; resumed when it exists)")
     b.add_argument("--model", type=Path, default=None, help="model folder (RUN_DIR/model); default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
     b.add_argument("--segments", action="store_true", help="one row per timeline segment (start, end) instead of one per file")
     b.add_argument("--batch-size", type=_positive_int, default=32, help="files per inference batch (default: %(default)s)")
     b.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="with --segments: voice activity detector (default: %(default)s)")
     b.add_argument("--chunk", type=_positive_int, default=512, help="inputs per part file: an interruption loses at most this many (default: %(default)s)")
     b.add_argument("--uncertain-below", type=float, default=UNCERTAIN_BELOW, help="flag predictions whose top probability is below this (default: %(default)s)")
+    b.add_argument("--engine", default="local", choices=["local", "ray"], help="local: this process; ray: a Ray Data pipeline (decoding in tasks, the model in a pool of actors) on a local or remote Ray cluster, same rows; needs pip install 'emovox[ray]' (default: %(default)s)")
+    b.add_argument("--address", default=None, help="with --engine ray: the cluster to join (ray://HOST:10001, HOST:6379 or auto; default: $RAY_ADDRESS, else a local Ray instance for this run)")
+    b.add_argument("--actors", type=_positive_int, default=None, help="with --engine ray: model replicas (default: one per 2 CPUs of the cluster)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
 
     tl = sub.add_parser("timeline", help="emotion over time in a long recording", description="Find the speech in a recording (voice activity detection), classify overlapping windows of it, and print the timeline; optionally save it as CSV, JSON and a PNG plot. The file is read in blocks, so hour-long recordings fit in memory.")
@@ -385,7 +388,8 @@ def cmd_batch(args) -> int:
     if args.model is None:
         print(f"note: {DEFAULT_MODEL_NOTICE}", file=sys.stderr)
     s = run_batch(rec, args.inputs, args.out, segments=args.segments, batch_size=args.batch_size, chunk=args.chunk,
-                  uncertain_below=args.uncertain_below, vad=args.vad, progress=not args.quiet)
+                  uncertain_below=args.uncertain_below, vad=args.vad, progress=not args.quiet, engine=args.engine,
+                  address=args.address, actors=args.actors)
     print(f"{s.inputs} input(s): {s.skipped} already in {s.out}, {s.annotated} annotated ({s.failed} failed, rows with an "
           f"error), {s.rows} row(s) written in {s.seconds:.1f} s ({s.files_per_s:.1f} files/s)")
     return 0

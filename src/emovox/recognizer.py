@@ -156,6 +156,7 @@ class EmotionRecognizer:
         self.engine = engine or TorchEngine(self.model)
         #: decoding, speech gate and features: the model-free half of :meth:`featurize`
         self.frontend = Frontend(features, model.reads_waveform, model.acoustic, speech_gate, float(min_speech_s))
+        self.origin: dict[str, str] | None = None  # set by load()
 
     @property
     def speech_gate(self) -> str:
@@ -168,19 +169,24 @@ class EmotionRecognizer:
 
     @classmethod
     def load(cls, path: str | Path | None = None, engine: str = "auto", speech_gate: str = "energy",
-             min_speech_s: float = MIN_SPEECH_S) -> EmotionRecognizer:
+             min_speech_s: float = MIN_SPEECH_S, threads: int | None = None) -> EmotionRecognizer:
         """Load a model folder written by ``emovox train`` (``RUN_DIR/model``), or the bundled default model.
 
         ``engine``: ``"auto"`` (ONNX Runtime when the folder has an up-to-date
         ``model.onnx``, see ``emovox export``, and onnxruntime is installed;
-        else PyTorch), ``"torch"``, ``"onnx"`` or ``"onnx-int8"``.
+        else PyTorch), ``"torch"``, ``"onnx"`` or ``"onnx-int8"``. ``threads``: ONNX Runtime's / PyTorch's
+        intra-op threads (default: theirs).
         """
         if path is None or str(path) == "default":
             if not (DEFAULT_MODEL / "config.json").is_file():
                 raise ModelError(f"{DEFAULT_MODEL}: this installation has no bundled default model; pass a model folder")
             path = DEFAULT_MODEL
         model, features, config = load_model(path)
-        return cls(model, features, config, select_engine(model, path, engine), speech_gate=speech_gate, min_speech_s=min_speech_s)
+        rec = cls(model, features, config, select_engine(model, path, engine, threads), speech_gate=speech_gate,
+                  min_speech_s=min_speech_s)
+        #: how to load this recognizer again elsewhere (batch workers): the model folder and engine asked for
+        rec.origin = {"path": str(Path(path).expanduser().resolve()), "engine": engine}
+        return rec
 
     @property
     def labels(self) -> list[str]:

@@ -1,0 +1,231 @@
+"""The ``ray`` engine of :func:`emovox.batch.run_batch`: a Ray Data pipeline over a local or remote cluster.
+
+    inputs ──▶ decode (CPU tasks) ──▶ model (actor pool, one recognizer per actor) ──▶ Parquet parts (write tasks)
+
+* **decode**: :class:`emovox.recognizer.Frontend` in stateless tasks: read the file (path or URL), check it
+  holds speech, compute what the network reads (the trimmed 16 kHz signal of a speech encoder, or a
+  spectrogram). Bad files become error rows here.
+* **model**: a pool of actors, each loading the recognizer once (ONNX Runtime where the model uses it, as
+  ``emovox predict`` does) and running it on batches of decoded inputs. With ``segments=True`` the actors
+  run the whole timeline of each file (voice activity, windows, model).
+* **write**: every block of at least ``chunk`` rows becomes a part file, written atomically by a Ray task
+  into the same dataset the local engine writes (:class:`emovox.storage.PartStore`).
+
+Ray Data streams: blocks flow through the stages as they are ready and backpressure bounds what is in
+flight, so memory does not grow with the archive. Inputs are the paths the driver lists; every node must
+reach them (a shared filesystem or an object-store URL), and the model folder (the bundled model ships
+inside the package).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import AudioError, EmovoxError, ModelError
+
+if TYPE_CHECKING:
+    from .batch import RowMaker
+    from .recognizer import EmotionRecognizer, Frontend
+    from .storage import PartStore
+
+
+def _require_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise EmovoxError("the ray engine needs Ray Data: pip install 'emovox[ray]'") from None
+    return ray
+
+
+def _decode(batch, frontend: Frontend, segments: bool):
+    """Decode stage (a Ray task): adds ``duration``, ``error``, ``no_speech`` and the prepared input ``x``
+    (raw float32 bytes, shape ``x_shape``; functionals ``fx``) to a block of ``path, size, mtime_ns``."""
+    import pyarrow as pa
+
+    from .batch import file_duration
+    from .errors import NoSpeechError
+
+    paths = batch.column("path").to_pylist()
+    durations, errors, no_speech, xs, shapes, fxs = [], [], [], [], [], []
+    for path in paths:
+        durations.append(file_duration(path))
+        x = shape = fx = err = None
+        if not segments:  # a timeline is computed whole by the model stage
+            try:
+                prep = frontend.prepare(path)
+                x, shape = np.ascontiguousarray(prep.x, dtype=np.float32).tobytes(), list(prep.x.shape)
+                fx = None if prep.functionals is None else np.asarray(prep.functionals, dtype=np.float32).tobytes()
+            except AudioError as e:
+                err = e
+        errors.append(None if err is None else err.problem)
+        no_speech.append(isinstance(err, NoSpeechError))
+        xs.append(x)
+        shapes.append(shape)
+        fxs.append(fx)
+    return batch.append_column("duration", pa.array(durations, pa.float64())) \
+        .append_column("error", pa.array(errors, pa.string())) \
+        .append_column("no_speech", pa.array(no_speech, pa.bool_())) \
+        .append_column("x", pa.array(xs, pa.large_binary())) \
+        .append_column("x_shape", pa.array(shapes, pa.list_(pa.int64()))) \
+        .append_column("fx", pa.array(fxs, pa.large_binary()))
+
+
+class _Predict:
+    """Model stage (a Ray actor): one recognizer, loaded once, scoring blocks of decoded inputs."""
+
+    def __init__(self, origin: dict[str, str], speech_gate: str, min_speech_s: float, threads: int | None,
+                 rows: RowMaker, batch_size: int, vad: str):
+        import torch
+
+        from .batch import model_identity, output_schema
+        from .recognizer import EmotionRecognizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.rec = EmotionRecognizer.load(origin["path"], engine=origin["engine"], speech_gate=speech_gate,
+                                          min_speech_s=min_speech_s, threads=threads)
+        if model_identity(self.rec) != rows.model:
+            raise ModelError(f"{origin['path']}: the model on this worker ({model_identity(self.rec)}) is not the one the "
+                             f"job started with ({rows.model}); every node needs the same model folder")
+        self.rows, self.batch_size, self.vad = rows, batch_size, vad
+        self.schema = output_schema(rows.labels, rows.segments)
+
+    def _prepared(self, r: dict[str, Any]):
+        from .recognizer import Prepared
+
+        x = np.frombuffer(r["x"], dtype=np.float32).reshape(r["x_shape"])
+        fx = None if r["fx"] is None else np.frombuffer(r["fx"], dtype=np.float32)
+        return Prepared(x, fx, r["path"])
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        from .errors import NoSpeechError
+
+        rows = self.rows
+        out: list[dict[str, Any]] = []
+        records = batch.to_pylist()
+        if rows.segments:
+            for r in records:
+                base = rows.base(r["path"], r["size"], r["mtime_ns"], r["duration"])
+                try:
+                    out += rows.timeline(base, self.rec.timeline(r["path"], vad=self.vad))
+                except AudioError as err:
+                    out += rows.error(base, err)
+            return pa.Table.from_pylist(out, schema=self.schema)
+        items: dict[int, Any] = {}
+        for k, r in enumerate(records):
+            if r["error"] is None:
+                try:
+                    items[k] = self.rec.encode(self._prepared(r))
+                except AudioError as err:
+                    r["error"], r["no_speech"] = err.problem, isinstance(err, NoSpeechError)
+        probs = dict(zip(items, self.rec.probabilities(list(items.values()), self.batch_size))) if items else {}
+        for k, r in enumerate(records):
+            base = rows.base(r["path"], r["size"], r["mtime_ns"], r["duration"])
+            if k in probs:
+                out += rows.prediction(base, self.rec._prediction(probs[k], r["path"]))
+            else:
+                err = (NoSpeechError if r["no_speech"] else AudioError)(r["path"], r["error"])
+                out += rows.error(base, err)
+        return pa.Table.from_pylist(out, schema=self.schema)
+
+
+def _bound(cls: type, **kwargs: Any) -> type:
+    """``cls`` with its constructor's arguments bound: they travel inside the pickled class, so a restarted
+    actor never depends on an object-store entry."""
+    return type(cls.__name__, (cls,), {"__init__": lambda self: cls.__init__(self, **kwargs)})
+
+
+def _sink(store: PartStore, run: str, chunk_rows: int):
+    from ray.data import Datasink
+    from ray.data.block import BlockAccessor
+
+    class PartSink(Datasink):
+        """Each write task writes its blocks as one part file, atomically; reports rows and failed inputs."""
+
+        def __init__(self):
+            self.rows = self.failed = 0
+
+        @property
+        def min_rows_per_write(self) -> int:
+            return chunk_rows
+
+        def write(self, blocks, ctx) -> dict[str, int]:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            tables = [BlockAccessor.for_block(b).to_arrow() for b in blocks]
+            tables = [t for t in tables if t.num_rows]
+            if not tables:
+                return {"rows": 0, "failed": 0}
+            table = pa.concat_tables(tables)
+            store.write(table, f"{run}-{ctx.task_idx:05d}-{os.urandom(3).hex()}")
+            errs = table.filter(pc.and_(pc.is_valid(table["error"]), pc.invert(table["no_speech"])))
+            return {"rows": table.num_rows, "failed": len(set(errs.column("path").to_pylist()))}
+
+        def on_write_complete(self, write_result) -> None:
+            for r in write_result.write_returns:
+                self.rows += r["rows"]
+                self.failed += r["failed"]
+
+    return PartSink()
+
+
+def _cluster_cpus(ray) -> float:
+    return float(ray.cluster_resources().get("CPU", 1.0))
+
+
+def run_ray(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[int, int]], store: PartStore, rows: RowMaker,
+            *, batch_size: int = 32, chunk: int = 512, vad: str = "auto", progress: bool = True,
+            address: str | None = None, actors: int | None = None, decode_cpus: float = 0.25,
+            threads_per_actor: int | None = None) -> tuple[int, int]:
+    """Annotate ``todo`` into ``store`` on Ray; returns ``(failed inputs, rows written)``.
+
+    ``address``: the cluster (``ray://host:10001``, ``host:6379`` or ``auto``); default ``$RAY_ADDRESS``, else a
+    local instance started here and shut down at the end (one already running in this process is used as
+    it is). ``actors``: model replicas (default: one per 2 CPUs of the cluster, at least 1); each gets an
+    equal share of the CPUs left after ``decode_cpus`` per decode task, and uses ``threads_per_actor``
+    intra-op threads (default: its CPU share, rounded up).
+    """
+    ray = _require_ray()
+    from .storage import run_id
+
+    if rec.origin is None:
+        raise EmovoxError("the ray engine loads the model on every worker: load it from a folder (EmotionRecognizer.load)")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False,
+                 logging_level=logging.WARNING, log_to_driver=True, configure_logging=True)
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = progress
+        ctx.verbose_progress = False
+        ctx.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        cpus = _cluster_cpus(ray)
+        n_actors = actors or max(1, int(cpus // 2))
+        actor_cpus = max(0.1, (cpus - decode_cpus) / n_actors)
+        threads = threads_per_actor or max(1, math.ceil(actor_cpus))
+        records = [{"path": p, "size": stats[p][0], "mtime_ns": stats[p][1]} for p in todo]
+        ds = ray.data.from_items(records, override_num_blocks=max(1, math.ceil(len(records) / batch_size)))
+        ds = ds.map_batches(_decode, batch_format="pyarrow", batch_size=batch_size, num_cpus=decode_cpus,
+                            fn_kwargs={"frontend": rec.frontend, "segments": rows.segments})
+        predict = _bound(_Predict, origin=rec.origin, speech_gate=rec.speech_gate, min_speech_s=rec.min_speech_s,
+                         threads=threads, rows=rows, batch_size=batch_size, vad=vad)
+        ds = ds.map_batches(predict, batch_format="pyarrow", batch_size=batch_size, num_cpus=actor_cpus,
+                            compute=ray.data.ActorPoolStrategy(size=n_actors))
+        sink = _sink(store, run_id(), chunk)
+        ds.write_datasink(sink, ray_remote_args={"num_cpus": 0.05})
+        return sink.failed, sink.rows
+    finally:
+        if started:
+            ray.shutdown()
+
+
+__all__ = ["run_ray"]
