@@ -184,14 +184,15 @@ def _cluster_cpus(ray) -> float:
 def run_ray(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[int, int]], store: PartStore, rows: RowMaker,
             *, batch_size: int = 32, chunk: int = 512, vad: str = "auto", progress: bool = True,
             address: str | None = None, actors: int | None = None, decode_cpus: float = 0.25,
-            threads_per_actor: int | None = None) -> tuple[int, int]:
+            threads_per_actor: int | None = None, in_flight_mb: int = 256) -> tuple[int, int]:
     """Annotate ``todo`` into ``store`` on Ray; returns ``(failed inputs, rows written)``.
 
     ``address``: the cluster (``ray://host:10001``, ``host:6379`` or ``auto``); default ``$RAY_ADDRESS``, else a
     local instance started here and shut down at the end (one already running in this process is used as
     it is). ``actors``: model replicas (default: one per 2 CPUs of the cluster, at least 1); each gets an
     equal share of the CPUs left after ``decode_cpus`` per decode task, and uses ``threads_per_actor``
-    intra-op threads (default: its CPU share, rounded up).
+    intra-op threads (default: its CPU share, rounded up). ``in_flight_mb``: the object-store memory the
+    pipeline's blocks may hold at once (Ray Data's backpressure keeps decoding from running far ahead).
     """
     ray = _require_ray()
     from .storage import run_id
@@ -207,6 +208,9 @@ def run_ray(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[int,
         ctx.enable_progress_bars = progress
         ctx.verbose_progress = False
         ctx.print_on_execution_start = False
+        # Backpressure: decoding is far quicker than the model; without a cap, decoded blocks would pile up
+        # in the object store (Ray's default budget is a share of the node's memory) ahead of the actors.
+        ctx.execution_options.resource_limits = ray.data.ExecutionResources(object_store_memory=in_flight_mb * 2**20)
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         cpus = _cluster_cpus(ray)
         n_actors = actors or max(1, int(cpus // 2))
