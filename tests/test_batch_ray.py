@@ -83,15 +83,18 @@ def test_ray_engine_gives_the_local_engines_rows(local_ray, rec, archive, tmp_pa
     assert len(parts) >= 2 and not list((tmp_path / "ray").glob(".*"))  # written in chunks, nothing temporary left
 
 
-def test_ray_resumes_a_dataset_and_segments_match(local_ray, rec, archive, tmp_path):
+def test_ray_resumes_a_dataset_and_segments_match(local_ray, rec, archive, tmp_path, capsys):
     root, truth = archive
     first = sorted(truth)[:5]
     with open(tmp_path / "first.csv", "w", newline="") as f:
         csv.writer(f).writerows([["path"], *[[p] for p in first]])
     out = tmp_path / "o"
     run_batch(rec, [tmp_path / "first.csv"], out, progress=False)  # a run that stopped after 5 inputs
-    s = run_batch(rec, [root], out, engine="ray", progress=False)
-    assert (s.skipped, s.annotated) == (5, 9)
+    from emovox.cli import main
+
+    assert main(["batch", "--engine", "ray", "--model", rec.origin["path"], "--quiet", str(root), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "14 input(s): 5 already in" in printed and "9 annotated (1 failed" in printed
     assert len(_rows(out)) == 14
     assert run_batch(rec, [root], out, engine="ray", progress=False).annotated == 0
 

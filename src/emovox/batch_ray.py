@@ -184,7 +184,7 @@ def _cluster_cpus(ray) -> float:
 def run_ray(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[int, int]], store: PartStore, rows: RowMaker,
             *, batch_size: int = 32, chunk: int = 512, vad: str = "auto", progress: bool = True,
             address: str | None = None, actors: int | None = None, decode_cpus: float = 0.25,
-            threads_per_actor: int | None = None, in_flight_mb: int = 256) -> tuple[int, int]:
+            threads_per_actor: int | None = None, in_flight_mb: int | None = None) -> tuple[int, int]:
     """Annotate ``todo`` into ``store`` on Ray; returns ``(failed inputs, rows written)``.
 
     ``address``: the cluster (``ray://host:10001``, ``host:6379`` or ``auto``); default ``$RAY_ADDRESS``, else a
@@ -192,7 +192,8 @@ def run_ray(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[int,
     it is). ``actors``: model replicas (default: one per 2 CPUs of the cluster, at least 1); each gets an
     equal share of the CPUs left after ``decode_cpus`` per decode task, and uses ``threads_per_actor``
     intra-op threads (default: its CPU share, rounded up). ``in_flight_mb``: the object-store memory the
-    pipeline's blocks may hold at once (Ray Data's backpressure keeps decoding from running far ahead).
+    pipeline's blocks may hold at once (default: 64 MB per actor, at least 256 MB; Ray Data's backpressure
+    keeps decoding from running far ahead of the model).
     """
     ray = _require_ray()
     from .storage import run_id
@@ -203,17 +204,19 @@ def run_ray(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[int,
     if started:
         ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False,
                  logging_level=logging.WARNING, log_to_driver=True, configure_logging=True)
+    ctx = ray.data.DataContext.get_current()
+    saved = {k: getattr(ctx, k) for k in ("enable_progress_bars", "print_on_execution_start") if hasattr(ctx, k)}
+    saved_limits = ctx.execution_options.resource_limits
     try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = progress
-        ctx.verbose_progress = False
-        ctx.print_on_execution_start = False
-        # Backpressure: decoding is far quicker than the model; without a cap, decoded blocks would pile up
-        # in the object store (Ray's default budget is a share of the node's memory) ahead of the actors.
-        ctx.execution_options.resource_limits = ray.data.ExecutionResources(object_store_memory=in_flight_mb * 2**20)
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
         cpus = _cluster_cpus(ray)
         n_actors = actors or max(1, int(cpus // 2))
+        for k in saved:  # no progress bars when asked; no plan printed at the start either way
+            setattr(ctx, k, progress if k == "enable_progress_bars" else False)
+        # Backpressure: decoding is far quicker than the model; without a cap, decoded blocks would pile up
+        # in the object store (Ray's default budget is a share of the node's memory) ahead of the actors.
+        budget = in_flight_mb or max(256, 64 * n_actors)
+        ctx.execution_options.resource_limits = ray.data.ExecutionResources(object_store_memory=budget * 2**20)
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
         actor_cpus = max(0.1, (cpus - decode_cpus) / n_actors)
         threads = threads_per_actor or max(1, math.ceil(actor_cpus))
         records = [{"path": p, "size": stats[p][0], "mtime_ns": stats[p][1]} for p in todo]
@@ -228,6 +231,9 @@ def run_ray(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[int,
         ds.write_datasink(sink, ray_remote_args={"num_cpus": 0.05})
         return sink.failed, sink.rows
     finally:
+        for k, v in saved.items():
+            setattr(ctx, k, v)
+        ctx.execution_options.resource_limits = saved_limits
         if started:
             ray.shutdown()
 
