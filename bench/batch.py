@@ -95,7 +95,9 @@ def interrupted(files: list[Path], n: int, after: float, engines: list[str], mod
     for e in engines:
         out = tmp / f"interrupted-{e}.parquet"
         cli = [sys.executable, "-m", "emovox", "batch", "--engine", e, *model, "--quiet", str(folder), "--out", str(out)]
-        proc = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        # Ctrl-C reaches the run as in a terminal (a background shell would start it with SIGINT ignored).
+        proc = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         time.sleep(after)
         proc.send_signal(signal.SIGKILL if e == "local" else signal.SIGINT)
         proc.wait()
