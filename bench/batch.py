@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -62,8 +63,6 @@ def run(args: list[str]) -> tuple[float, float]:
                             text=True, start_new_session=True)
     peak = 0.0
     stderr: list[str] = []
-    import threading
-
     reader = threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True)
     reader.start()
     while proc.poll() is None:

@@ -61,16 +61,19 @@ def load_audio(
     audio, silent, longer than ``max_seconds``, or has an absurd sample rate
     or sample values.
     """
-    from .storage import is_url, local, open_input, stat
+    from .storage import is_url, local, open_input
 
     path = local(path)
     if is_url(str(path)):  # an fsspec URL (s3://, gs://, memory:// ...): decoded from the open file
-        size, _ = stat(path)
-        if size < 0:
-            raise AudioError(path, "file not found (or the store refused access)")
-        if size == 0:
-            raise AudioError(path, "file is empty (0 bytes)")
-        with open_input(str(path)) as f:
+        try:
+            f = open_input(str(path))
+        except FileNotFoundError:
+            raise AudioError(path, "file not found") from None
+        except OSError as err:
+            raise AudioError(path, f"cannot be opened ({err})") from None
+        with f:
+            if getattr(f, "size", None) == 0:
+                raise AudioError(path, "file is empty (0 bytes)")
             y, sr = decode(f, max_seconds, name=str(path))
         return prepare_signal(y, sr, sample_rate, trim=trim, top_db=top_db, duration=duration, source=path)
     path = Path(path)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import AudioError, EmovoxError, NoSpeechError
-from .storage import PartStore, is_url, list_audio, run_id, stat
+from .storage import PartStore, is_url, list_audio, local, run_id, stat
 
 if TYPE_CHECKING:
     from .recognizer import EmotionRecognizer, Prediction
@@ -106,7 +106,7 @@ def expand_batch_inputs(items: Iterable[str | Path]) -> list[str]:
         if is_url(str(item)):
             out.extend(list_audio(str(item), AUDIO_EXTENSIONS))
             continue
-        p = Path(str(item).removeprefix("file://"))
+        p = Path(local(item))
         if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:
             out.extend(read_manifest(p))
         else:
@@ -220,8 +220,9 @@ def _file_rows(rec: EmotionRecognizer, paths: Sequence[str], stats: dict[str, tu
         yield rows.error(base(path), result) if isinstance(result, AudioError) else rows.prediction(base(path), result)
 
 
-def _failed(file_rows: list[dict[str, Any]]) -> bool:
-    return any(r["error"] is not None and not r["no_speech"] for r in file_rows)
+def failed_inputs(rows: Iterable[dict[str, Any]]) -> set[str]:
+    """Paths whose rows say they failed (an error other than "no speech")."""
+    return {r["path"] for r in rows if r["error"] is not None and not r["no_speech"]}
 
 
 def _run_local(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[int, int]], store: PartStore, schema,
@@ -247,7 +248,7 @@ def _run_local(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[i
         for file_rows in _file_rows(rec, todo, stats, batch_size, rows, vad):
             pending.extend(file_rows)
             inputs += 1
-            failed += _failed(file_rows)
+            failed += len(failed_inputs(file_rows))
             bar.update(1)
             if inputs >= chunk:
                 flush()
@@ -325,5 +326,5 @@ def read_dataset(out: str | Path):
     return pa.concat_tables([store.read(p) for p in parts])
 
 
-__all__ = ["ENGINES", "BatchSummary", "RowMaker", "done_keys", "expand_batch_inputs", "file_duration", "model_identity",
-           "output_schema", "read_dataset", "read_manifest", "run_batch"]
+__all__ = ["ENGINES", "BatchSummary", "RowMaker", "done_keys", "expand_batch_inputs", "failed_inputs", "file_duration",
+           "model_identity", "output_schema", "read_dataset", "read_manifest", "run_batch"]

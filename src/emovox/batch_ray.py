@@ -89,9 +89,10 @@ class _Predict:
             torch.set_num_threads(threads)
         self.rec = EmotionRecognizer.load(origin["path"], engine=origin["engine"], speech_gate=speech_gate,
                                           min_speech_s=min_speech_s, threads=threads)
-        if model_identity(self.rec) != rows.model:
-            raise ModelError(f"{origin['path']}: the model on this worker ({model_identity(self.rec)}) is not the one the "
-                             f"job started with ({rows.model}); every node needs the same model folder")
+        found = model_identity(self.rec)
+        if found != rows.model:
+            raise ModelError(f"{origin['path']}: the model on this worker ({found}) is not the one the job started with "
+                             f"({rows.model}); every node needs the same model folder")
         self.rows, self.batch_size, self.vad = rows, batch_size, vad
         self.schema = output_schema(rows.labels, rows.segments)
 
@@ -136,12 +137,6 @@ class _Predict:
         return pa.Table.from_pylist(out, schema=self.schema)
 
 
-def _bound(cls: type, **kwargs: Any) -> type:
-    """``cls`` with its constructor's arguments bound: they travel inside the pickled class, so a restarted
-    actor never depends on an object-store entry."""
-    return type(cls.__name__, (cls,), {"__init__": lambda self: cls.__init__(self, **kwargs)})
-
-
 def _sink(store: PartStore, run: str, chunk_rows: int):
     from ray.data import Datasink
     from ray.data.block import BlockAccessor
@@ -158,7 +153,8 @@ def _sink(store: PartStore, run: str, chunk_rows: int):
 
         def write(self, blocks, ctx) -> dict[str, int]:
             import pyarrow as pa
-            import pyarrow.compute as pc
+
+            from .batch import failed_inputs
 
             tables = [BlockAccessor.for_block(b).to_arrow() for b in blocks]
             tables = [t for t in tables if t.num_rows]
@@ -166,8 +162,8 @@ def _sink(store: PartStore, run: str, chunk_rows: int):
                 return {"rows": 0, "failed": 0}
             table = pa.concat_tables(tables)
             store.write(table, f"{run}-{ctx.task_idx:05d}-{os.urandom(3).hex()}")
-            errs = table.filter(pc.and_(pc.is_valid(table["error"]), pc.invert(table["no_speech"])))
-            return {"rows": table.num_rows, "failed": len(set(errs.column("path").to_pylist()))}
+            failed = failed_inputs(table.select(["path", "error", "no_speech"]).to_pylist())
+            return {"rows": table.num_rows, "failed": len(failed)}
 
         def on_write_complete(self, write_result) -> None:
             for r in write_result.write_returns:
@@ -175,10 +171,6 @@ def _sink(store: PartStore, run: str, chunk_rows: int):
                 self.failed += r["failed"]
 
     return PartSink()
-
-
-def _cluster_cpus(ray) -> float:
-    return float(ray.cluster_resources().get("CPU", 1.0))
 
 
 def run_ray(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[int, int]], store: PartStore, rows: RowMaker,
@@ -208,7 +200,7 @@ def run_ray(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[int,
     saved = {k: getattr(ctx, k) for k in ("enable_progress_bars", "print_on_execution_start") if hasattr(ctx, k)}
     saved_limits = ctx.execution_options.resource_limits
     try:
-        cpus = _cluster_cpus(ray)
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
         n_actors = actors or max(1, int(cpus // 2))
         for k in saved:  # no progress bars when asked; no plan printed at the start either way
             setattr(ctx, k, progress if k == "enable_progress_bars" else False)
@@ -223,10 +215,11 @@ def run_ray(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[int,
         ds = ray.data.from_items(records, override_num_blocks=max(1, math.ceil(len(records) / batch_size)))
         ds = ds.map_batches(_decode, batch_format="pyarrow", batch_size=batch_size, num_cpus=decode_cpus,
                             fn_kwargs={"frontend": rec.frontend, "segments": rows.segments})
-        predict = _bound(_Predict, origin=rec.origin, speech_gate=rec.speech_gate, min_speech_s=rec.min_speech_s,
-                         threads=threads, rows=rows, batch_size=batch_size, vad=vad)
-        ds = ds.map_batches(predict, batch_format="pyarrow", batch_size=batch_size, num_cpus=actor_cpus,
-                            compute=ray.data.ActorPoolStrategy(size=n_actors))
+        ds = ds.map_batches(_Predict, batch_format="pyarrow", batch_size=batch_size, num_cpus=actor_cpus,
+                            compute=ray.data.ActorPoolStrategy(size=n_actors),
+                            fn_constructor_kwargs={"origin": rec.origin, "speech_gate": rec.speech_gate,
+                                                   "min_speech_s": rec.min_speech_s, "threads": threads, "rows": rows,
+                                                   "batch_size": batch_size, "vad": vad})
         sink = _sink(store, run_id(), chunk)
         ds.write_datasink(sink, ray_remote_args={"num_cpus": 0.05})
         return sink.failed, sink.rows
