@@ -9,14 +9,14 @@ from .labels import CANONICAL  # noqa: E402
 
 def __getattr__(name: str):
     # Heavy imports (torch, librosa) only when the recognizer is asked for.
-    if name in ("EmotionRecognizer", "Prediction"):
-        from . import recognizer
+    if name in ("EmotionRecognizer", "Prediction", "Timeline", "SegmentOptions"):
+        from . import inference
 
-        return getattr(recognizer, name)
+        return getattr(inference, name)
     raise AttributeError(f"module 'emovox' has no attribute {name!r}")
 
 
 __all__ = [
     "AudioError", "CANONICAL", "CorpusError", "EmotionRecognizer", "EmovoxError",
-    "ModelError", "Prediction", "UnknownLabelError", "__version__",
+    "ModelError", "Prediction", "SegmentOptions", "Timeline", "UnknownLabelError", "__version__",
 ]

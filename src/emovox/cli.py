@@ -10,7 +10,7 @@ from pathlib import Path
 from . import __version__
 from .errors import AudioError, EmovoxError, NoSpeechError
 
-UNCERTAIN_BELOW = 0.4  # same as emovox.recognizer.UNCERTAIN_BELOW, without importing torch for --help
+UNCERTAIN_BELOW = 0.4  # same as emovox.inference.results.UNCERTAIN_BELOW, without importing torch for --help
 
 EPILOG = """examples:
   emovox train --corpus tess --data data/tess --split words --out runs/tess
@@ -34,12 +34,15 @@ def _duration(value: str) -> float | None:
 
 
 def _backbone(value: str) -> str:
-    from .backbones import REGISTRY
-    from .encoders.speech import NAMED, is_speech_encoder
+    from .encoders import encoder_class, names
+    from .errors import ModelError
 
-    if value in REGISTRY or is_speech_encoder(value):
-        return value
-    raise argparse.ArgumentTypeError(f"unknown backbone {value!r}; choose from {', '.join([*REGISTRY, *NAMED])} or hf:HUB_ID_OR_FOLDER")
+    try:
+        encoder_class(value)
+    except ModelError:
+        raise argparse.ArgumentTypeError(f"unknown backbone {value!r}; choose from {', '.join(names())} or "
+                                         "hf:HUB_ID_OR_FOLDER") from None
+    return value
 
 
 def _positive_int(value: str) -> int:
@@ -65,14 +68,14 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .backbones import REGISTRY
+    from .encoders.functionals import ACOUSTIC_SETS
+    from .encoders.image import BACKBONES as REGISTRY
     from .encoders.speech import NAMED as SPEECH_ENCODERS
     from .encoders.speech import WEIGHTS_ENV
     from .features import FeatureConfig
-    from .acoustic import ACOUSTIC_SETS
     from .model import FINETUNE, NORMALIZE
-    from .splits import SPLITS
-    from .train import RECIPES, SCHEDULES
+    from .training.splits import SPLITS
+    from .training.train import RECIPES, SCHEDULES
 
     parser = argparse.ArgumentParser(
         prog="emovox",
@@ -154,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--overwrite", action="store_true", help="replace existing ONNX files")
 
     d = sub.add_parser("download", help="fetch a public corpus", description="Download, verify and extract a public corpus into the layout its loader reads, printing its license first. Idempotent and resumable; corpora that need registration or Git LFS get exact instructions instead.")
-    from .download import SOURCES
+    from .corpora.download import SOURCES
 
     d.add_argument("corpus", choices=list(SOURCES), help="corpus to fetch")
     d.add_argument("--to", type=Path, default=Path("data"), help="parent folder; the corpus goes to TO/<corpus> (default: %(default)s)")
@@ -225,7 +228,7 @@ def _load_utts(args):
 
 def cmd_train(args) -> int:
     from .features import FeatureConfig
-    from .train import recipe_config, train
+    from .training.train import recipe_config, train
 
     utts = _load_utts(args)
     weights = None if args.weights.lower() == "none" else args.weights
@@ -246,7 +249,7 @@ def cmd_train(args) -> int:
     summary = train(utts, args.out, cfg, feats, workers=args.workers, cache_dir=args.cache_dir, use_cache=not args.no_cache,
                     progress=not args.quiet, overwrite=args.overwrite, log=log)
     if "metrics" in summary:
-        from .metrics import format_metrics
+        from .training.metrics import format_metrics
 
         print(format_metrics(summary["metrics"]))
     if "metrics_speaker" in summary:
@@ -257,12 +260,13 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .metrics import format_metrics, plot_confusion
-    from .recognizer import EmotionRecognizer
+    from .inference import EmotionRecognizer
+    from .training.evaluate import evaluate
+    from .training.metrics import format_metrics, plot_confusion
 
     rec = EmotionRecognizer.load(args.model)
     utts = _load_utts(args)
-    m = rec.evaluate(utts, workers=args.workers, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.quiet,
+    m = evaluate(rec, utts, workers=args.workers, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.quiet,
                      speaker_norm=args.speaker_norm, restrict_labels=args.restrict_labels)
     for err in m["skipped"]:
         print(f"skipped: {err}", file=sys.stderr)
@@ -281,7 +285,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .recognizer import DEFAULT_MODEL_NOTICE, EmotionRecognizer, expand_inputs
+    from .inference import DEFAULT_MODEL_NOTICE, EmotionRecognizer, expand_inputs
 
     rec = EmotionRecognizer.load(args.model, engine=args.engine, speech_gate=args.speech_gate, min_speech_s=args.min_speech)
     if args.model is None:
@@ -300,7 +304,7 @@ def cmd_predict(args) -> int:
     elif args.format == "table":
         width = max(len(str(p)) for p in paths)
         print(f"{'file':<{width}}  {'emotion':<9} {'prob':>5}" + ("  next" if k > 1 else ""))
-    if args.same_speaker and rec.model.normalize != "speaker":
+    if args.same_speaker and not rec.model.has_speaker_head:
         print("emovox: --same-speaker needs a model trained with speaker normalisation (emovox train --recipe robust)", file=sys.stderr)
         return 2
     if args.same_speaker and args.segments:
@@ -341,14 +345,14 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export_onnx
+    from .inference.export import export_onnx
 
     export_onnx(args.model, args.onnx, opset=args.opset, quantize=args.int8, overwrite=args.overwrite, log=print)
     return 0
 
 
 def cmd_download(args) -> int:
-    from .download import download
+    from .corpora.download import download
 
     path = download(args.corpus, args.to, url=args.url, progress=not args.quiet)
     print(f"{args.corpus} is in {path}; train with: emovox train --corpus {args.corpus} --data {path} ...")
@@ -356,7 +360,7 @@ def cmd_download(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    from .benchmark import report_table, run_benchmark
+    from .training.benchmark import report_table, run_benchmark
 
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     rows = run_benchmark(args.config, args.out, workers=args.workers, cache_dir=args.cache_dir, progress=not args.quiet,
@@ -367,13 +371,14 @@ def cmd_benchmark(args) -> int:
 
 
 def _predict_segments(rec, paths, args) -> int:
+    from .inference import SegmentOptions
+
+    options = SegmentOptions(vad=args.vad, adapt=args.adapt)
     failed = 0
     for path in paths:
-        ns = argparse.Namespace(input=path, vad=args.vad, max_segment=4.0, hop=2.0, min_speech=0.3, csv=None, json=None,
-                                plot=args.plot if len(paths) == 1 else None, adapt=args.adapt)
         print(f"== {path}")
         try:
-            _timeline(rec, ns)
+            _timeline(rec, path, options, plot_path=args.plot if len(paths) == 1 else None)
         except AudioError as err:
             failed += 1
             print(f"skipped: {err}", file=sys.stderr)
@@ -382,7 +387,7 @@ def _predict_segments(rec, paths, args) -> int:
 
 def cmd_batch(args) -> int:
     from .batch import run_batch
-    from .recognizer import DEFAULT_MODEL_NOTICE, EmotionRecognizer
+    from .inference import DEFAULT_MODEL_NOTICE, EmotionRecognizer
 
     rec = EmotionRecognizer.load(args.model)
     if args.model is None:
@@ -396,16 +401,17 @@ def cmd_batch(args) -> int:
 
 
 def cmd_timeline(args) -> int:
-    from .recognizer import EmotionRecognizer
+    from .inference import EmotionRecognizer, SegmentOptions
 
-    return _timeline(EmotionRecognizer.load(args.model), args)
+    options = SegmentOptions(max_segment_s=args.max_segment, hop_s=args.hop, vad=args.vad, min_speech_s=args.min_speech,
+                             adapt=args.adapt)
+    return _timeline(EmotionRecognizer.load(args.model), args.input, options, args.csv, args.json, args.plot)
 
 
-def _timeline(rec, args) -> int:
-    from .segments import plot_timeline, segment_file
+def _timeline(rec, path, options, csv_path=None, json_path=None, plot_path=None) -> int:
+    from .inference import plot_timeline, segment_file
 
-    tl = segment_file(rec, args.input, max_segment_s=args.max_segment, hop_s=args.hop, vad=args.vad, min_speech_s=args.min_speech,
-                      adapt=args.adapt)
+    tl = segment_file(rec, path, options)
     if tl.message:
         print(f"emovox: {tl.message}", file=sys.stderr)
     else:
@@ -414,11 +420,11 @@ def _timeline(rec, args) -> int:
             print(f"{seg.start:>8.2f} {seg.end:>8.2f}  {seg.label:<9} {seg.confidence:>5.2f}")
         print(f"{len(tl)} segment(s) in {tl.speech_seconds:.1f} s of speech out of {tl.duration:.1f} s ({tl.vad} VAD); overall: {tl.label}")
         print(f"speaker adaptation: {'yes' if tl.adaptation == 'speaker' else 'no'} ({tl.adaptation_note})")
-    for path, write in ((args.csv, tl.to_csv), (args.json, tl.to_json), (args.plot, lambda p: plot_timeline(tl, p))):
-        if path:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write(path)
-            print(f"written: {path}")
+    for out, write in ((csv_path, tl.to_csv), (json_path, tl.to_json), (plot_path, lambda p: plot_timeline(tl, p))):
+        if out:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write(out)
+            print(f"written: {out}")
     return 0
 
 
@@ -437,16 +443,15 @@ def cmd_serve(args) -> int:
 
 
 def cmd_backbones(args) -> int:
-    from .backbones import REGISTRY
-    from .encoders.speech import DESCRIPTIONS
+    from .encoders import REGISTRY
 
-    print("image CNNs (log-mel spectrograms):")
-    for name, entry in REGISTRY.items():
-        print(f"  {name:<26} {entry.description}")
-    print("speech encoders (waveform; transformers):")
-    for name, text in DESCRIPTIONS.items():
-        print(f"  {name:<26} {text}")
-    print(f"  {'hf:HUB_ID_OR_FOLDER':<26} any transformers speech encoder (Whisper, wav2vec2, HuBERT, WavLM, data2vec-audio) by hub id or local folder")
+    for kind, cls in REGISTRY.items():
+        print(f"{kind} encoders:")
+        for name, text in getattr(cls, "NAMES", {}).items():
+            print(f"  {name:<26} {text}")
+        if kind == "speech":
+            print(f"  {'hf:HUB_ID_OR_FOLDER':<26} any transformers speech encoder (Whisper, wav2vec2, HuBERT, WavLM, "
+                  "data2vec-audio) by hub id or local folder")
     return 0
 
 

@@ -5,8 +5,6 @@ computes exactly what training computed.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import torch.nn.functional as F
 
 from .audio import load_audio, prepare_signal
 from .errors import EmovoxError
+from .identity import digest
 
 #: Floor of the log-mel dynamic range, in dB below the utterance's peak.
 TOP_DB = 80.0
@@ -96,7 +95,7 @@ class FeatureConfig:
 
     def digest(self) -> str:
         """Short stable hash, used as part of feature-cache keys."""
-        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        return digest(self.to_dict(), length=16)
 
 
 def spectrogram(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:

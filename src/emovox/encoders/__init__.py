@@ -1,19 +1,18 @@
-"""Encoders: each turns decoded audio into one vector per utterance.
+"""Encoders: each turns decoded audio into one vector per utterance (the protocol: :mod:`.base`).
 
-Three kinds feed emovox models:
+The kinds registered here:
 
-- image CNNs on log-mel spectrograms (:mod:`emovox.backbones`: VGG16, EfficientNet-Lite0);
-- speech transformers on the waveform (:mod:`emovox.encoders.speech`: Whisper,
-  wav2vec 2.0, HuBERT, WavLM, data2vec-audio through transformers);
-- acoustic functionals (:mod:`emovox.acoustic`: openSMILE ComParE / eGeMAPS).
+- ``image``: ImageNet CNNs on log-mel spectrograms (:mod:`.image`: VGG16, EfficientNet-Lite0);
+- ``speech``: speech transformers on the waveform (:mod:`.speech`: Whisper, wav2vec 2.0, HuBERT, WavLM,
+  data2vec-audio through transformers);
+- ``functionals``: acoustic functionals (:mod:`.functionals`: openSMILE ComParE / eGeMAPS).
 
-A model is encoders -> concatenation -> normalisation -> head(s); its config
-lists each encoder with the identity of its weights (see ``encoders`` in a
-model folder's ``config.json``).
+A model is encoders -> concatenation -> normalisation -> head(s) (:mod:`emovox.model`). A new kind is one module
+here that registers an :class:`~.base.Encoder` subclass, imported below.
 """
 from __future__ import annotations
 
-from .speech import NAMED as SPEECH_ENCODERS
-from .speech import SpeechEncoder, is_speech_encoder
+from . import functionals, image, speech  # noqa: F401 - each registers its kind
+from .base import REGISTRY, Encoder, Preparer, Standardize, build_encoder, encoder_class, from_spec, names
 
-__all__ = ["SPEECH_ENCODERS", "SpeechEncoder", "is_speech_encoder"]
+__all__ = ["REGISTRY", "Encoder", "Preparer", "Standardize", "build_encoder", "encoder_class", "from_spec", "names"]

@@ -23,9 +23,9 @@ clips (``context="full"`` pads to 30 s and pools over the clip's frames).
 """
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..audio.decode import prepare_signal
 from ..errors import AudioError, ModelError
+from ..identity import digest
+from ..runtime.onnx import export_checked
+from .base import Encoder, Preparer, register
 
 #: Sample rate every speech encoder here reads.
 SPEECH_RATE = 16000
@@ -85,26 +89,15 @@ def resolve_source(name: str, weights: str | Path | None = "pretrained") -> str:
     return NAMED[name]
 
 
-def file_signal(path: str | Path, trim: bool = True, top_db: float = 60.0) -> np.ndarray:
-    """The signal a speech encoder reads from a file: 16 kHz mono, leading/trailing silence trimmed, own length."""
-    from ..audio import load_audio
+@dataclass(frozen=True)
+class WaveformPreparer(Preparer):
+    """A signal -> what a speech encoder reads: 16 kHz mono, leading/trailing silence trimmed, its own length."""
 
-    return load_audio(path, SPEECH_RATE, trim=trim, top_db=top_db)
+    trim: bool = True
+    top_db: float = 60.0
 
-
-def signal_digest(trim: bool, top_db: float) -> str:
-    """Cache-namespace part for the signal settings of :func:`file_signal`."""
-    return f"sr{SPEECH_RATE}-trim{top_db:g}" if trim else f"sr{SPEECH_RATE}-notrim"
-
-
-def state_digest(module: nn.Module) -> str:
-    """SHA-256 of a module's tensors (names, shapes, float32 values): the identity of its weights, whatever their source."""
-    h = hashlib.sha256()
-    for key, value in sorted(module.state_dict().items()):
-        h.update(key.encode())
-        h.update(str(tuple(value.shape)).encode())
-        h.update(value.detach().to(torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()
+    def __call__(self, y: np.ndarray, sr: int, source: str = "<array>") -> np.ndarray:
+        return prepare_signal(y, sr, SPEECH_RATE, trim=self.trim, top_db=self.top_db, source=source)
 
 
 def _load_pretrained(source: str) -> tuple[nn.Module, Any, dict[str, Any]]:
@@ -159,26 +152,34 @@ def _network_from_config(config: dict[str, Any]) -> nn.Module:
     return transformers.AutoModel.from_config(cfg)
 
 
-class SpeechEncoder(nn.Module):
+@register
+class SpeechEncoder(Encoder):
     """A frozen transformers speech encoder that turns a waveform into one pooled vector.
 
     ``forward(inputs)`` takes what :meth:`inputs` makes of a signal (log-mel
     frames for Whisper, the normalised waveform for the others), batch of one,
     and returns ``(1, dim)``: mean and standard deviation over time of every
-    hidden state, layer after layer.
+    hidden state, layer after layer. Its :class:`WaveformPreparer` trims the
+    signal (``trim``, ``top_db``) before it is encoded.
     """
 
-    def __init__(self, name: str, net: nn.Module, extractor: Any, config: dict[str, Any], source: str | None = None,
-                 context: str = "clip"):
-        super().__init__()
+    kind = "speech"
+    exportable = True
+    onnx_by_default = True
+    NAMES = DESCRIPTIONS
+
+    def __init__(self, name: str, net: nn.Module, extractor: Any, config: dict[str, Any], hub_id: str | None = None,
+                 context: str = "clip", trim: bool = True, top_db: float = 60.0):
+        super().__init__(name)
         if context not in CONTEXTS:
             raise ModelError(f"context must be one of {', '.join(CONTEXTS)}, not {context!r}")
-        self.name = name
         self.model = net.eval()
         self.extractor = extractor
         self.config = config
-        self.source = source
+        #: where the standard weights are on the hub (``None``: a local folder of its own)
+        self.hub_id = hub_id
         self.context = context
+        self.trim, self.top_db = bool(trim), float(top_db)
         self.whisper = config.get("model_type") == "whisper"
         self.width = int(config["d_model"] if self.whisper else config["hidden_size"])
         self.n_states = int(config["encoder_layers"] + 2 if self.whisper else config["num_hidden_layers"] + 1)
@@ -186,11 +187,6 @@ class SpeechEncoder(nn.Module):
             raise ModelError("context='full' (30-s windows) applies to Whisper encoders only")
         for p in self.model.parameters():
             p.requires_grad = False
-        self._digest: str | None = None
-        #: ONNX Runtime session running :meth:`forward` (see :meth:`use_onnx`); ``None``: PyTorch
-        self.onnx_session = None
-        # Frozen weights: their digest is computed once, and again only after a load_state_dict.
-        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_digest", None))
         if self.whisper:  # transformers < 4.50 layers also take a head mask, positionally
             import inspect
 
@@ -198,11 +194,22 @@ class SpeechEncoder(nn.Module):
 
     # -- construction ----------------------------------------------------------
     @classmethod
-    def pretrained(cls, name: str, weights: str | Path | None = "pretrained", context: str = "clip") -> SpeechEncoder:
+    def handles(cls, name: str) -> bool:
+        return is_speech_encoder(name)
+
+    @classmethod
+    def pretrained(cls, name: str, weights: str | Path | None = "pretrained", context: str = "clip", trim: bool = True,
+                   top_db: float = 60.0, **settings: Any) -> SpeechEncoder:
         """Encoder ``name`` with its pretrained weights (see :func:`resolve_source`)."""
+        if weights is None:
+            raise ModelError(f"speech encoder {name!r} needs its weights (a folder, or the hub)")
         source = resolve_source(name, weights)
         net, extractor, config = _load_pretrained(source)
-        return cls(name, net, extractor, config, source, context)
+        local = Path(source).is_dir()
+        hub_id = None if local else source
+        if name.startswith("hf:") and Path(name[3:]).expanduser().is_dir():
+            name = f"hf:{Path(name[3:]).expanduser().resolve().name}"  # a folder of this machine: only its name is kept
+        return cls(name, net, extractor, config, hub_id or NAMED.get(name), context, trim, top_db)
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> SpeechEncoder:
@@ -211,23 +218,21 @@ class SpeechEncoder(nn.Module):
             import transformers
         except ImportError:
             raise ModelError("this model uses a speech encoder: pip install 'emovox[speech]' (transformers)") from None
-        try:
-            config = spec["model_config"]
-            net = _network_from_config(config)
-            cfg = transformers.AutoConfig.for_model(**config)
-            fe_cfg = spec.get("feature_extractor") or {}
-            fe_cls = getattr(transformers, fe_cfg.get("feature_extractor_type", ""), None)
-            extractor = fe_cls(**{k: v for k, v in fe_cfg.items() if k != "feature_extractor_type"}) if fe_cls else _feature_extractor(None, cfg)
-        except (KeyError, TypeError, ValueError) as err:
-            raise ModelError(f"malformed speech-encoder entry in the model config ({err})") from None
-        return cls(spec["name"], net, extractor, config, spec.get("source"), spec.get("context", "clip"))
+        config = spec["model_config"]
+        net = _network_from_config(config)
+        cfg = transformers.AutoConfig.for_model(**config)
+        fe_cfg = spec.get("feature_extractor") or {}
+        fe_cls = getattr(transformers, fe_cfg.get("feature_extractor_type", ""), None)
+        extractor = fe_cls(**{k: v for k, v in fe_cfg.items() if k != "feature_extractor_type"}) if fe_cls else _feature_extractor(None, cfg)
+        return cls(spec["name"], net, extractor, config, spec.get("hub_id"), spec.get("context", "clip"),
+                   spec.get("trim", True), spec.get("top_db", 60.0))
 
     def spec(self) -> dict[str, Any]:
-        """JSON description: enough to rebuild the architecture, plus where the weights came from and their digest."""
+        """JSON description: enough to rebuild the architecture, plus where the standard weights are and their digest."""
         fe = self.extractor.to_dict()
         fe.pop("mel_filters", None)  # recomputed from the sizes; large
-        return {"kind": "speech", "name": self.name, "source": self.source, "context": self.context, "dim": self.dim,
-                "weights_sha256": self.weights_digest, "model_config": self.config,
+        return {"kind": self.kind, "name": self.name, "hub_id": self.hub_id, "context": self.context, "trim": self.trim,
+                "top_db": self.top_db, "dim": self.dim, "weights_sha256": self.weights_digest, "model_config": self.config,
                 "feature_extractor": {k: v for k, v in fe.items() if not isinstance(v, np.ndarray)}}
 
     @property
@@ -236,15 +241,13 @@ class SpeechEncoder(nn.Module):
 
     @property
     def weights_digest(self) -> str:
-        """:func:`state_digest` of the encoder network (computed once per set of weights)."""
+        """Digest of the transformers network's own tensors (its state dict without this wrapper's prefix)."""
         if self._digest is None:
-            self._digest = state_digest(self.model)
+            self._digest = digest(self.model.state_dict())
         return self._digest
 
-    def cache_tag(self) -> str:
-        """Identity of what this encoder computes: name, weights digest and context (keys the vector cache)."""
-        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in self.name)
-        return f"{safe}-{self.weights_digest[:16]}-{self.context}"
+    def preparer(self) -> WaveformPreparer:
+        return WaveformPreparer(SPEECH_RATE, self.trim, self.top_db)
 
     def example_input(self, seconds: float = 1.0) -> torch.Tensor:
         """A random model input for ``seconds`` of audio (for exports and checks)."""
@@ -252,11 +255,6 @@ class SpeechEncoder(nn.Module):
         if self.whisper:
             return torch.randn(1, self.extractor.feature_size, int(seconds * SPEECH_RATE) // self.extractor.hop_length, generator=g)
         return torch.randn(1, int(seconds * SPEECH_RATE), generator=g)
-
-    def train(self, mode: bool = True) -> SpeechEncoder:
-        super().train(mode)
-        self.model.eval()  # frozen: no dropout, ever
-        return self
 
     # -- computation ------------------------------------------------------------
     def inputs(self, y: np.ndarray, source: str = "<array>") -> tuple[torch.Tensor, int]:
@@ -304,42 +302,24 @@ class SpeechEncoder(nn.Module):
         return torch.cat(pooled, dim=1)
 
     @torch.inference_mode()
-    def encode(self, y: np.ndarray, source: str = "<array>") -> np.ndarray:
+    def encode_one(self, y: np.ndarray, source: str = "<array>") -> np.ndarray:
         """Pooled vector ``(dim,)`` of a 16 kHz mono signal."""
         x, n = self.inputs(y, source)
-        if self.onnx_session is not None:
-            return self.onnx_session.run(None, {ONNX_INPUT: x.numpy()})[0][0]
+        if self.session is not None and self.context == "clip":
+            return self.session.run(None, {ONNX_INPUT: x.numpy()})[0][0]
         return self(x, n)[0].numpy()
 
-    def use_onnx(self, path: str | Path | None = None, threads: int | None = None) -> Path:
-        """Run :meth:`encode` on ONNX Runtime from now on (several tens of percent faster on a CPU).
+    def encode(self, inputs: Sequence[np.ndarray]) -> torch.Tensor:
+        if not len(inputs):
+            return torch.zeros((0, self.dim))
+        return torch.from_numpy(np.stack([self.encode_one(y) for y in inputs]))
 
-        The encoder is exported to ``path`` (default: the feature cache,
-        ``onnx/<cache tag>.onnx``) the first time and checked against PyTorch
-        (see :func:`emovox.export.export_speech_encoder`); later calls reuse the
-        file. Only ``context="clip"`` (every output frame pooled) is exported.
-        Raises :class:`ModelError` when that cannot be done.
-        """
-        from ..engine import onnx_session
-        from ..export import export_speech_encoder
-        from ..extract import default_cache_dir
-
+    def export_onnx(self, path: str | Path) -> Path:
+        """Model input of any length -> pooled vector, checked against PyTorch on inputs of three lengths.
+        Only ``context="clip"`` (every output frame pooled) is exported."""
         if self.context != "clip":
             raise ModelError("the ONNX speech encoder covers context='clip' only")
-        path = Path(path) if path is not None else default_cache_dir() / "onnx" / f"{self.cache_tag()}.onnx"
-        if not path.is_file():
-            export_speech_encoder(self, path)
-        self.onnx_session = onnx_session(path, threads)
-        return path
-
-    @torch.inference_mode()
-    def encode_many(self, signals: Iterable[np.ndarray], n: int, progress: bool = True, desc: str = "speech encoder") -> np.ndarray:
-        """Pooled vectors ``(n, dim)`` of ``n`` signals (read one at a time from ``signals``), with a progress bar."""
-        import sys
-
-        from tqdm.auto import tqdm
-
-        out = np.empty((n, self.dim), dtype=np.float32)
-        for i, y in enumerate(tqdm(signals, total=n, desc=desc, unit="file", disable=not progress or n == 0, file=sys.stderr)):
-            out[i] = self.encode(y)
-        return out
+        axis = self.example_input().ndim - 1
+        return export_checked(self, path, self.example_input(1.0), [self.example_input(s) for s in (0.7, 2.3, 5.1)],
+                              input_name=ONNX_INPUT, output_name="vector", dynamic_axes={ONNX_INPUT: {axis: "length"}},
+                              name=f"speech encoder {self.name!r}")

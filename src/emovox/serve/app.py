@@ -23,7 +23,7 @@ import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -38,9 +38,11 @@ from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..errors import AudioError, EmovoxError
+from ..inference.results import UNCERTAIN_BELOW, scored
+from ..inference.segments import SegmentOptions, segment_file
 
 if TYPE_CHECKING:
-    from ..recognizer import EmotionRecognizer
+    from ..inference.recognizer import EmotionRecognizer
 
 log = logging.getLogger("emovox.serve")
 
@@ -74,7 +76,8 @@ class ServeConfig:
         workers: inference threads (requests beyond them wait their turn).
         max_pending: requests waiting or running at once before new ones get HTTP 503.
         tmp_dir: folder for the temporary upload files (default: the system's).
-        segment_options: keyword arguments for :func:`emovox.segments.segment_file`.
+        segment_options: how timelines are made (:class:`~emovox.inference.segments.SegmentOptions`, or a dict of
+            its fields); ``max_duration_s`` is set from ``max_audio_minutes``.
         upload_timeout_s: a request body must arrive within this many seconds (slow or stalled uploads get 408).
         queue_timeout_s: when ``max_pending`` requests are in progress, a new one waits this long for a slot before 503.
         max_audio_minutes: longest recording accepted for a timeline (``segments=true``), minutes.
@@ -85,11 +88,11 @@ class ServeConfig:
     """
 
     max_upload_mb: float = 25.0
-    uncertain_below: float = 0.4
+    uncertain_below: float = UNCERTAIN_BELOW
     workers: int = 2
     max_pending: int = 32
     tmp_dir: str | Path | None = None
-    segment_options: dict[str, Any] = field(default_factory=dict)
+    segment_options: SegmentOptions | dict[str, Any] = field(default_factory=SegmentOptions)
     upload_timeout_s: float = 60.0
     queue_timeout_s: float = 10.0
     max_audio_minutes: float = 30.0
@@ -107,6 +110,10 @@ class ServeConfig:
             raise EmovoxError("upload_timeout_s and max_audio_minutes must be positive, queue_timeout_s at least 0")
         if self.tmp_dir is not None and not Path(self.tmp_dir).is_dir():
             raise EmovoxError(f"tmp_dir {self.tmp_dir}: not a folder")
+        given = self.segment_options
+        options = SegmentOptions.of(given if isinstance(given, SegmentOptions) else None,
+                                    **({} if isinstance(given, SegmentOptions) else dict(given or {})))
+        object.__setattr__(self, "segment_options", SegmentOptions.of(options, max_duration_s=self.max_audio_minutes * 60))
 
     @property
     def max_upload_bytes(self) -> int:
@@ -381,32 +388,17 @@ def _flag(value: str | None, name: str) -> bool:
 
 
 # --------------------------------------------------------------------------- the app
-def create_app(
-    recognizer: EmotionRecognizer,
-    *,
-    max_upload_mb: float = 25.0,
-    uncertain_below: float = 0.4,
-    workers: int = 2,
-    max_pending: int = 32,
-    tmp_dir: str | Path | None = None,
-    segment_options: dict[str, Any] | None = None,
-    docs: bool = True,
-    upload_timeout_s: float = 60.0,
-    queue_timeout_s: float = 10.0,
-    max_audio_minutes: float = 30.0,
-    allowed_hosts: Sequence[str] | None = None,
-    allowed_origins: Sequence[str] = (),
-) -> FastAPI:
-    """A FastAPI app serving ``recognizer`` (see the module docstring for the endpoints and :class:`ServeConfig`)."""
-    from ..segments import segment_file
-
-    cfg = ServeConfig(max_upload_mb, uncertain_below, workers, max_pending, tmp_dir, dict(segment_options or {}), upload_timeout_s,
-                      queue_timeout_s, max_audio_minutes, tuple(allowed_hosts) if allowed_hosts is not None else None,
-                      tuple(allowed_origins))
-    if "vad" in cfg.segment_options:
-        from ..segments import resolve_vad
-
-        resolve_vad(cfg.segment_options["vad"])
+def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None, *, docs: bool = True,
+               **changes: Any) -> FastAPI:
+    """A FastAPI app serving ``recognizer`` (see the module docstring for the endpoints), configured by ``config``
+    (a :class:`ServeConfig`, passed whole) with ``changes`` to its fields by name on top."""
+    if "allowed_hosts" in changes and changes["allowed_hosts"] is not None:
+        changes["allowed_hosts"] = tuple(changes["allowed_hosts"])
+    if "allowed_origins" in changes:
+        changes["allowed_origins"] = tuple(changes["allowed_origins"])
+    if config is not None and "segment_options" not in changes:
+        changes["segment_options"] = config.segment_options
+    cfg = replace(config or ServeConfig(), **changes) if changes else (config or ServeConfig())
     labels = recognizer.labels
     limiter = anyio.CapacityLimiter(cfg.workers)
     slots = anyio.Semaphore(cfg.max_pending)  # requests whose body has arrived, waiting for or running inference
@@ -440,14 +432,8 @@ def create_app(
         return await call_next(request)
 
     def result(pred: Any, filename: str) -> dict[str, Any]:
-        return {
-            "filename": filename,
-            "label": pred.label,
-            "confidence": pred.confidence,
-            "probabilities": {lab: pred.probabilities[lab] for lab in labels},
-            "uncertain": pred.confidence < cfg.uncertain_below,
-            "threshold": cfg.uncertain_below,
-        }
+        return {"filename": filename} | scored(pred.label, pred.probabilities, cfg.uncertain_below, labels) \
+            | {"threshold": cfg.uncertain_below}
 
     def audio_error(err: AudioError, files: list[_File]) -> _Reject:
         problem = err.problem
@@ -458,8 +444,7 @@ def create_app(
         return _Reject(status, f"{name}: {problem}")
 
     def timeline_of(f: _File, adapt: str) -> dict[str, Any]:
-        options = {"max_duration_s": cfg.max_audio_minutes * 60} | cfg.segment_options | {"adapt": adapt}
-        timeline = segment_file(recognizer, f.path, **options).to_dict()
+        timeline = segment_file(recognizer, f.path, cfg.segment_options, adapt=adapt).to_dict()
         timeline["source"] = f.filename
         for key in ("message", "adaptation_note"):
             if timeline.get(key):
@@ -526,7 +511,7 @@ def create_app(
                 raise _Reject(422, f"adapt must be auto, on or off, not {mode[:32]!r}")
             if want_same and len(upload.files) < 2:
                 raise _Reject(422, "same_speaker=true needs several files of that speaker (send several 'file' parts)")
-            if want_same and recognizer.model.normalize != "speaker":
+            if want_same and not recognizer.model.has_speaker_head:
                 raise _Reject(422, "this model has no speaker-normalised head; send same_speaker=false")
             # Only a request whose body has arrived takes a slot; when all are taken it queues briefly, then 503.
             with anyio.move_on_after(cfg.queue_timeout_s) as waited:
@@ -572,7 +557,7 @@ def serve(
     """
     import uvicorn
 
-    from ..recognizer import EmotionRecognizer
+    from ..inference.recognizer import EmotionRecognizer
 
     recognizer = EmotionRecognizer.load(model_dir)
     if options.get("allowed_hosts") is None and host in LOOPBACK:

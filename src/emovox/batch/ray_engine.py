@@ -2,7 +2,7 @@
 
     inputs ──▶ decode (CPU tasks) ──▶ model (actor pool, one recognizer per actor) ──▶ Parquet parts (write tasks)
 
-* **decode**: :class:`emovox.recognizer.Frontend` in stateless tasks: read the file (path or URL), check it
+* **decode**: :class:`emovox.inference.frontend.Frontend` in stateless tasks: read the file (path or URL), check it
   holds speech, compute what the network reads (the trimmed 16 kHz signal of a speech encoder, or a
   spectrogram). Bad files become error rows here.
 * **model**: a pool of actors, each loading the recognizer once (ONNX Runtime where the model uses it, as
@@ -25,12 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import AudioError, EmovoxError, ModelError
+from ..errors import AudioError, EmovoxError, ModelError, NoSpeechError
+from ..storage import run_id
+from .rows import failed_inputs, file_duration, model_identity, output_schema
 
 if TYPE_CHECKING:
-    from .batch import RowMaker
-    from .recognizer import EmotionRecognizer, Frontend
-    from .storage import PartStore
+    from ..inference.frontend import Frontend
+    from ..inference.recognizer import EmotionRecognizer
+    from ..storage import PartStore
+    from .rows import RowMaker
 
 
 def _require_ray():
@@ -43,36 +46,31 @@ def _require_ray():
 
 
 def _decode(batch, frontend: Frontend, segments: bool):
-    """Decode stage (a Ray task): adds ``duration``, ``error``, ``no_speech`` and the prepared input ``x``
-    (raw float32 bytes, shape ``x_shape``; functionals ``fx``) to a block of ``path, size, mtime_ns``."""
+    """Decode stage (a Ray task): adds ``duration``, ``error``, ``no_speech`` and the prepared inputs ``x`` (one per
+    encoder: raw float32 bytes, shapes ``x_shape``) to a block of ``path, size, mtime_ns``."""
     import pyarrow as pa
 
-    from .batch import file_duration
-    from .errors import NoSpeechError
-
     paths = batch.column("path").to_pylist()
-    durations, errors, no_speech, xs, shapes, fxs = [], [], [], [], [], []
+    durations, errors, no_speech, xs, shapes = [], [], [], [], []
     for path in paths:
         durations.append(file_duration(path))
-        x = shape = fx = err = None
+        x = shape = err = None
         if not segments:  # a timeline is computed whole by the model stage
             try:
                 prep = frontend.prepare(path)
-                x, shape = np.ascontiguousarray(prep.x, dtype=np.float32).tobytes(), list(prep.x.shape)
-                fx = None if prep.functionals is None else np.asarray(prep.functionals, dtype=np.float32).tobytes()
+                x = [np.ascontiguousarray(a, dtype=np.float32).tobytes() for a in prep.inputs]
+                shape = [list(np.shape(a)) for a in prep.inputs]
             except AudioError as e:
                 err = e
         errors.append(None if err is None else err.problem)
         no_speech.append(isinstance(err, NoSpeechError))
         xs.append(x)
         shapes.append(shape)
-        fxs.append(fx)
     return batch.append_column("duration", pa.array(durations, pa.float64())) \
         .append_column("error", pa.array(errors, pa.string())) \
         .append_column("no_speech", pa.array(no_speech, pa.bool_())) \
-        .append_column("x", pa.array(xs, pa.large_binary())) \
-        .append_column("x_shape", pa.array(shapes, pa.list_(pa.int64()))) \
-        .append_column("fx", pa.array(fxs, pa.large_binary()))
+        .append_column("x", pa.array(xs, pa.list_(pa.large_binary()))) \
+        .append_column("x_shape", pa.array(shapes, pa.list_(pa.list_(pa.int64()))))
 
 
 class _Predict:
@@ -82,8 +80,7 @@ class _Predict:
                  rows: RowMaker, batch_size: int, vad: str):
         import torch
 
-        from .batch import model_identity, output_schema
-        from .recognizer import EmotionRecognizer
+        from ..inference.recognizer import EmotionRecognizer
 
         if threads:
             torch.set_num_threads(threads)
@@ -97,16 +94,14 @@ class _Predict:
         self.schema = output_schema(rows.labels, rows.segments)
 
     def _prepared(self, r: dict[str, Any]):
-        from .recognizer import Prepared
+        from ..inference.frontend import Prepared
 
-        x = np.frombuffer(r["x"], dtype=np.float32).reshape(r["x_shape"])
-        fx = None if r["fx"] is None else np.frombuffer(r["fx"], dtype=np.float32)
-        return Prepared(x, fx, r["path"])
+        inputs = tuple(np.frombuffer(b, dtype=np.float32).reshape(shape) for b, shape in zip(r["x"], r["x_shape"]))
+        return Prepared(inputs, r["path"])
 
     def __call__(self, batch):
         import pyarrow as pa
-
-        from .errors import NoSpeechError
+        import torch
 
         rows = self.rows
         out: list[dict[str, Any]] = []
@@ -123,10 +118,10 @@ class _Predict:
         for k, r in enumerate(records):
             if r["error"] is None:
                 try:
-                    items[k] = self.rec.encode(self._prepared(r))
+                    items[k] = self.rec.vectors([self._prepared(r)])  # one by one: a bad input fails alone
                 except AudioError as err:
                     r["error"], r["no_speech"] = err.problem, isinstance(err, NoSpeechError)
-        probs = dict(zip(items, self.rec.probabilities(list(items.values()), self.batch_size))) if items else {}
+        probs = dict(zip(items, self.rec.classify(torch.cat(list(items.values()))))) if items else {}
         for k, r in enumerate(records):
             base = rows.base(r["path"], r["size"], r["mtime_ns"], r["duration"])
             if k in probs:
@@ -153,8 +148,6 @@ def _sink(store: PartStore, run: str, chunk_rows: int):
 
         def write(self, blocks, ctx) -> dict[str, int]:
             import pyarrow as pa
-
-            from .batch import failed_inputs
 
             tables = [BlockAccessor.for_block(b).to_arrow() for b in blocks]
             tables = [t for t in tables if t.num_rows]
@@ -188,7 +181,6 @@ def run_ray(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[int,
     keeps decoding from running far ahead of the model).
     """
     ray = _require_ray()
-    from .storage import run_id
 
     if rec.origin is None:
         raise EmovoxError("the ray engine loads the model on every worker: load it from a folder (EmotionRecognizer.load)")

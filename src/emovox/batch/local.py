@@ -23,24 +23,25 @@ temporary name and renamed, so an interruption loses at most the chunk in
 flight and no half-written file is ever visible.
 
 Engines: ``local`` (one process: the streamed, batched predictor) and ``ray``
-(a Ray Data pipeline, see :mod:`emovox.batch_ray`); the rows are the same.
+(a Ray Data pipeline, see :mod:`emovox.batch.ray_engine`); the rows are the same.
 """
 from __future__ import annotations
 
 import csv
-import hashlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import AudioError, EmovoxError, NoSpeechError
-from .storage import PartStore, is_url, list_audio, local, run_id, stat
+from ..errors import AudioError, EmovoxError
+from ..inference.recognizer import expand_inputs
+from ..inference.results import UNCERTAIN_BELOW
+from ..storage import PartStore, is_url, list_audio, local, run_id, stat
+from .rows import RowMaker, _require_pyarrow, failed_inputs, file_duration, model_identity, output_schema
 
 if TYPE_CHECKING:
-    from .recognizer import EmotionRecognizer, Prediction
-    from .segments import Timeline
+    from ..inference.recognizer import EmotionRecognizer
 
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".txt", ".lst")
 #: What runs a batch: ``local`` (this process) or ``ray`` (a Ray cluster, local or remote).
@@ -62,15 +63,6 @@ class BatchSummary:
     @property
     def files_per_s(self) -> float:
         return self.annotated / self.seconds if self.seconds else 0.0
-
-
-def _require_pyarrow():
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise EmovoxError("emovox batch writes Parquet with pyarrow: pip install 'emovox[batch]'") from None
-    return pa, pq
 
 
 def read_manifest(path: str | Path) -> list[str]:
@@ -98,8 +90,7 @@ def read_manifest(path: str | Path) -> list[str]:
 def expand_batch_inputs(items: Iterable[str | Path]) -> list[str]:
     """Audio files of folders (searched recursively; local or fsspec URLs), manifests (see :func:`read_manifest`)
     and single files, in order, each once."""
-    from .corpora.base import AUDIO_EXTENSIONS
-    from .recognizer import expand_inputs
+    from ..corpora.base import AUDIO_EXTENSIONS
 
     out: list[str] = []
     for item in items:
@@ -124,84 +115,6 @@ def done_keys(out: str | Path | PartStore) -> set[tuple[str, int, int]]:
     return keys
 
 
-def model_identity(rec: EmotionRecognizer) -> str:
-    """Backbone name and a short digest of the model's weights and labels (what produced a row)."""
-    import torch
-
-    h = hashlib.sha256()
-    for name, tensor in sorted(rec.model.state_dict().items()):
-        if name.startswith(("head", "speaker_head")):
-            h.update(name.encode())
-            h.update(tensor.detach().to(torch.float32).contiguous().numpy().tobytes())
-    h.update(",".join(rec.labels).encode())
-    h.update(repr(rec.model.temperature).encode())
-    spec = rec.config.get("encoders") or [{}]
-    h.update(str(spec[0].get("weights_sha256", "")).encode())
-    return f"{rec.model.backbone}:{h.hexdigest()[:16]}"
-
-
-def output_schema(labels: Sequence[str], segments: bool):
-    """The columns of a batch dataset (the same for every engine)."""
-    pa, _ = _require_pyarrow()
-    fields = [("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64())]
-    if segments:
-        fields += [("start", pa.float64()), ("end", pa.float64())]
-    fields += [("label", pa.string()), ("confidence", pa.float64())]
-    fields += [(f"prob_{lab}", pa.float64()) for lab in labels]
-    fields += [("uncertain", pa.bool_()), ("no_speech", pa.bool_()), ("duration", pa.float64()), ("model", pa.string()),
-               ("error", pa.string())]
-    return pa.schema(fields)
-
-
-def file_duration(path: str) -> float | None:
-    """Length in seconds from the file's header (libsndfile); ``None`` when it cannot be read."""
-    import soundfile as sf
-
-    try:
-        if is_url(path):
-            from .storage import open_input
-
-            with open_input(path) as f:
-                return float(sf.info(f).duration)
-        return float(sf.info(path).duration)
-    except Exception:
-        return None
-
-
-@dataclass(frozen=True)
-class RowMaker:
-    """Builds a dataset's rows from predictions, timelines and errors (shared by the engines)."""
-
-    labels: tuple[str, ...]
-    model: str
-    threshold: float
-    segments: bool
-
-    def base(self, path: str, size: int, mtime_ns: int, duration: float | None) -> dict[str, Any]:
-        return {"path": path, "size": size, "mtime_ns": mtime_ns, "model": self.model, "duration": duration}
-
-    def error(self, base: dict[str, Any], err: Exception) -> list[dict[str, Any]]:
-        problem = err.problem if isinstance(err, AudioError) else str(err)
-        row = base | {"label": None, "confidence": None, "uncertain": None, "no_speech": isinstance(err, NoSpeechError),
-                      "error": problem} | {f"prob_{lab}": None for lab in self.labels}
-        if self.segments:
-            row |= {"start": None, "end": None}
-        return [row]
-
-    def _scored(self, label: str, confidence: float, probabilities: dict[str, float]) -> dict[str, Any]:
-        return {"label": label, "confidence": confidence, "uncertain": confidence < self.threshold, "no_speech": False,
-                "error": None} | {f"prob_{lab}": probabilities[lab] for lab in self.labels}
-
-    def prediction(self, base: dict[str, Any], p: Prediction) -> list[dict[str, Any]]:
-        return [base | self._scored(p.label, p.confidence, p.probabilities)]
-
-    def timeline(self, base: dict[str, Any], tl: Timeline) -> list[dict[str, Any]]:
-        if not tl.segments:
-            return self.error(base, NoSpeechError(base["path"], tl.message or "no speech found"))
-        base = base | {"duration": tl.duration}
-        return [base | {"start": s.start, "end": s.end} | self._scored(s.label, s.confidence, s.probabilities) for s in tl.segments]
-
-
 def _file_rows(rec: EmotionRecognizer, paths: Sequence[str], stats: dict[str, tuple[int, int]], batch_size: int,
                rows: RowMaker, vad: str = "auto") -> Iterator[list[dict[str, Any]]]:
     """Rows of every input (a list per input, in order); ``stats``: each path's ``(size, mtime_ns)``."""
@@ -218,11 +131,6 @@ def _file_rows(rec: EmotionRecognizer, paths: Sequence[str], stats: dict[str, tu
         return
     for path, result in zip(paths, rec.predict_files(paths, batch_size=batch_size)):
         yield rows.error(base(path), result) if isinstance(result, AudioError) else rows.prediction(base(path), result)
-
-
-def failed_inputs(rows: Iterable[dict[str, Any]]) -> set[str]:
-    """Paths whose rows say they failed (an error other than "no speech")."""
-    return {r["path"] for r in rows if r["error"] is not None and not r["no_speech"]}
 
 
 def _run_local(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[int, int]], store: PartStore, schema,
@@ -268,7 +176,7 @@ def run_batch(
     segments: bool = False,
     batch_size: int = 32,
     chunk: int = 512,
-    uncertain_below: float = 0.4,
+    uncertain_below: float = UNCERTAIN_BELOW,
     vad: str = "auto",
     progress: bool = True,
     address: str | None = None,
@@ -278,7 +186,7 @@ def run_batch(
     module docstring).
 
     ``engine``: ``"local"`` or ``"ray"`` (``address``: the Ray cluster, default: ``$RAY_ADDRESS`` or a new local
-    instance; ``actors``: model replicas, see :func:`emovox.batch_ray.run_ray`). ``vad``: the voice-activity
+    instance; ``actors``: model replicas, see :func:`emovox.batch.ray_engine.run_ray`). ``vad``: the voice-activity
     detector of the timelines (``segments=True``)."""
     _require_pyarrow()
     if engine not in ENGINES:
@@ -307,7 +215,7 @@ def run_batch(
     if not todo:
         failed, written = 0, 0
     elif engine == "ray":
-        from .batch_ray import run_ray
+        from .ray_engine import run_ray
 
         failed, written = run_ray(rec, todo, stats, store, rows, batch_size=batch_size, chunk=chunk, vad=vad,
                                   progress=progress, address=address, actors=actors)
@@ -326,5 +234,3 @@ def read_dataset(out: str | Path):
     return pa.concat_tables([store.read(p) for p in parts])
 
 
-__all__ = ["ENGINES", "BatchSummary", "RowMaker", "done_keys", "expand_batch_inputs", "failed_inputs", "file_duration",
-           "model_identity", "output_schema", "read_dataset", "read_manifest", "run_batch"]

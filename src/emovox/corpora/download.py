@@ -34,8 +34,8 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from . import __version__
-from .errors import CorpusError
+from .. import __version__
+from ..errors import CorpusError
 
 Log = Callable[[str], object]
 

@@ -1,4 +1,4 @@
-"""Acoustic functionals (openSMILE) and speaker normalisation of feature vectors.
+"""Acoustic functionals (openSMILE) as an encoder.
 
 A fixed-size vector of hand-crafted acoustic statistics per utterance —
 pitch, loudness, voice quality, spectral shape, each summarised over the
@@ -8,22 +8,20 @@ The ``opensmile`` package computes them; its two standard sets:
 - ``compare``: ComParE 2016, 6,373 functionals (the stronger one here);
 - ``egemaps``: eGeMAPS v02, 88 functionals (small and interpretable).
 
-Speaker normalisation (:func:`speaker_normalize`) z-scores each speaker's
-vectors by that speaker's own mean and spread, removing much of what makes
-one voice differ from another (pitch range, timbre, recording channel) while
-keeping how the voice changes with emotion.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
-from .audio import load_audio, prepare_signal
-from .errors import EmovoxError
-from .extract import Extracted, extract_arrays
+from ..audio.decode import load_audio, prepare_signal
+from ..errors import EmovoxError, ModelError
+from .base import Encoder, Preparer, register
 
 #: Sample rate the functionals are computed at.
 ACOUSTIC_RATE = 16000
@@ -73,39 +71,61 @@ def _functionals(y: np.ndarray, name: str) -> np.ndarray:
     return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def extract_functionals(
-    paths: Sequence[str | Path], name: str = "compare", *, workers: int | None = None, cache_dir: str | Path | None = None,
-    use_cache: bool = True, progress: bool = True,
-) -> Extracted:
-    """Functionals of many files in parallel, cached by file content (like the spectrograms)."""
-    _check(name)
-    return extract_arrays(paths, partial(file_functionals, name=name), f"acoustic/{name}-{ACOUSTIC_RATE}",
-                          workers=workers, cache_dir=cache_dir, use_cache=use_cache, progress=progress, desc=f"{name} functionals")
-
-
-def speaker_normalize(x: np.ndarray, groups: Sequence[object] | None = None, floor: float = 0.01) -> np.ndarray:
-    """Z-score the rows of ``x`` within each group (speaker) of ``groups``.
-
-    ``groups=None`` treats all rows as one speaker. A group of one row
-    becomes zeros (it carries no information about its speaker's range), so
-    normalise only groups of several recordings. A dimension's spread within
-    a group is floored at ``floor`` times its spread over all rows, so a
-    dimension nearly constant for one speaker does not explode.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    keys = np.zeros(len(x), dtype=int) if groups is None else np.asarray([str(g) for g in groups])
-    if len(keys) != len(x):
-        raise EmovoxError(f"{len(keys)} speaker labels for {len(x)} feature vectors")
-    low = floor * x.std(0) + 1e-8
-    out = np.empty_like(x)
-    for key in np.unique(keys):
-        rows = keys == key
-        part = x[rows]
-        out[rows] = (part - part.mean(0)) / np.maximum(part.std(0), low)
-    return out.astype(np.float32)
-
-
 def compress(functionals: np.ndarray) -> np.ndarray:
     """Signed ``log1p`` of functionals: their raw scales span 15 orders of magnitude, this brings them within ±30."""
     f = np.asarray(functionals, dtype=np.float64)
     return (np.sign(f) * np.log1p(np.abs(f))).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FunctionalsPreparer(Preparer):
+    """A signal -> its openSMILE functionals (over the whole signal, as decoded: no trimming)."""
+
+    feature_set: str = "compare"
+    cached = True
+
+    def __call__(self, y: np.ndarray, sr: int, source: str = "<array>") -> np.ndarray:
+        return signal_functionals(y, sr, self.feature_set, source=source)
+
+
+@register
+class FunctionalsEncoder(Encoder):
+    """openSMILE functionals of an utterance, compressed (:func:`compress`) to a scale a linear head can read.
+    No weights, nothing to run on ONNX: the work is in its preparer."""
+
+    kind = "functionals"
+    batch_size = 256
+    NAMES = {"compare": "openSMILE ComParE 2016 functionals (6,373-d)", "egemaps": "openSMILE eGeMAPS v02 functionals (88-d)"}
+
+    def __init__(self, name: str):
+        super().__init__(_check(name))
+
+    @classmethod
+    def handles(cls, name: str) -> bool:
+        return name in ACOUSTIC_SETS
+
+    @classmethod
+    def pretrained(cls, name: str, weights: Any = "pretrained", **settings: Any) -> FunctionalsEncoder:
+        return cls(name)
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> FunctionalsEncoder:
+        try:
+            return cls(spec["name"])
+        except EmovoxError as err:
+            raise ModelError(str(err)) from None
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "dim": self.dim, "rate": ACOUSTIC_RATE}
+
+    @property
+    def dim(self) -> int:
+        return acoustic_dim(self.name)
+
+    def preparer(self) -> FunctionalsPreparer:
+        return FunctionalsPreparer(ACOUSTIC_RATE, self.name)
+
+    def encode(self, inputs: Sequence[np.ndarray]) -> torch.Tensor:
+        if not len(inputs):
+            return torch.zeros((0, self.dim))
+        return torch.from_numpy(compress(np.stack(inputs)))

@@ -26,6 +26,7 @@ import json
 import sys
 import time
 import tomllib
+import copy
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -33,17 +34,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .corpora import load_corpus
-from .encoders.speech import is_speech_encoder
-from .errors import EmovoxError
-from .features import FeatureConfig
-from .labels import sort_labels
-from .metrics import classification_metrics, plot_confusion
-from .model import EmotionClassifier
-from .splits import protocol_folds
+from ..corpora import load_corpus
+from ..errors import EmovoxError
+from ..features import FeatureConfig
+from ..labels import sort_labels
+from ..model import EmotionClassifier
+from ..model.classifier import shorthand
 from .calibration import calibration_report
-from .inputs import Log, Prepared, logits_for, model_inputs, prepare, score, speaker_inputs
-from .train import RECIPES, TrainConfig, augment_inputs, calibrate, fit, seed_everything, weights_tag, with_augmented
+from .data import Log, Prepared, logits_for, model_inputs, prepare, score, speaker_inputs
+from .metrics import classification_metrics, plot_confusion
+from .splits import protocol_folds
+from .train import RECIPES, TrainConfig, augment_inputs, calibrate, fit, seed_everything, with_augmented
 
 #: Protocols whose folds are different experiments (directions), reported one row each.
 PER_FOLD_ROWS = {"cross-speaker", "cross-corpus"}
@@ -115,21 +116,18 @@ def run_benchmark(
         if train_fields.get("weights") not in (None, "imagenet", "pretrained"):  # a local file or folder, relative to the config
             train_fields["weights"] = str(cfg["_base"] / Path(train_fields["weights"]).expanduser())
         tc = TrainConfig(**train_fields)
-        spectrograms = not is_speech_encoder(tc.backbone)
-        key = (cell["corpus"], features, spectrograms)
+        encoders = shorthand(tc.backbone, tc.weights, tc.acoustic, features)
+        preparer = encoders[0].preparer()
+        key = (cell["corpus"], preparer)
         if key not in prepared:
             utts = load_corpus(corpora, [data_paths[c] for c in corpora])
-            prepared[key] = prepare(utts, features, spectrograms=spectrograms, workers=workers, cache_dir=cache_dir,
-                                    progress=progress, log=log)
+            prepared[key] = prepare(utts, preparer, workers=workers, cache_dir=cache_dir, progress=progress, log=log)
         data = prepared[key]
         folds = protocol_folds(cell["protocol"], data.utts, seed=tc.seed, folds=cell.get("folds", 5), test_corpus=cell.get("test_corpus"))
-        probe = EmotionClassifier(tc.backbone, sort_labels({u.emotion for u in data.utts}), weights=tc.weights, finetune=tc.finetune,
-                                  acoustic=tc.acoustic)
-        tag = weights_tag(tc.backbone, tc.weights)
-        speech = probe.body.spec() if probe.reads_waveform else None
-        inputs = model_inputs(probe, data, tag, progress=progress)
+        probe = EmotionClassifier(encoders, sort_labels({u.emotion for u in data.utts}), finetune=tc.finetune)
+        inputs = model_inputs(probe, data, progress=progress)
         # Augmented copies of every file some fold trains on, computed once for all folds.
-        aug = augment_inputs(probe, data, np.unique(np.concatenate([f.train for f in folds])), tc.augment, tag,
+        aug = augment_inputs(probe, data, np.unique(np.concatenate([f.train for f in folds])), tc.augment,
                              progress=progress) if tc.augment else None
         variants = [("per file", False, False)] + ([("per speaker", True, False)] if tc.normalize == "speaker" else [])
         if cell.get("restrict_labels"):  # the same heads, argmax over the labels the test part uses
@@ -140,10 +138,10 @@ def run_benchmark(
             index = {lab: k for k, lab in enumerate(labels)}
             y = torch.tensor([index.get(u.emotion, -1) for u in data.utts])
             seed_everything(tc.seed)  # every fold starts from the same initialisation, whatever ran before
-            model = EmotionClassifier(tc.backbone, labels, weights=None, finetune=tc.finetune, dropout=tc.dropout,
-                                      acoustic=tc.acoustic, normalize=tc.normalize, speech=speech)
-            # Pretrained layers from the probe; the new heads keep their seeded fresh initialisation.
-            model.load_state_dict({k: v for k, v in probe.state_dict().items() if k.startswith("body.")}, strict=False)
+            # The probe's pretrained encoders (a fresh copy when they train); the new heads keep their seeded
+            # fresh initialisation.
+            fold_encoders = list(probe.encoders) if tc.finetune == "none" else copy.deepcopy(list(probe.encoders))
+            model = EmotionClassifier(fold_encoders, labels, finetune=tc.finetune, dropout=tc.dropout, normalize=tc.normalize)
             fold_inputs, fold_y, fold_utts = inputs, y, data.utts
             if aug is not None:  # copies of this fold's training files join its training part only
                 fold_inputs, fold_y, fold_utts, split = with_augmented(inputs, y, data.utts, split, aug)

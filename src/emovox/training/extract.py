@@ -6,7 +6,6 @@ never returns stale features.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -17,54 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AudioError
-from .features import FeatureConfig, file_features
-
-
-def default_cache_dir() -> Path:
-    """``$EMOVOX_CACHE`` or ``$XDG_CACHE_HOME/emovox`` (``~/.cache/emovox``)."""
-    if os.environ.get("EMOVOX_CACHE"):
-        return Path(os.environ["EMOVOX_CACHE"]).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "emovox"
-
-
-def content_hash(path: str | Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@dataclass
-class ArrayCache:
-    """Arrays stored as ``.npy`` files under ``root/<namespace>/<key[:2]>/<key>.npy``.
-
-    Namespaces separate what was computed how: ``features/<config digest>`` for
-    spectrograms, ``embeddings/<backbone>/<config digest>`` for frozen-backbone
-    embeddings.
-    """
-
-    root: Path
-    namespace: str
-
-    def path_for(self, key: str) -> Path:
-        return self.root / self.namespace / key[:2] / f"{key}.npy"
-
-    def get(self, key: str) -> np.ndarray | None:
-        try:
-            return np.load(self.path_for(key), allow_pickle=False)
-        except (OSError, ValueError):
-            return None
-
-    def put(self, key: str, array: np.ndarray) -> None:
-        p = self.path_for(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, p)  # atomic: concurrent workers never see a half-written file
+from ..cache import ArrayCache, content_hash, default_cache_dir
+from ..errors import AudioError
+from ..features import FeatureConfig, file_features
 
 
 def spectrogram_job(cfg: FeatureConfig) -> tuple[Callable[[str], np.ndarray], str]:

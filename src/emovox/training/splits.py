@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .corpora.base import Utterance
-from .errors import EmovoxError
+from ..corpora.base import Utterance
+from ..errors import EmovoxError
 
 SPLITS = ("random", "speaker", "words", "all")
 #: Protocols that yield several folds (see :func:`protocol_folds`).

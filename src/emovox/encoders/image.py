@@ -1,6 +1,6 @@
-"""Registry of ImageNet-pretrained CNN backbones.
+"""Image CNNs on log-mel spectrograms: the registry of ImageNet-pretrained backbones, and :class:`ImageEncoder`.
 
-Each entry builds a network split into a ``body`` (image -> embedding, the
+Each backbone entry builds a network split into a ``body`` (image -> embedding, the
 part that is frozen by default) and a trainable ``head`` (embedding ->
 logits), and loads pretrained weights from the library's standard source or
 from a local file.
@@ -16,14 +16,19 @@ Weights argument everywhere:
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from .errors import ModelError
+from ..errors import ModelError
+from ..features import FeatureConfig, signal_features, spec_images
+from ..runtime.onnx import export_checked
+from .base import Encoder, Preparer, Standardize, register
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,32 +42,6 @@ class InputSpec:
 
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-
-
-class Standardize(nn.Module):
-    """Per-dimension z-scoring of embeddings with statistics fitted on training data.
-
-    Frozen ImageNet embeddings have very uneven scales; standardising them
-    lets a linear head converge in a few epochs. Identity until fitted.
-    """
-
-    def __init__(self, dim: int, floor: float = 0.1):
-        super().__init__()
-        self.floor = floor
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("std", torch.ones(dim))
-
-    @torch.no_grad()
-    def fit(self, x: torch.Tensor) -> Standardize:
-        std = x.std(0) if len(x) > 1 else torch.ones_like(x[0])
-        # Floor near-constant dimensions: with few training samples their tiny
-        # spread would turn small shifts on new voices into huge values.
-        self.mean.copy_(x.mean(0))
-        self.std.copy_(std.clamp_min(self.floor * float(std.mean()) + 1e-6))
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
 
 
 @dataclass
@@ -88,7 +67,7 @@ class BackboneEntry:
     description: str
 
 
-REGISTRY: dict[str, BackboneEntry] = {}
+BACKBONES: dict[str, BackboneEntry] = {}
 
 
 def build_backbone(name: str, n_classes: int, weights: Weights = "imagenet", dropout: float = 0.2) -> BackboneParts:
@@ -109,9 +88,9 @@ def input_spec(name: str) -> InputSpec:
 
 
 def _entry(name: str) -> BackboneEntry:
-    if name not in REGISTRY:
-        raise ModelError(f"unknown backbone {name!r}; choose from {', '.join(REGISTRY)}")
-    return REGISTRY[name]
+    if name not in BACKBONES:
+        raise ModelError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
+    return BACKBONES[name]
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -173,7 +152,7 @@ def _vgg16_split(net: nn.Module, n_classes: int, dropout: float) -> BackbonePart
     return BackboneParts(body, head, 512 * 7 * 7, stem=net.features[:24], tail=tail)
 
 
-REGISTRY["vgg16"] = BackboneEntry(
+BACKBONES["vgg16"] = BackboneEntry(
     "vgg16", _vgg16_network, _vgg16_split, InputSpec(),
     "torchvision VGG16 (ImageNet), the classic recipe: conv layers frozen, last FC layer replaced",
 )
@@ -231,7 +210,7 @@ def _lite0_split(net: nn.Module, n_classes: int, dropout: float) -> BackbonePart
     return BackboneParts(net, head, embed_dim, stem=stem, tail=tail)
 
 
-REGISTRY["efficientnet_lite0"] = BackboneEntry(
+BACKBONES["efficientnet_lite0"] = BackboneEntry(
     "efficientnet_lite0", _lite0_network, _lite0_split,
     # TF-Lite models were trained on inputs scaled to [-1, 1].
     InputSpec(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
@@ -277,8 +256,134 @@ def _lite0_stages_split(net: nn.Module, n_classes: int, dropout: float) -> Backb
     return BackboneParts(body, head, body.embed_dim, stem=None, tail=None)
 
 
-REGISTRY["efficientnet_lite0_stages"] = BackboneEntry(
+BACKBONES["efficientnet_lite0_stages"] = BackboneEntry(
     "efficientnet_lite0_stages", _lite0_network, _lite0_stages_split,
     InputSpec(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
     "EfficientNet-Lite0 (same weights) with mean/max-pooled stages 3-6 beside the final embedding (2,688-d); frozen or fully fine-tuned",
 )
+
+
+# --------------------------------------------------------------------------- the encoder
+
+
+@dataclass(frozen=True)
+class SpectrogramPreparer(Preparer):
+    """A signal -> its log-mel (or MFCC) spectrogram with ``features``' settings (trim, pad/crop, bands)."""
+
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    cached = True
+
+    def __call__(self, y: np.ndarray, sr: int, source: str = "<array>") -> np.ndarray:
+        return signal_features(y, sr, self.features, source=source)
+
+
+#: Input name of an exported image body (its output is the embedding).
+ONNX_INPUT = "images"
+
+
+@register
+class ImageEncoder(Encoder):
+    """An ImageNet CNN on log-mel spectrograms turned into images: one embedding per utterance.
+
+    Frozen by default; :meth:`finetune` lets its last blocks (``"last"``) or all of it (``"all"``) train, for a
+    model that is this one encoder.
+    """
+
+    kind = "image"
+    exportable = True
+    batch_size = 32
+    NAMES = {name: entry.description for name, entry in BACKBONES.items()}
+    FINETUNE = ("none", "last", "all")
+
+    def __init__(self, name: str, net: nn.Module, features: FeatureConfig | None = None, weights: str | None = None):
+        super().__init__(name)
+        entry = _entry(name)
+        parts = entry.split(net, 2, 0.0)
+        self.__dict__["_entry"], self.__dict__["_net"] = entry, net  # kept out of the state dict
+        self.body = parts.body
+        self.embed_dim = parts.embed_dim
+        self.input_spec = entry.spec
+        self.features = features or FeatureConfig()
+        #: where the weights came from: ``"imagenet"``, a weights file's name, or ``None`` (random / a model folder)
+        self.weights = weights
+        #: ``body(x) == tail(stem(x))`` where the backbone has such a split (``None`` otherwise); views, not state
+        self.__dict__["stages"] = (parts.stem, parts.tail)
+        self.mode = "none"
+        for p in self.body.parameters():
+            p.requires_grad = False
+
+    @classmethod
+    def handles(cls, name: str) -> bool:
+        return name in BACKBONES
+
+    @classmethod
+    def pretrained(cls, name: str, weights: Weights = "imagenet", features: FeatureConfig | None = None,
+                   **settings: Any) -> ImageEncoder:
+        weights = "imagenet" if weights == "pretrained" else weights
+        net = _entry(name).network(weights)
+        return cls(name, net, features, None if weights is None else "imagenet" if weights == "imagenet" else Path(weights).name)
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> ImageEncoder:
+        features = FeatureConfig.from_dict(spec.get("features") or {})
+        return cls(spec["name"], _entry(spec["name"]).network(None), features, spec.get("weights"))
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "dim": self.dim, "weights": self.weights,
+                "features": self.features.to_dict(), "weights_sha256": self.weights_digest}
+
+    @property
+    def dim(self) -> int:
+        return self.embed_dim
+
+    def preparer(self) -> SpectrogramPreparer:
+        return SpectrogramPreparer(self.features.sample_rate, self.features)
+
+    def head(self, n_classes: int, dropout: float) -> nn.Module:
+        """The backbone's own classification head (VGG16 keeps its pretrained FC layers) for a model of this encoder alone."""
+        return self._entry.split(self._net, n_classes, dropout).head
+
+    def finetune(self, mode: str) -> None:
+        """What trains with the head: ``"none"``, ``"last"`` (the last blocks) or ``"all"``."""
+        if mode not in self.FINETUNE:
+            raise ModelError(f"finetune must be one of {', '.join(self.FINETUNE)}, not {mode!r}")
+        if mode == "last" and self.stages[1] is None:
+            raise ModelError(f"backbone {self.name!r} has no last-blocks split; use finetune 'none' or 'all'")
+        for p in self.body.parameters():
+            p.requires_grad = mode == "all"
+        if mode == "last":
+            for p in self.stages[1].parameters():
+                p.requires_grad = True
+        self.mode = mode
+
+    def train(self, mode: bool = True) -> ImageEncoder:
+        nn.Module.train(self, mode)
+        if mode and self.mode == "none":
+            self.body.eval()  # a frozen body keeps its BatchNorm statistics and no dropout
+        elif mode and self.mode == "last":
+            self.stages[0].eval()
+        return self
+
+    def images(self, specs: Sequence[np.ndarray]) -> torch.Tensor:
+        """Spectrograms -> the normalised image batch the body reads."""
+        return spec_images(specs, self.input_spec, self.features)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)
+
+    def encode(self, inputs: Sequence[np.ndarray]) -> torch.Tensor:
+        if not len(inputs):
+            return torch.zeros((0, self.dim))
+        x = self.images(inputs)
+        if self.session is not None:
+            return torch.from_numpy(self.session.run(None, {ONNX_INPUT: x.numpy()})[0])
+        with torch.inference_mode():
+            return self.body(x)
+
+    def export_onnx(self, path: str | Path) -> Path:
+        """The body alone (images -> embeddings, dynamic batch, the features' image size), checked against PyTorch."""
+        side = self.features.image_size
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(2, 3, side, side, generator=g)
+        return export_checked(self.body, path, x, [x], input_name=ONNX_INPUT, output_name="embedding",
+                              dynamic_axes={ONNX_INPUT: {0: "batch"}, "embedding": {0: "batch"}}, name=f"image body {self.name!r}")

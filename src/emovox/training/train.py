@@ -10,7 +10,6 @@ The pieces (:func:`emovox.inputs.prepare`, :func:`emovox.inputs.embed`,
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -25,16 +24,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backbones import Standardize
+from ..corpora.base import Utterance
+from ..encoders.base import Standardize
+from ..errors import EmovoxError
+from ..features import FeatureConfig
+from ..labels import sort_labels
+from ..model import EmotionClassifier, save_model
+from ..model.classifier import shorthand
 from .calibration import calibration_report, fit_temperature
-from .corpora.base import Utterance
-from .encoders.speech import is_speech_encoder
-from .errors import EmovoxError
-from .features import FeatureConfig
-from .inputs import Log, Prepared, _forward, _head, embed, logits_for, model_inputs, prepare, score, speaker_inputs
-from .labels import sort_labels
+from .data import Log, Prepared, encoder_vectors, forward_fn, head_of, logits_for, model_inputs, prepare, score, speaker_inputs
 from .metrics import format_metrics, plot_confusion
-from .model import EmotionClassifier, save_model
 from .splits import Split, make_split
 
 
@@ -147,19 +146,6 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def weights_tag(backbone: str, weights: str | Path | None) -> str | None:
-    """Identity of a backbone's weights, for embedding-cache keys (``None``: do not cache).
-
-    Speech encoders key their cache themselves (:meth:`SpeechEncoder.cache_tag`): ``None`` here.
-    """
-    if weights is None or is_speech_encoder(backbone):
-        return None
-    if weights == "imagenet":
-        return f"{backbone}-imagenet"
-    h = hashlib.sha1(Path(weights).read_bytes()).hexdigest()[:12]
-    return f"{backbone}-{h}"
-
-
 @dataclass
 class Augmented:
     """Frozen-backbone vectors of ``copies`` augmented copies of the utterances ``source``, copy by copy."""
@@ -181,22 +167,21 @@ class Augmented:
 
 
 def augment_inputs(
-    model: EmotionClassifier, data: Prepared, idx: Sequence[int], copies: int, tag: str | None, *, progress: bool = True,
+    model: EmotionClassifier, data: Prepared, idx: Sequence[int], copies: int, tag: str | None = None, *, progress: bool = True,
 ) -> Augmented:
-    """Vectors of ``copies`` augmented copies of the prepared utterances ``idx`` (features cached like the originals')."""
-    from .augment import augmented_copies
+    """Vectors of ``copies`` augmented copies of the prepared utterances ``idx`` (every encoder's input through its
+    preparer; inputs and vectors cached like the originals'). ``tag`` is accepted for compatibility."""
+    from .augment import augmented_inputs
 
+    del tag
     if model.finetune != "none":
-        raise EmovoxError("augmented copies are added to frozen-backbone features (finetune='none')")
-    if model.reads_waveform:
-        raise EmovoxError(f"augmented copies are not available with speech encoder {model.backbone!r} (use augment=0)")
+        raise EmovoxError("augmented copies are added to frozen-encoder vectors (finetune='none')")
     source = np.asarray(idx, dtype=np.int64)
-    copies_ = augmented_copies([data.utts[i] for i in source], copies, data.features, model.acoustic,
-                               cache_dir=data.cache_root, progress=progress)
-    aug = Prepared([c[0] for c in copies_], [c[1] for c in copies_], [c[3] for c in copies_], [], data.features, data.cache_root)
-    emb = embed(model, aug, tag=tag, progress=progress)
-    vectors = model.vectors(emb, np.stack([c[2] for c in copies_])) if model.acoustic else emb
-    return Augmented(source, copies, vectors, aug.utts)
+    utts, inputs, keys = augmented_inputs([data.utts[i] for i in source], copies, [e.preparer() for e in model.encoders],
+                                          cache_dir=data.cache_root, progress=progress)
+    parts = [encoder_vectors(enc, keys, lambda todo, col=col: (col[i] for i in todo), data.cache_root, progress=progress)
+             for enc, col in zip(model.encoders, inputs)]
+    return Augmented(source, copies, torch.from_numpy(np.concatenate(parts, axis=1)), utts)
 
 
 def with_augmented(
@@ -305,7 +290,7 @@ def fit(
     val_idx = val_idx[y[val_idx] >= 0]
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise EmovoxError(f"nothing to train or validate on: {len(train_idx)} training, {len(val_idx)} validation utterances")
-    head = _head(model, speaker)
+    head = head_of(model, speaker)
     if cfg.solver == "logreg":
         weights = None
         if cfg.balance_corpora:
@@ -319,16 +304,16 @@ def fit(
     if standardize and model.finetune != "all":
         with torch.inference_mode():
             emb = inputs[train_idx] if model.finetune == "none" else torch.cat(
-                [model.stages[1].eval()(inputs[train_idx[i : i + 64]]) for i in range(0, len(train_idx), 64)])
+                [model.encoders[0].stages[1].eval()(inputs[train_idx[i : i + 64]]) for i in range(0, len(train_idx), 64)])
         for module in standardize:
             module.fit(emb.clone())
     device = resolve_device(cfg.device)
     model.to(device)
-    run = _forward(model, inputs, features, speaker, device)
+    run = forward_fn(model, inputs, speaker, device)
     train_run = run
     if cfg.spec_augment and not isinstance(inputs, torch.Tensor):
         rng = np.random.default_rng(cfg.seed)
-        train_run = _forward(model, inputs, features, speaker, device, transform=lambda spec: spec_augment(spec, cfg.spec_augment, rng))
+        train_run = forward_fn(model, inputs, speaker, device, transform=lambda spec: spec_augment(spec, cfg.spec_augment, rng))
     frozen = model.finetune != "all"
 
     opt = torch.optim.Adam(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -425,10 +410,7 @@ def calibrate(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarr
     """Fit the softmax temperature of the model's head (``speaker_head``) on the utterances ``idx`` (its validation part)."""
     idx = np.asarray(list(idx), dtype=np.int64)
     t = fit_temperature(logits_for(model, inputs, idx, features, speaker), y[idx])
-    if speaker:
-        model.speaker_temperature = t
-    else:
-        model.temperature = t
+    model.calibrate(t, speaker)
     return t
 
 
@@ -458,8 +440,9 @@ def train(
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    data = prepare(utts, features, spectrograms=not is_speech_encoder(cfg.backbone), workers=workers, cache_dir=cache_dir,
-                   use_cache=use_cache, progress=progress, log=log)
+    encoders = shorthand(cfg.backbone, cfg.weights, cfg.acoustic, features)
+    data = prepare(utts, encoders[0].preparer(), workers=workers, cache_dir=cache_dir, use_cache=use_cache,
+                   progress=progress, log=log)
     timings["features_s"] = time.perf_counter() - t0
     split = make_split(cfg.split, data.utts, seed=cfg.seed, test_speakers=cfg.test_speakers, val_speakers=cfg.val_speakers,
                        test_texts=cfg.test_texts)
@@ -470,17 +453,15 @@ def train(
     y = torch.tensor([index.get(u.emotion, -1) for u in data.utts])
     log(f"{len(data.utts)} utterances, labels: {', '.join(labels)}; split: {split.description} {split.sizes()}")
 
-    model = EmotionClassifier(cfg.backbone, labels, weights=cfg.weights, finetune=cfg.finetune, dropout=cfg.dropout,
-                              acoustic=cfg.acoustic, normalize=cfg.normalize)
+    model = EmotionClassifier(encoders, labels, finetune=cfg.finetune, dropout=cfg.dropout, normalize=cfg.normalize)
     t0 = time.perf_counter()
-    tag = weights_tag(cfg.backbone, cfg.weights)
-    inputs = model_inputs(model, data, tag, progress=progress)
+    inputs = model_inputs(model, data, progress=progress)
     if cfg.finetune != "all":
         timings["backbone_pass_s"] = time.perf_counter() - t0
     utts_all = list(data.utts)
     if cfg.augment:
         t0 = time.perf_counter()
-        aug = augment_inputs(model, data, split.train, cfg.augment, tag, progress=progress)
+        aug = augment_inputs(model, data, split.train, cfg.augment, progress=progress)
         inputs, y, utts_all, split = with_augmented(inputs, y, data.utts, split, aug)
         timings["augment_s"] = time.perf_counter() - t0
         log(f"added {cfg.augment} augmented copy(ies) of each training file: {split.sizes()}")
@@ -499,7 +480,7 @@ def train(
     timings["epochs_s"] = time.perf_counter() - t0
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    training = cfg.to_dict() | {"split_description": split.description, "sizes": split.sizes(), "n_skipped": len(data.skipped)}
+    training = cfg.to_dict() | {"weights": _portable(cfg.weights), "split_description": split.description, "sizes": split.sizes(), "n_skipped": len(data.skipped)}
     save_model(model, out_dir / "model", features, training, overwrite=overwrite)
     (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     plot_curves(history, out_dir / "curves.png")
@@ -516,6 +497,14 @@ def train(
             summary["metrics_speaker" if speaker else "metrics"] = metrics
     (out_dir / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     return summary
+
+
+def _portable(weights: str | Path | None) -> str | None:
+    """What the config records of ``--weights``: a keyword as it is, a file or folder by its name only (the weights
+    themselves travel in the model folder)."""
+    if weights is None or str(weights) in ("imagenet", "pretrained"):
+        return None if weights is None else str(weights)
+    return Path(weights).name
 
 
 def plot_curves(history: list[dict[str, Any]], path: str | Path) -> Path:

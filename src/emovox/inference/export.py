@@ -18,21 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .engine import INPUT_NAME, INT8_FILE, META_LABELS, META_WEIGHTS, ONNX_FILE, OUTPUT_NAME, OnnxEngine, weights_digest
-from .errors import ModelError
-from .model import EmotionClassifier, load_model
+from .. import __version__
+from ..errors import ModelError
+from ..model import EmotionClassifier, load_model
+from ..runtime.onnx import require
+from .engine import (INPUT_NAME, INT8_FILE, META_LABELS, META_WEIGHTS, ONNX_FILE, OUTPUT_NAME, OnnxEngine, file_digest,
+                     whole_model_exportable)
 
 #: Largest accepted difference of softmax probabilities between ONNX (fp32) and PyTorch.
 TOLERANCE = 1e-4
 CHECK_BATCHES = (1, 5)
-
-
-def _require(module: str) -> None:
-    try:
-        __import__(module)
-    except ImportError:
-        raise ModelError(f"exporting to ONNX needs the package {module}: pip install 'emovox[onnx]'") from None
 
 
 def check_sizes(image_size: int) -> tuple[int, int]:
@@ -71,7 +66,7 @@ def _add_metadata(path: Path, model: EmotionClassifier, model_dir: Path, extra: 
     proto = onnx.load(str(path))
     meta = {
         META_LABELS: json.dumps(model.labels),
-        META_WEIGHTS: weights_digest(model_dir),
+        META_WEIGHTS: file_digest(model_dir),
         "emovox.backbone": model.backbone,
         "emovox.temperature": repr(model.temperature),
         "emovox.version": __version__,
@@ -104,19 +99,18 @@ def export_onnx(
     ``torch.export``-based exporter (needs ``onnxscript``; much slower); the
     default is the TorchScript exporter.
     """
-    _require("onnx")
-    _require("onnxruntime")
+    require("onnx")
+    require("onnxruntime")
     if dynamo:
-        _require("onnxscript")
+        require("onnxscript")
     log = log or (lambda msg: None)
     model_dir = Path(model_dir).expanduser()
     model, features, _ = load_model(model_dir)
-    if model.reads_waveform:
-        raise ModelError(f"{model_dir}: a speech-encoder model needs no 'emovox export': its encoder is exported to ONNX on "
-                         "first use (checked against PyTorch) and cached under $EMOVOX_CACHE/onnx/; the heads stay in PyTorch")
-    if model.acoustic:
-        raise ModelError(f"{model_dir}: this model also reads {model.acoustic} acoustic functionals; ONNX export covers "
-                         "spectrogram-only models (it runs on PyTorch)")
+    if not whole_model_exportable(model):
+        raise ModelError(f"{model_dir}: a model of encoders {model.backbone!r} needs no 'emovox export': the encoders that "
+                         "run faster on ONNX Runtime are exported on first use (checked against PyTorch) and cached under "
+                         "$EMOVOX_CACHE/onnx/; the heads stay in PyTorch. 'emovox export' writes whole models of one "
+                         "image CNN")
     out = Path(out_path).expanduser() if out_path is not None else model_dir / ONNX_FILE
     if out.suffix != ".onnx":
         raise ModelError(f"{out}: the ONNX file name must end in .onnx")
@@ -167,25 +161,6 @@ def export_onnx(
     return out
 
 
-def export_body(model: EmotionClassifier, path: str | Path, image_size: int, opset: int = 17) -> Path:
-    """Export the backbone's body alone (images -> embeddings) and check it against PyTorch.
-
-    Used for the one frozen-backbone pass of training: ONNX Runtime runs it
-    several times faster than PyTorch on a CPU. Raises :class:`ModelError`
-    when the export fails or disagrees (relative error above 1e-3).
-    """
-    _require("onnx")
-    path = Path(path)
-    _export(model.body, path, image_size, opset, dynamo=False, name=model.backbone)
-    x = np.random.default_rng(0).standard_normal((2, 3, image_size, image_size)).astype(np.float32)
-    with torch.inference_mode():
-        ref = model.body.eval()(torch.from_numpy(x)).numpy()
-    got = OnnxEngine(path).logits(x)
-    if got.shape != ref.shape or not np.allclose(got, ref, rtol=1e-3, atol=1e-3 * float(np.abs(ref).max())):
-        raise ModelError(f"{path}: ONNX body of {model.backbone!r} disagrees with PyTorch")
-    return path
-
-
 def _export(model: torch.nn.Module, path: Path, size: int, opset: int, dynamo: bool, name: str | None = None,
             spatial: bool = True) -> None:
     example = (torch.zeros(2, 3, size, size),)
@@ -230,40 +205,3 @@ def _quantize(src: Path, dst: Path, tmp: Path) -> None:
         raise ModelError(f"{src.name}: int8 quantisation failed ({type(err).__name__}: {err})") from None
     finally:
         root.disabled = was
-
-
-def export_speech_encoder(encoder: torch.nn.Module, path: str | Path, opset: int = 17) -> Path:
-    """Export a :class:`~emovox.encoders.speech.SpeechEncoder` (model input of any length -> pooled vector) to ONNX.
-
-    Checked against PyTorch on inputs of three lengths (relative error below
-    1e-3) before it is moved into place; raises :class:`ModelError` otherwise.
-    """
-    from .encoders.speech import ONNX_INPUT
-    from .engine import onnx_session
-
-    _require("onnx")
-    _require("onnxruntime")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    encoder = encoder.eval()
-    axis = {ONNX_INPUT: {encoder.example_input().ndim - 1: "length"}}
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        out = Path(tmp) / path.name
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(encoder, (encoder.example_input(1.0),), str(out), input_names=[ONNX_INPUT], output_names=["vector"],
-                                  dynamic_axes=axis, opset_version=opset, dynamo=False, do_constant_folding=True)
-        except Exception as err:
-            raise ModelError(f"torch.onnx.export failed for speech encoder {encoder.name!r} "
-                             f"({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''})") from None
-        session = onnx_session(out)
-        for seconds in (0.7, 2.3, 5.1):
-            x = encoder.example_input(seconds)
-            with torch.inference_mode():
-                ref = encoder(x).numpy()
-            got = session.run(None, {ONNX_INPUT: x.numpy()})[0]
-            if got.shape != ref.shape or not np.allclose(got, ref, rtol=1e-3, atol=1e-3 * float(np.abs(ref).max())):
-                raise ModelError(f"ONNX export of speech encoder {encoder.name!r} disagrees with PyTorch on {seconds} s of input")
-        os.replace(out, path)  # atomic: a concurrent reader never sees half a file
-    return path

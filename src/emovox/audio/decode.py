@@ -12,7 +12,7 @@ from typing import BinaryIO
 import numpy as np
 import soundfile as sf
 
-from .errors import AudioError
+from ..errors import AudioError
 
 #: Peak amplitude under which a signal counts as silent (about -80 dBFS).
 SILENCE_PEAK = 1e-4
@@ -61,7 +61,7 @@ def load_audio(
     audio, silent, longer than ``max_seconds``, or has an absurd sample rate
     or sample values.
     """
-    from .storage import is_url, local, open_input
+    from ..storage import is_url, local, open_input
 
     path = local(path)
     if is_url(str(path)):  # an fsspec URL (s3://, gs://, memory:// ...): decoded from the open file

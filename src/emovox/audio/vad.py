@@ -1,0 +1,216 @@
+"""Voice activity: where in a recording someone speaks, and whether an input holds speech at all.
+
+Two detectors: ``energy`` (level within range of the loud frames, and low spectral
+flatness, so noise, DC and clicks are not speech; cheap) and ``silero`` (the
+neural detector of the ``silero-vad`` package, whose model ships inside its
+wheel; also rejects tones and music). :func:`speech_regions` gives the speech
+regions of a file or array; :func:`check_speech` is the gate in front of every
+prediction.
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EmovoxError, NoSpeechError
+from .decode import SILENCE_PEAK
+from .stream import MAX_WHOLE_MB, Source, source_of
+
+VAD_METHODS = ("auto", "silero", "energy")
+#: Rate at which voice activity is analysed, Hz.
+VAD_RATE = 16000
+#: VAD frame, samples at :data:`VAD_RATE` (32 ms; the size silero-vad expects).
+VAD_FRAME = 512
+FRAME_S = VAD_FRAME / VAD_RATE
+#: Frames quieter than this RMS level (dBFS) never count as speech.
+ENERGY_FLOOR_DB = -60.0
+#: Frames whose spectral flatness (100 Hz - 4 kHz) is above this are noise-like, not voiced sound.
+MAX_FLATNESS = 0.45
+#: Voice activity (seconds) an input needs before it gets an emotion; less is "no speech".
+MIN_SPEECH_S = 0.25
+#: Voice-activity detectors that gate predictions: ``energy`` (level + spectral flatness: rejects silence,
+#: noise, DC and clips of a few milliseconds; cheap), ``silero`` (neural: also rejects tones and music;
+#: needs the vad extra), ``off``.
+SPEECH_GATES = ("energy", "silero", "off")
+
+_silero = threading.local()
+
+
+def silero_available() -> bool:
+    """Whether the ``silero-vad`` package can be imported."""
+    try:
+        import silero_vad  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def resolve_vad(vad: str) -> str:
+    """``"auto"`` becomes ``"silero"`` when silero-vad is installed, else ``"energy"``."""
+    if vad not in VAD_METHODS:
+        raise EmovoxError(f"vad must be one of {', '.join(VAD_METHODS)}, not {vad!r}")
+    if vad == "auto":
+        return "silero" if silero_available() else "energy"
+    if vad == "silero" and not silero_available():
+        raise EmovoxError("vad='silero' needs the silero-vad package (pip install silero-vad); or use vad='energy'")
+    return vad
+
+
+def _silero_model():
+    """This thread's silero-vad model (it keeps state between frames, so threads must not share it)."""
+    model = getattr(_silero, "model", None)
+    if model is None:
+        from silero_vad import load_silero_vad
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = load_silero_vad()  # the model file bundled in the wheel
+        _silero.model = model
+    return model
+
+
+def _energy_scores(frames: np.ndarray) -> np.ndarray:
+    """``(n, 2)``: RMS level (dBFS) and spectral flatness (1: white noise or silence, near 0: tonal) of each frame.
+
+    Each frame's mean is removed first: a DC offset (or a constant signal) is not sound."""
+    x = frames.astype(np.float64)
+    x = x - x.mean(axis=1, keepdims=True)
+    level = 20 * np.log10(np.sqrt(np.mean(x**2, axis=1)) + 1e-6)
+    power = np.abs(np.fft.rfft(x * np.hanning(VAD_FRAME), axis=1)) ** 2
+    lo, hi = int(100 * VAD_FRAME / VAD_RATE), int(4000 * VAD_FRAME / VAD_RATE)
+    band = power[:, lo:hi] + 1e-10
+    flatness = np.exp(np.mean(np.log(band), axis=1)) / np.mean(band, axis=1)
+    return np.stack([level, flatness], axis=1).astype(np.float32)
+
+
+def _frame_scores(source: Source, method: str, block_s: float) -> tuple[np.ndarray, int, float]:
+    """Per-frame scores, samples read at VAD_RATE, and peak.
+
+    Scores are silero's speech probability ``(n,)``, or level and flatness ``(n, 2)`` for the energy method.
+    """
+    scores: list[np.ndarray] = []
+    carry = np.zeros(0, np.float32)
+    total, peak = 0, 0.0
+    model = None
+    if method == "silero":
+        import torch
+
+        model = _silero_model()
+        model.reset_states()
+
+    def score(frames: np.ndarray) -> np.ndarray:
+        if model is None:
+            return _energy_scores(frames)
+        with torch.inference_mode():
+            return np.array([float(model(torch.from_numpy(f), VAD_RATE)) for f in frames], dtype=np.float32)
+
+    for block in source.blocks(VAD_RATE, block_s):
+        total += block.size
+        peak = max(peak, float(np.max(np.abs(block))) if block.size else 0.0)
+        buf = np.concatenate([carry, block]) if carry.size else block
+        n = buf.size // VAD_FRAME
+        if n:
+            scores.append(score(np.ascontiguousarray(buf[: n * VAD_FRAME]).reshape(n, VAD_FRAME)))
+        carry = buf[n * VAD_FRAME :].copy()
+    if carry.size:
+        scores.append(score(np.pad(carry, (0, VAD_FRAME - carry.size))[None]))
+    empty = np.zeros((0,) if model is not None else (0, 2), np.float32)
+    return (np.concatenate(scores) if scores else empty), total, peak
+
+
+def _energy_threshold(levels: np.ndarray, range_db: float = 35.0) -> float:
+    """Speech threshold in dBFS: within ``range_db`` of the loud frames, and clearly above the noise floor."""
+    ref = float(np.percentile(levels, 99))
+    noise = float(np.percentile(levels, 5))
+    thr = max(ref - range_db, ENERGY_FLOOR_DB)
+    if noise < ref - 25 and noise + 6 > thr:
+        thr = noise + 6
+    return thr
+
+
+def _hysteresis(scores: np.ndarray, on: float, off: float) -> np.ndarray:
+    active = np.zeros(scores.size, dtype=bool)
+    state = False
+    for i, s in enumerate(scores):
+        state = s >= on if not state else s >= off
+        active[i] = state
+    return active
+
+
+def _regions(active: np.ndarray, duration: float, min_speech_s: float, min_silence_s: float, pad_s: float) -> list[tuple[float, float]]:
+    """Speech regions (seconds) from a per-frame activity mask."""
+    if not active.any():
+        return []
+    edges = np.diff(np.concatenate([[0], active.astype(np.int8), [0]]))
+    runs = [[s * FRAME_S, e * FRAME_S] for s, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))]
+    merged = [runs[0]]
+    for s, e in runs[1:]:
+        if s - merged[-1][1] < min_silence_s:
+            merged[-1][1] = e
+        else:
+            merged.append([s, e])
+    out: list[list[float]] = []
+    for s, e in merged:
+        if e - s < min_speech_s:
+            continue
+        s, e = max(0.0, s - pad_s), min(duration, e + pad_s)
+        if out and s <= out[-1][1]:
+            out[-1][1] = e
+        else:
+            out.append([s, e])
+    return [(round(float(s), 4), round(float(e), 4)) for s, e in out]
+
+
+def detect(source: Source, vad: str, block_s: float, min_speech_s: float, min_silence_s: float,
+            pad_s: float) -> tuple[list[tuple[float, float]], float, str, float]:
+    method = resolve_vad(vad)
+    if method == "silero":
+        try:
+            _silero_model()
+        except Exception as err:
+            if vad == "silero":
+                raise EmovoxError(f"cannot load the silero-vad model ({err})") from None
+            warnings.warn(f"silero-vad could not be loaded ({err}); using the energy detector", stacklevel=3)
+            method = "energy"
+    scores, total, peak = _frame_scores(source, method, block_s)
+    duration = total / VAD_RATE
+    if not len(scores) or peak < SILENCE_PEAK:
+        return [], duration, method, peak
+    if method == "silero":
+        active = _hysteresis(scores, 0.5, 0.35)
+    else:
+        level, flatness = scores[:, 0], scores[:, 1]
+        thr = _energy_threshold(level)
+        voiced = np.where(flatness <= MAX_FLATNESS, level, -np.inf)
+        active = _hysteresis(voiced, thr, thr - 3.0)
+    return _regions(active, duration, min_speech_s, min_silence_s, pad_s), duration, method, peak
+
+
+def speech_regions(
+    audio: str | Path | np.ndarray, sample_rate: int | None = None, *, vad: str = "auto", min_speech_s: float = 0.3,
+    min_silence_s: float = 0.3, pad_s: float = 0.1, block_s: float = 30.0, max_whole_mb: float = MAX_WHOLE_MB,
+    name: str | None = None,
+) -> list[tuple[float, float]]:
+    """Speech regions ``(start, end)`` in seconds of a file or an array (with ``sample_rate``; ``name`` in errors)."""
+    source = source_of(audio, sample_rate, max_whole_mb, name)
+    return detect(source, vad, block_s, min_speech_s, min_silence_s, pad_s)[0]
+
+
+def check_speech(y: np.ndarray, sr: int, gate: str = "energy", min_speech_s: float = MIN_SPEECH_S,
+                 source: str = "<array>") -> float:
+    """Seconds of voice activity in ``y`` found by detector ``gate`` (:data:`SPEECH_GATES`);
+    :class:`NoSpeechError` when below ``min_speech_s``."""
+    if gate not in SPEECH_GATES:
+        raise EmovoxError(f"speech_gate must be one of {', '.join(SPEECH_GATES)}, not {gate!r}")
+    if gate == "off":
+        return float(len(y)) / sr
+    regions = speech_regions(y, sr, vad=gate, min_speech_s=0.05, min_silence_s=0.1, pad_s=0.0, name=source)
+    speech = float(sum(e - s for s, e in regions))
+    if speech < min_speech_s:
+        found = f"{speech * 1000:.0f} ms of voice activity" if speech else "no voice activity"
+        raise NoSpeechError(source, f"no speech found ({found}; {min_speech_s:g} s needed, {gate} "
+                                    "detector): noise, a tone, silence or too short")
+    return speech

@@ -1,0 +1,233 @@
+"""The object a user holds: load a model folder, predict emotions from audio.
+
+>>> from emovox import EmotionRecognizer
+>>> rec = EmotionRecognizer.load("runs/tess/model")   # doctest: +SKIP
+>>> rec.predict("clip.wav").label                       # doctest: +SKIP
+'happy'
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+
+from ..audio.vad import MIN_SPEECH_S, SPEECH_GATES
+from ..corpora.base import AUDIO_EXTENSIONS, audio_files
+from ..errors import AudioError, EmovoxError, ModelError, NoSpeechError
+from ..model import EmotionClassifier, load_model
+from .engine import Engine, TorchEngine, select_engine
+from .frontend import Frontend, Prepared
+from .results import UNCERTAIN_BELOW, Prediction, Timeline, prediction_of
+from .segments import SegmentOptions, segment_file, segment_signal
+
+AudioInput = Union[str, Path, np.ndarray]
+#: What :meth:`EmotionRecognizer.featurize` returns: one prepared input per encoder (a bare array is taken as the
+#: input of a model's only encoder)
+Item = Union[Prepared, np.ndarray]
+
+#: The model shipped inside the package (see MODEL_CARD.md; non-commercial use only).
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
+DEFAULT_MODEL_NOTICE = (
+    "using emovox's bundled default model (Whisper tiny.en encoder + emotion heads trained on TESS + RAVDESS + nEMO, "
+    "acted English and Polish speech); its heads inherit the data's non-commercial licenses: non-commercial use only "
+    "(see MODEL_CARD.md)"
+)
+
+
+def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders replaced by the audio files below them (sorted)."""
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        out.extend(audio_files(p) if p.is_dir() else [p])
+    return out
+
+
+class EmotionRecognizer:
+    """A trained emotion model, ready to predict: its :class:`Frontend` (decoding, speech gate, each encoder's
+    preparer) and an :class:`~emovox.inference.engine.Engine` that runs its networks."""
+
+    def __init__(self, model: EmotionClassifier, config: dict[str, Any] | None = None, engine: Engine | None = None,
+                 speech_gate: str = "energy", min_speech_s: float = MIN_SPEECH_S):
+        self.model = model.eval()
+        self.config = config or {}
+        #: what runs the model: PyTorch, or ONNX Runtime (see :mod:`emovox.inference.engine`)
+        self.engine = engine or TorchEngine(self.model)
+        #: decoding, speech gate and each encoder's preparer: the model-free half of :meth:`featurize`
+        self.frontend = Frontend(tuple(e.preparer() for e in model.encoders), speech_gate, float(min_speech_s))
+        self.origin: dict[str, str] | None = None  # set by load()
+
+    @property
+    def speech_gate(self) -> str:
+        """Voice-activity detector that must find :attr:`min_speech_s` seconds of speech before an emotion is given."""
+        return self.frontend.speech_gate
+
+    @property
+    def min_speech_s(self) -> float:
+        return self.frontend.min_speech_s
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate audio is best given at (what the first encoder reads)."""
+        return self.frontend.sample_rate
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, engine: str = "auto", speech_gate: str = "energy",
+             min_speech_s: float = MIN_SPEECH_S, threads: int | None = None) -> EmotionRecognizer:
+        """Load a model folder written by ``emovox train`` (``RUN_DIR/model``), or the bundled default model.
+
+        ``engine``: ``"auto"`` (ONNX Runtime when the folder has an up-to-date
+        ``model.onnx``, see ``emovox export``, and onnxruntime is installed;
+        else PyTorch), ``"torch"``, ``"onnx"`` or ``"onnx-int8"``. ``threads``: ONNX Runtime's / PyTorch's
+        intra-op threads (default: theirs).
+        """
+        if path is None or str(path) == "default":
+            if not (DEFAULT_MODEL / "config.json").is_file():
+                raise ModelError(f"{DEFAULT_MODEL}: this installation has no bundled default model; pass a model folder")
+            path = DEFAULT_MODEL
+        model, _, config = load_model(path)
+        rec = cls(model, config, select_engine(model, path, engine, threads), speech_gate=speech_gate,
+                  min_speech_s=min_speech_s)
+        #: how to load this recognizer again elsewhere (batch workers): the model folder and engine asked for
+        rec.origin = {"path": str(Path(path).expanduser().resolve()), "engine": engine}
+        return rec
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.model.labels)
+
+    # -- core ---------------------------------------------------------------
+    def featurize(self, x: str | Path | np.ndarray, sample_rate: int | None = None, source: str | None = None,
+                  gate: bool = True) -> Prepared:
+        """What the model's encoders read from one file or signal (:meth:`Frontend.prepare`); ``gate``: first check
+        that it holds speech."""
+        return self.frontend.prepare(x, sample_rate, source, gate)
+
+    def check_speech(self, y: np.ndarray, sr: int, source: str = "<array>") -> float:
+        """Seconds of voice activity in ``y``; :class:`NoSpeechError` when below :attr:`min_speech_s`."""
+        return self.frontend.check_speech(y, sr, source)
+
+    def _columns(self, items: Sequence[Item]) -> list[list[np.ndarray]]:
+        """Items -> one list of inputs per encoder."""
+        rows = [it.inputs if isinstance(it, Prepared) else (it,) for it in items]
+        n = len(self.model.encoders)
+        if any(len(r) != n for r in rows):
+            raise ModelError(f"this model has {n} encoders: give featurize() results, not bare arrays")
+        return [[r[k] for r in rows] for k in range(n)]
+
+    def _items(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None) -> tuple[list[Prepared], list[str], bool]:
+        single = isinstance(x, (str, Path, np.ndarray)) and not (isinstance(x, (str, Path)) and Path(x).is_dir())
+        items: list[AudioInput]
+        if isinstance(x, (str, Path)):
+            items = list(expand_inputs([x]))
+        elif isinstance(x, np.ndarray):
+            items = [x]
+        else:
+            items = list(x)
+        out, names = [], []
+        for i, item in enumerate(items):
+            name = f"<array {i}>" if isinstance(item, np.ndarray) else str(item)
+            out.append(self.featurize(item, sample_rate, source=name))
+            names.append(name)
+        return out, names, single
+
+    def probabilities(self, items: Sequence[Item], batch_size: int = 32, same_speaker: bool = False) -> np.ndarray:
+        """Calibrated class probabilities ``(n, n_labels)`` of :meth:`featurize` results.
+
+        ``same_speaker=True`` says all ``items`` are recordings of one speaker:
+        their vectors are normalised by their own statistics and the model's
+        speaker-normalised head classifies them (models trained with
+        ``normalize="speaker"``, e.g. ``--recipe speech``). Give several
+        recordings, ideally in more than one emotion.
+        """
+        if same_speaker:
+            self.model.require_speaker_head()
+        if not len(items):
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        if same_speaker:
+            return self.classify(self.vectors(items, batch_size), same_speaker=True)
+        return np.concatenate([self.engine.probabilities(self._columns(items[i : i + batch_size]))
+                               for i in range(0, len(items), batch_size)])
+
+    def vectors(self, items: Sequence[Item], batch_size: int = 32) -> torch.Tensor:
+        """What the heads read, ``(n, vector_dim)``, of :meth:`featurize` results (see :meth:`classify`)."""
+        if not len(items):
+            return torch.zeros((0, self.model.vector_dim))
+        return torch.cat([self.model.vectors(self._columns(items[i : i + batch_size])) for i in range(0, len(items), batch_size)])
+
+    def classify(self, vectors: torch.Tensor, same_speaker: bool = False) -> np.ndarray:
+        """Calibrated probabilities of :meth:`vectors`; ``same_speaker=True`` normalises them together first
+        and uses the speaker-normalised head (see :meth:`probabilities`)."""
+        return self.model.probabilities(vectors, same_speaker)
+
+    def predict_proba(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None = None, same_speaker: bool = False) -> np.ndarray:
+        """Probabilities over :attr:`labels`: ``(n_labels,)`` for one input, ``(n, n_labels)`` for several."""
+        specs, _, single = self._items(x, sample_rate)
+        p = self.probabilities(specs, same_speaker=same_speaker)
+        return p[0] if single else p
+
+    def predict(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None = None,
+                same_speaker: bool = False) -> Prediction | list[Prediction]:
+        """Predict the emotion of a file, a folder, an array (with ``sample_rate``) or a list of these.
+
+        ``same_speaker=True``: the inputs are all one speaker's recordings;
+        normalise them together (see :meth:`probabilities`). Raises
+        :class:`AudioError` for an unusable input; use :meth:`predict_files`
+        to skip bad files in a batch.
+        """
+        specs, names, single = self._items(x, sample_rate)
+        preds = [self._prediction(p, n) for p, n in zip(self.probabilities(specs, same_speaker=same_speaker), names)]
+        return preds[0] if single else preds
+
+    def _prediction(self, probs: np.ndarray, source: str | None) -> Prediction:
+        return prediction_of(probs, self.labels, source)
+
+    def timeline(self, x: str | Path | np.ndarray, sample_rate: int | None = None, options: SegmentOptions | None = None,
+                 **changes: Any) -> Timeline:
+        """Emotion over time of a (long) file or array: a :class:`~emovox.inference.results.Timeline`.
+
+        ``options`` (a :class:`~emovox.inference.segments.SegmentOptions`) and ``changes`` by name (``vad``,
+        ``max_segment_s``, ``hop_s``, ``adapt`` ...) set how.
+        """
+        if isinstance(x, np.ndarray):
+            if sample_rate is None:
+                raise EmovoxError("an audio array needs its sample rate: timeline(signal, sample_rate=16000)")
+            return segment_signal(self, x, sample_rate, options, **changes)
+        return segment_file(self, x, options, **changes)
+
+    segments = timeline  # the name used for long audio elsewhere in the docs
+
+    def predict_files(self, paths: Iterable[str | Path], batch_size: int = 32, same_speaker: bool = False) -> Iterator[Prediction | AudioError]:
+        """Stream predictions over many files, ``batch_size`` at a time, in input order.
+
+        A file that cannot be used yields its :class:`AudioError` instead of a
+        prediction, and the rest go on. Memory stays bounded by the batch,
+        except with ``same_speaker=True`` (all files are one speaker's,
+        normalised together: every file is read before the first prediction).
+        """
+        flush_at = 1 << 62 if same_speaker else batch_size
+        batch: list[tuple[str, Item | AudioError]] = []
+
+        def flush() -> Iterator[Prediction | AudioError]:
+            good = [(n, s) for n, s in batch if not isinstance(s, AudioError)]
+            probs = iter(self.probabilities([s for _, s in good], batch_size, same_speaker)) if good else iter(())
+            for name, s in batch:
+                yield s if isinstance(s, AudioError) else self._prediction(next(probs), name)
+            batch.clear()
+
+        for path in paths:
+            try:
+                item: Item | AudioError = self.featurize(path)
+            except AudioError as err:
+                item = err
+            batch.append((str(path), item))
+            if len(batch) >= flush_at:
+                yield from flush()
+        yield from flush()
+
+
+__all__ = ["AUDIO_EXTENSIONS", "DEFAULT_MODEL", "EmotionRecognizer", "Frontend", "MIN_SPEECH_S", "ModelError", "NoSpeechError",
+           "Prepared", "Prediction", "SPEECH_GATES", "UNCERTAIN_BELOW", "expand_inputs"]

@@ -1,0 +1,170 @@
+"""What emovox answers: a :class:`Prediction` per input, a :class:`Timeline` of :class:`Segment` s for long audio,
+and the one way each becomes a record (:func:`scored`, :func:`flat`) for JSON, HTTP answers, CSV and Parquet rows.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Below this top probability a prediction is reported as uncertain.
+UNCERTAIN_BELOW = 0.4
+
+
+def scored(label: str, probabilities: dict[str, float], threshold: float = UNCERTAIN_BELOW,
+           labels: Sequence[str] | None = None) -> dict[str, Any]:
+    """The record of one classified input or segment: ``label``, ``confidence``, ``uncertain`` (top probability
+    below ``threshold``) and ``probabilities`` (in the order of ``labels`` when given)."""
+    confidence = probabilities[label]
+    probs = {lab: probabilities[lab] for lab in labels} if labels is not None else dict(probabilities)
+    return {"label": label, "confidence": confidence, "uncertain": confidence < threshold, "probabilities": probs}
+
+
+def flat(record: dict[str, Any]) -> dict[str, Any]:
+    """A record of :func:`scored` with its probabilities as ``prob_<label>`` columns (tables: CSV, Parquet)."""
+    out = {k: v for k, v in record.items() if k != "probabilities"}
+    return out | {f"prob_{lab}": p for lab, p in record["probabilities"].items()}
+
+
+def prediction_of(probs: np.ndarray, labels: Sequence[str], source: str | None = None) -> Prediction:
+    """The :class:`Prediction` of a row of probabilities over ``labels``."""
+    return Prediction(labels[int(np.argmax(probs))], {lab: float(v) for lab, v in zip(labels, probs)}, source)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The predicted ``label`` and the probability of every label."""
+
+    label: str
+    probabilities: dict[str, float]
+    source: str | None = None
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.label]
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
+
+    def is_uncertain(self, threshold: float = UNCERTAIN_BELOW) -> bool:
+        """True when the top probability is below ``threshold``: a guess, not an answer."""
+        return self.confidence < threshold
+
+    def to_dict(self, threshold: float = UNCERTAIN_BELOW) -> dict[str, Any]:
+        return {"source": self.source} | scored(self.label, self.probabilities, threshold)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One classified window: ``start``/``end`` in seconds, its label and probabilities."""
+
+    start: float
+    end: float
+    label: str
+    probabilities: dict[str, float]
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.label]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "label": self.label,
+                "confidence": self.confidence, "probabilities": dict(self.probabilities)}
+
+
+@dataclass
+class Timeline:
+    """Emotion predictions over time for one recording.
+
+    Attributes:
+        source: file name (or ``"<array>"``).
+        duration: length of the recording, seconds.
+        labels: the model's labels, in its order.
+        speech: speech regions ``(start, end)`` in seconds.
+        segments: classified windows inside the speech regions, in time order.
+        vad: the voice-activity method used (``"silero"`` or ``"energy"``).
+        message: why the timeline is empty, when it is.
+        adaptation: ``"speaker"`` when the segments were normalised with the recording's own statistics and
+            classified by the speaker-normalised head, ``"none"`` when each was classified alone.
+        adaptation_note: why adaptation was or was not used.
+    """
+
+    source: str
+    duration: float
+    labels: list[str]
+    speech: list[tuple[float, float]] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    vad: str = "energy"
+    message: str | None = None
+    adaptation: str = "none"
+    adaptation_note: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+    def __iter__(self) -> Iterator[Segment]:
+        return iter(self.segments)
+
+    @property
+    def speech_seconds(self) -> float:
+        return float(sum(e - s for s, e in self.speech))
+
+    def overall(self) -> dict[str, float] | None:
+        """Length-weighted mean probabilities over all segments (``None`` if there are none)."""
+        if not self.segments:
+            return None
+        w = np.array([max(s.end - s.start, 1e-6) for s in self.segments])
+        p = np.array([[s.probabilities[lab] for lab in self.labels] for s in self.segments])
+        mean = (w[:, None] * p).sum(0) / w.sum()
+        return {lab: float(v) for lab, v in zip(self.labels, mean)}
+
+    @property
+    def label(self) -> str | None:
+        """The most probable label over the whole recording, or ``None`` without speech."""
+        probs = self.overall()
+        return max(probs, key=probs.__getitem__) if probs else None
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per segment: start, end, label, confidence, probabilities."""
+        return [s.to_dict() for s in self.segments]
+
+    def to_dict(self) -> dict[str, Any]:
+        overall = self.overall()
+        return {
+            "source": self.source,
+            "duration": round(self.duration, 3),
+            "vad": self.vad,
+            "adaptation": self.adaptation,
+            "adaptation_note": self.adaptation_note,
+            "labels": list(self.labels),
+            "speech": [{"start": round(s, 3), "end": round(e, 3)} for s, e in self.speech],
+            "segments": self.rows(),
+            "overall": None if overall is None else {"label": self.label, "probabilities": overall},
+            "message": self.message,
+        }
+
+    def to_json(self, path: str | Path | None = None, indent: int | None = 2) -> str:
+        """The timeline as JSON; also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=indent)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """One CSV row per segment (start, end, label, confidence, one column per label)."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["start", "end", "label", "confidence", *self.labels])
+        for s in self.segments:
+            w.writerow([f"{s.start:.3f}", f"{s.end:.3f}", s.label, f"{s.confidence:.4f}",
+                        *(f"{s.probabilities[lab]:.4f}" for lab in self.labels)])
+        text = buf.getvalue()
+        if path is not None:
+            Path(path).write_text(text)
+        return text

@@ -1,0 +1,209 @@
+"""Emotion over time for long recordings.
+
+A recording is read in blocks (memory stays bounded for hour-long files),
+voice activity detection finds the speech regions (:mod:`emovox.audio.vad`),
+long regions are cut into overlapping windows of at most ``max_segment_s``
+seconds, and every window is classified. The result is a
+:class:`~emovox.inference.results.Timeline`; :class:`SegmentOptions` holds
+every setting, passed whole.
+
+>>> from emovox import EmotionRecognizer
+>>> from emovox.inference import segment_file, plot_timeline
+>>> rec = EmotionRecognizer.load("runs/tess/model")          # doctest: +SKIP
+>>> tl = segment_file(rec, "interview.flac")                  # doctest: +SKIP
+>>> tl.to_csv("interview.csv"); plot_timeline(tl, "interview.png")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..audio.decode import SILENCE_PEAK
+from ..audio.stream import MAX_WHOLE_MB, ArraySource, Source, cut_spans, open_source
+from ..audio.vad import VAD_METHODS, detect
+from ..errors import AudioError, EmovoxError
+from .results import Segment, Timeline
+
+if TYPE_CHECKING:
+    from .recognizer import EmotionRecognizer
+
+#: Speaker adaptation (``adapt="auto"``) needs at least this many segments: with fewer, a recording's own
+#: statistics are too noisy to normalise by. Measured on long recordings of held-out RAVDESS actors
+#: (bench/timeline_adapt.py): adaptation loses on average below 10 segments and gains from 10 on (+3 points
+#: at 10, +4 at 20, +12 at 60).
+ADAPT_MIN_SEGMENTS = 10
+ADAPT_MODES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """How a recording becomes a timeline (every face passes one of these whole).
+
+    Attributes:
+        max_segment_s, hop_s: windows of at most ``max_segment_s`` seconds cut from longer speech regions,
+            at most ``hop_s`` apart.
+        vad: voice-activity detector, ``auto``, ``silero`` or ``energy``.
+        min_speech_s, min_silence_s, pad_s: shortest speech region kept, shortest pause that splits two,
+            padding added around each (seconds).
+        block_s: seconds read at a time.
+        batch_size: windows classified together.
+        max_whole_mb: files libsndfile cannot stream are decoded whole up to this size.
+        adapt: speaker adaptation, ``auto`` (from :data:`ADAPT_MIN_SEGMENTS` segments on), ``on`` or ``off``
+            (``True``/``False`` accepted).
+        adapt_min_segments: segments ``adapt="auto"`` needs.
+        max_duration_s: longer files are refused (``None``: no limit).
+    """
+
+    max_segment_s: float = 4.0
+    hop_s: float = 2.0
+    vad: str = "auto"
+    min_speech_s: float = 0.3
+    min_silence_s: float = 0.3
+    pad_s: float = 0.1
+    block_s: float = 30.0
+    batch_size: int = 16
+    max_whole_mb: float = MAX_WHOLE_MB
+    adapt: str = "auto"
+    adapt_min_segments: int = ADAPT_MIN_SEGMENTS
+    max_duration_s: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "adapt", _adapt_mode(self.adapt))
+        if self.vad not in VAD_METHODS:
+            raise EmovoxError(f"vad must be one of {', '.join(VAD_METHODS)}, not {self.vad!r}")
+        if self.block_s <= 0:
+            raise EmovoxError(f"block_s must be positive, not {self.block_s}")
+        if self.batch_size < 1:
+            raise EmovoxError(f"batch_size must be at least 1, not {self.batch_size}")
+        windows([], self.max_segment_s, self.hop_s)  # validates the window options before any long pass
+
+    @classmethod
+    def of(cls, options: SegmentOptions | None = None, **changes: Any) -> SegmentOptions:
+        """``options`` (default: the defaults) with ``changes``; an unknown name is an error that names it."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise EmovoxError(f"unknown timeline option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return replace(options or cls(), **changes)
+
+
+def windows(regions: Iterable[tuple[float, float]], max_segment_s: float = 4.0, hop_s: float = 2.0) -> list[tuple[float, float]]:
+    """Cut regions longer than ``max_segment_s`` into windows of that length, evenly spread at most ``hop_s`` apart."""
+    if max_segment_s <= 0:
+        raise EmovoxError(f"max_segment_s must be positive, not {max_segment_s}")
+    if not 0 < hop_s <= max_segment_s:
+        raise EmovoxError(f"hop_s must be positive and at most max_segment_s ({max_segment_s}), not {hop_s}")
+    out: list[tuple[float, float]] = []
+    for a, b in regions:
+        if b - a <= max_segment_s + 1e-9:
+            out.append((a, b))
+            continue
+        n = int(np.ceil((b - a - max_segment_s) / hop_s - 1e-9)) + 1
+        out.extend((float(s), float(s) + max_segment_s) for s in np.linspace(a, b - max_segment_s, n))
+    return [(round(float(s), 4), round(float(e), 4)) for s, e in out]
+
+
+def _adapt_mode(adapt: str | bool) -> str:
+    mode = str(adapt).strip().lower()
+    mode = {"true": "on", "false": "off"}.get(mode, mode)
+    if mode not in ADAPT_MODES:
+        raise EmovoxError(f"adapt must be one of {', '.join(ADAPT_MODES)} (or true/false), not {adapt!r}")
+    return mode
+
+
+def timeline_of(recognizer: EmotionRecognizer, source: Source, options: SegmentOptions) -> Timeline:
+    """Timeline of an open :class:`~emovox.audio.stream.Source` (see :func:`segment_file`)."""
+    o = options
+    mode = o.adapt
+    can_adapt = recognizer.model.has_speaker_head
+    if mode == "on" and not can_adapt:
+        raise EmovoxError("adapt='on' needs a model with a speaker-normalised head (trained with --recipe speech or robust)")
+    regions, duration, method, peak = detect(source, o.vad, o.block_s, o.min_speech_s, o.min_silence_s, o.pad_s)
+    tl = Timeline(source.name, duration, recognizer.labels, regions, [], method)
+    if not regions:
+        why = "it is silent" if peak < SILENCE_PEAK else f"the {method} voice-activity detector found no speech"
+        tl.message = f"{source.name}: no speech found ({why}); the timeline is empty"
+        return tl
+    spans = windows(regions, o.max_segment_s, o.hop_s)
+    rate = recognizer.sample_rate
+    labels = recognizer.labels
+    keep_vectors = can_adapt and mode != "off"
+    done: list[tuple[float, float]] = []
+    probs: list[np.ndarray] = []
+    vectors: list[Any] = []  # the heads' input per segment, kept (a few KB each) when adaptation may follow
+    pending: list[tuple[tuple[float, float], Any]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        items = [spec for _, spec in pending]
+        if keep_vectors:
+            v = recognizer.vectors(items, o.batch_size)
+            vectors.append(v)
+            probs.extend(recognizer.classify(v))
+        else:
+            probs.extend(recognizer.probabilities(items, o.batch_size))
+        done.extend(span for span, _ in pending)
+        pending.clear()
+
+    for i, y in cut_spans(source, spans, rate, o.block_s):
+        s, e = spans[i]
+        try:
+            spec = recognizer.featurize(y, rate, source=f"{source.name} [{s:.2f}-{e:.2f} s]", gate=False)
+        except AudioError:
+            continue  # a window that is silent after all: no prediction for it
+        pending.append(((s, e), spec))
+        if len(pending) >= o.batch_size:
+            flush()
+    flush()
+    n = len(done)
+    if mode == "off":
+        tl.adaptation_note = "turned off"
+    elif not can_adapt:
+        tl.adaptation_note = "the model has no speaker-normalised head"
+    elif n < o.adapt_min_segments and mode == "auto":
+        tl.adaptation_note = f"{n} segment(s), fewer than the {o.adapt_min_segments} needed to learn the speaker's baseline"
+    elif n >= 2:
+        import torch
+
+        probs = list(recognizer.classify(torch.cat(vectors), same_speaker=True))
+        tl.adaptation = "speaker"
+        tl.adaptation_note = f"normalised with this recording's own statistics over {n} segments (one speaker assumed)"
+    else:
+        tl.adaptation_note = f"{n} segment(s): too few to normalise"
+    tl.segments = [Segment(s, e, *_labelled(p, labels)) for (s, e), p in zip(done, probs)]
+    if not tl.segments:
+        tl.message = f"{source.name}: the speech regions were too quiet to classify; the timeline is empty"
+    return tl
+
+
+def _labelled(p: np.ndarray, labels: list[str]) -> tuple[str, dict[str, float]]:
+    return labels[int(np.argmax(p))], {lab: float(v) for lab, v in zip(labels, p)}
+
+
+def segment_file(recognizer: EmotionRecognizer, path: str | Path, options: SegmentOptions | None = None,
+                 **changes: Any) -> Timeline:
+    """Timeline of emotions in the audio file ``path`` (``options``, with ``changes`` by name on top).
+
+    The file is read twice in blocks of ``block_s`` seconds (voice activity,
+    then the windows), so memory does not grow with its length. A recording
+    without speech gives an empty timeline whose ``message`` says so.
+    Raises :class:`AudioError` for a missing, empty or unreadable file, or
+    one longer than ``max_duration_s`` seconds (no limit by default).
+    """
+    o = SegmentOptions.of(options, **changes)
+    source = open_source(path, o.max_whole_mb)
+    seconds = source.frames / source.sample_rate
+    if o.max_duration_s is not None and seconds > o.max_duration_s:
+        raise AudioError(path, f"is {seconds / 60:.1f} min long; the limit here is {o.max_duration_s / 60:g} min")
+    return timeline_of(recognizer, source, o)
+
+
+def segment_signal(recognizer: EmotionRecognizer, y: np.ndarray, sample_rate: int, options: SegmentOptions | None = None,
+                   *, source: str = "<array>", **changes: Any) -> Timeline:
+    """Timeline of emotions in an in-memory signal sampled at ``sample_rate`` (see :func:`segment_file`)."""
+    return timeline_of(recognizer, ArraySource(y, sample_rate, source), SegmentOptions.of(options, **changes))

@@ -1,0 +1,104 @@
+"""Seeded waveform augmentation of training files, and the features of the copies.
+
+Each augmented copy of a file passes through an ``audiomentations`` chain —
+Gaussian noise at 10–30 dB SNR, gain ±6 dB, pitch shift ±3 semitones,
+tempo 0.85–1.15 — seeded by the file's content and the copy number, so a
+copy is the same on every run and its features can be cached like the
+originals'. Copies only ever join the training part.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from ..audio.decode import load_audio
+from ..cache import content_hash
+from ..corpora.base import Utterance
+from ..encoders.base import Preparer
+from ..errors import EmovoxError
+from ..features import FeatureConfig
+from .extract import extract_arrays
+
+#: Bump when the chain changes: cached features of copies are keyed by it.
+CHAIN_VERSION = "v1"
+
+
+def augmenter():
+    """The augmentation chain (needs ``pip install 'emovox[augment]'``)."""
+    try:
+        import audiomentations as A
+    except ImportError:
+        raise EmovoxError("augmentation needs the audiomentations package: pip install 'emovox[augment]'") from None
+    return A.Compose([
+        A.AddGaussianSNR(min_snr_db=10.0, max_snr_db=30.0, p=0.5),
+        A.Gain(min_gain_db=-6.0, max_gain_db=6.0, p=0.5),
+        A.PitchShift(min_semitones=-3.0, max_semitones=3.0, p=0.7),
+        A.TimeStretch(min_rate=0.85, max_rate=1.15, p=0.5),
+    ])
+
+
+def augmented_signal(path: str | Path, copy: int, sample_rate: int = 16000) -> np.ndarray:
+    """Copy number ``copy`` (1, 2 …) of the file at ``path``: decoded, then augmented with a seed of its own."""
+    seed = (int(content_hash(path)[:8], 16) + 7919 * copy) % (2**32)
+    random.seed(seed)  # audiomentations draws from the global generators
+    np.random.seed(seed)
+    y = augmenter()(samples=load_audio(path, sample_rate), sample_rate=sample_rate)
+    return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+def input_of_copy(path: str, copy: int, prep: Preparer) -> np.ndarray:
+    """An encoder's input (through its preparer) of augmented copy ``copy`` of ``path``."""
+    return prep(augmented_signal(path, copy, prep.sample_rate), prep.sample_rate, f"{path} (augmented copy {copy})")
+
+
+def augmented_inputs(
+    utts: Sequence[Utterance], copies: int, preparers: Sequence[Preparer], *, cache_dir: Path | None = None,
+    workers: int | None = None, progress: bool = True,
+) -> tuple[list[Utterance], list[list[np.ndarray]], list[str | None]]:
+    """``(utterances, inputs per preparer, cache keys)`` of every copy of every utterance (copy 1 of each, then 2 ...).
+
+    A copy's utterance keeps its emotion; its speaker becomes
+    ``"<speaker>~aug<k>"``: pitch and tempo changes alter the voice, so
+    speaker normalisation treats it as a voice of its own.
+    """
+    augmenter()  # fail early, with the install hint, when audiomentations is missing
+    paths = [u.path for u in utts]
+    out_utts: list[Utterance] = []
+    out_inputs: list[list[np.ndarray]] = [[] for _ in preparers]
+    keys: list[str | None] = []
+    opts = dict(cache_dir=cache_dir, use_cache=cache_dir is not None, workers=workers, progress=progress)
+    for k in range(1, copies + 1):
+        ns = f"augmented-{CHAIN_VERSION}/{k}"
+        done = [extract_arrays(paths, partial(input_of_copy, copy=k, prep=prep), f"{ns}/inputs/{prep.digest()}",
+                               desc=f"augmented copy {k}", **opts) for prep in preparers]
+        errors = {i: e for ext in done for i, e in ext.errors.items()}
+        if errors:
+            raise EmovoxError("augmentation failed: " + "; ".join(errors.values()))
+        for i, u in enumerate(utts):
+            out_utts.append(replace(u, speaker=f"{u.speaker}~aug{k}"))
+            keys.append(f"{done[0].keys[i]}-aug{CHAIN_VERSION}-{k}" if done[0].keys[i] else None)
+        for column, ext in zip(out_inputs, done):
+            column.extend(ext.specs)
+    return out_utts, out_inputs, keys
+
+
+def augmented_copies(
+    utts: Sequence[Utterance], copies: int, features: FeatureConfig, acoustic: str | None = None, *,
+    cache_dir: Path | None = None, workers: int | None = None, progress: bool = True,
+) -> list[tuple[Utterance, np.ndarray, np.ndarray | None, str | None]]:
+    """``(utterance, spectrogram, functionals or None, cache key)`` of every copy (:func:`augmented_inputs` with the
+    spectrogram preparer of ``features`` and the ``acoustic`` functionals set)."""
+    from ..encoders.functionals import ACOUSTIC_RATE, FunctionalsPreparer
+    from ..encoders.image import SpectrogramPreparer
+
+    preparers = [SpectrogramPreparer(features.sample_rate, features)]
+    if acoustic:
+        preparers.append(FunctionalsPreparer(ACOUSTIC_RATE, acoustic))
+    aug_utts, inputs, keys = augmented_inputs(utts, copies, preparers, cache_dir=cache_dir, workers=workers, progress=progress)
+    funcs = inputs[1] if acoustic else [None] * len(aug_utts)
+    return list(zip(aug_utts, inputs[0], funcs, keys))
