@@ -23,14 +23,14 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from emovox.acoustic import speaker_normalize
+from emovox.model import speaker_normalize
 from emovox.corpora import load_corpus
 from emovox.encoders.speech import SpeechEncoder, file_signal
 from emovox.features import FeatureConfig
-from emovox.inputs import model_inputs, prepare
+from emovox.training.data import model_inputs, prepare
 from emovox.model import EmotionClassifier
-from emovox.splits import protocol_folds
-from emovox.train import weights_tag
+from emovox.training.splits import protocol_folds
+from emovox.training.train import weights_tag
 
 
 def cross_validate(x: np.ndarray, y: np.ndarray, speakers: list[str], folds) -> dict[str, list[float]]:

@@ -33,7 +33,7 @@ from torch import nn
 
 from emovox.corpora import load_corpus
 from emovox.encoders.speech import SpeechEncoder, file_signal
-from emovox.splits import protocol_folds
+from emovox.training.splits import protocol_folds
 
 
 def cache_states(enc: SpeechEncoder, paths: list[Path], keep: int) -> tuple[list[torch.Tensor], torch.Tensor]:

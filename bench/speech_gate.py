@@ -24,7 +24,7 @@ from emovox.corpora import load_corpus
 from emovox.errors import AudioError, NoSpeechError
 from emovox.features import FeatureConfig
 from emovox.model import EmotionClassifier
-from emovox.recognizer import MIN_SPEECH_S, EmotionRecognizer
+from emovox.inference.recognizer import MIN_SPEECH_S, EmotionRecognizer
 
 SR = 16000
 

@@ -48,10 +48,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from emovox.acoustic import speaker_normalize
+from emovox.model import speaker_normalize
 from emovox.corpora import load_corpus
 from emovox.encoders.speech import SpeechEncoder, file_signal
-from emovox.splits import protocol_folds
+from emovox.training.splits import protocol_folds
 
 STATS = ("mean", "std", "max", "dstd")
 

@@ -30,9 +30,9 @@ from emovox import EmotionRecognizer
 from emovox.corpora import load_corpus
 from emovox.features import FeatureConfig
 from emovox.model import EmotionClassifier
-from emovox.splits import make_split
-from emovox.inputs import images, model_inputs, prepare, score
-from emovox.train import TrainConfig, fit, seed_everything
+from emovox.training.splits import make_split
+from emovox.training.data import images, model_inputs, prepare, score
+from emovox.training.train import TrainConfig, fit, seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,7 +154,7 @@ def inference_in_child(data_dir: Path, n_files: int, batch_size: int, engine: st
 
 def vgg16_model(tmp: Path) -> Path:
     """A VGG16 classifier folder with its ONNX export, for timing (random weights: no download here; speed is the same)."""
-    from emovox.export import export_onnx
+    from emovox.inference.export import export_onnx
     from emovox.model import save_model
 
     seed_everything(0)
@@ -169,8 +169,8 @@ def int8_cost(ravdess: Path) -> dict:
     import shutil
     import tempfile
 
-    from emovox.export import export_onnx
-    from emovox.recognizer import DEFAULT_MODEL
+    from emovox.inference.export import export_onnx
+    from emovox.inference.recognizer import DEFAULT_MODEL
 
     utts = [u for u in load_corpus("ravdess", ravdess) if u.speaker in ("17", "18")]
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emovox.engine import INT8_FILE, Engine, OnnxEngine, TorchEngine, usable_cores
-from emovox.export import export_onnx
+from emovox.inference.engine import INT8_FILE, Engine, OnnxEngine, TorchEngine, usable_cores
+from emovox.inference.export import export_onnx
 from emovox.features import to_image
 from emovox.model import load_model
-from emovox.recognizer import DEFAULT_MODEL
+from emovox.inference.recognizer import DEFAULT_MODEL
 
 BATCH = 32
 N_AGREE = 200

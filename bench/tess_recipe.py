@@ -15,7 +15,7 @@ from pathlib import Path
 
 from emovox.corpora import load_corpus
 from emovox.features import FeatureConfig
-from emovox.train import TrainConfig, train
+from emovox.training.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOLS = [

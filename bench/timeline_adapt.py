@@ -31,9 +31,9 @@ import soundfile as sf
 from emovox import EmotionRecognizer
 from emovox.audio import load_audio
 from emovox.corpora import load_corpus
-from emovox.segments import segment_file
-from emovox.splits import speaker_kfold
-from emovox.train import recipe_config, train
+from emovox.inference import segment_file
+from emovox.training.splits import speaker_kfold
+from emovox.training.train import recipe_config, train
 
 RATE = 16000
 

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from emovox.calibration import expected_calibration_error, negative_log_likelihood
+from emovox.training.calibration import expected_calibration_error, negative_log_likelihood
 from emovox.corpora import load_corpus
 from emovox.features import FeatureConfig
-from emovox.metrics import classification_metrics
+from emovox.training.metrics import classification_metrics
 from emovox.model import load_model, save_model
-from emovox.recognizer import EmotionRecognizer
-from emovox.train import recipe_config, train
+from emovox.inference.recognizer import EmotionRecognizer
+from emovox.training.train import recipe_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

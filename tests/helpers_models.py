@@ -29,7 +29,7 @@ def tone_model(root: Path) -> Path:
     """A model trained on the synthetic tone corpus (angry/neutral/sad tones); trained once per session."""
     from emovox.corpora import load_folder
     from emovox.features import FeatureConfig
-    from emovox.train import TrainConfig, train
+    from emovox.training.train import TrainConfig, train
 
     if "tone" not in _cache:
         corpus = write_tone_corpus(root / "tone-corpus")

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from emovox.errors import EmovoxError
-from emovox.recognizer import EmotionRecognizer
-from emovox.segments import segment_signal
+from emovox.inference.recognizer import EmotionRecognizer
+from emovox.inference import segment_signal
 
 from conftest import TONES, tone
 from helpers_models import quiet, tone_model
@@ -33,7 +33,7 @@ def voice_clip(emotion: str, speaker: str, i: int, seconds: float = 1.2) -> np.n
 def speaker_model(tmp_path_factory) -> Path:
     """Speech-encoder model (tiny random Whisper) with a speaker-normalised head, trained on voices s1-s4."""
     from emovox.corpora import load_folder
-    from emovox.train import TrainConfig, train
+    from emovox.training.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("voices")
     for spk in ("s1", "s2", "s3", "s4"):

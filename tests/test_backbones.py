@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from emovox.backbones import REGISTRY, build_backbone, imagenet_classifier, read_state_dict
+from emovox.encoders.image import BACKBONES as REGISTRY, build_backbone, imagenet_classifier, read_state_dict
 from emovox.errors import ModelError
 from emovox.model import EmotionClassifier
 
@@ -58,11 +58,11 @@ def test_vgg16_loads_a_local_weights_file_and_replaces_last_layer(tmp_path):
     ref = torchvision.models.vgg16(weights=None)
     torch.save(ref.state_dict(), tmp_path / "vgg16.pth")
     model = EmotionClassifier("vgg16", ["angry", "happy", "sad"], weights=tmp_path / "vgg16.pth")
-    assert torch.equal(model.body[0][0].weight, ref.features[0].weight)
+    assert torch.equal(model.encoders[0].body[0][0].weight, ref.features[0].weight)
     assert torch.equal(model.head[0].weight, ref.classifier[0].weight)
     assert model.head[-1].out_features == 3
     # the recipe: convolutional layers frozen, the classifier trains
-    assert not any(p.requires_grad for p in model.body.parameters())
+    assert not any(p.requires_grad for p in model.encoders[0].body.parameters())
     assert all(p.requires_grad for p in model.head.parameters())
     with torch.inference_mode():
         assert model(torch.randn(1, 3, 64, 64)).shape == (1, 3)
@@ -93,14 +93,14 @@ def test_bad_weights_files_are_named(tmp_path):
 @pytest.mark.parametrize("finetune,body_trains", [("none", 0.0), ("last", None), ("all", 1.0)])
 def test_finetune_policies(finetune, body_trains):
     model = EmotionClassifier("efficientnet_lite0", ["a", "b"], weights=None, finetune=finetune)
-    flags = [p.requires_grad for p in model.body.parameters()]
+    flags = [p.requires_grad for p in model.encoders[0].body.parameters()]
     share = sum(flags) / len(flags)
     if body_trains is None:
         assert 0 < share < 1 and flags[-1] and not flags[0]
     else:
         assert share == body_trains
     model.train()
-    assert model.body.training == (finetune != "none")
+    assert model.encoders[0].body.training == (finetune != "none")
 
 
 def test_stage_pooled_lite0_keeps_the_final_embedding_and_adds_stage_statistics(tmp_path):
@@ -109,8 +109,8 @@ def test_stage_pooled_lite0_keeps_the_final_embedding_and_adds_stage_statistics(
     staged = EmotionClassifier("efficientnet_lite0_stages", ["a", "b"]).eval()
     x = torch.randn(2, 3, 128, 160)
     with torch.inference_mode():
-        e_plain, e_staged = plain.embed(x), staged.embed(x)
-    assert staged.embed_dim == e_staged.shape[1] == 1280 + 2 * (80 + 112 + 192 + 320)
+        e_plain, e_staged = plain.encoders[0](x), staged.encoders[0](x)
+    assert staged.encoders[0].dim == e_staged.shape[1] == 1280 + 2 * (80 + 112 + 192 + 320)
     torch.testing.assert_close(e_staged[:, :1280], e_plain)  # same ImageNet weights, same final embedding
     means, maxes = e_staged[:, 1280:1360], e_staged[:, 1360:1440]  # stage 3: 80 channels
     assert (maxes >= means).all()
@@ -118,10 +118,8 @@ def test_stage_pooled_lite0_keeps_the_final_embedding_and_adds_stage_statistics(
         EmotionClassifier("efficientnet_lite0_stages", ["a", "b"], finetune="last")
     # Its body exports to ONNX for the fast frozen pass.
     pytest.importorskip("onnxruntime")
-    from emovox.engine import OnnxEngine
-    from emovox.export import export_body
-
-    engine = OnnxEngine(export_body(staged, tmp_path / "body.onnx", 224))
+    from emovox.inference.engine import OnnxEngine
+    engine = OnnxEngine(staged.encoders[0].export_onnx(tmp_path / "body.onnx"))
     x = torch.randn(3, 3, 224, 224)
     with torch.inference_mode():
-        torch.testing.assert_close(torch.from_numpy(engine.logits(x.numpy())), staged.embed(x), atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(torch.from_numpy(engine.logits(x.numpy())), staged.encoders[0](x), atol=1e-3, rtol=1e-3)

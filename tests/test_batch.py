@@ -12,7 +12,7 @@ pytest.importorskip("pyarrow")
 
 from emovox import batch as batch_mod  # noqa: E402
 from emovox.batch import done_keys, read_dataset, run_batch  # noqa: E402
-from emovox.recognizer import EmotionRecognizer  # noqa: E402
+from emovox.inference.recognizer import EmotionRecognizer  # noqa: E402
 
 from helpers_models import quiet, tone_model, tone_signal  # noqa: E402
 

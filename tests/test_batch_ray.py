@@ -12,7 +12,7 @@ pytest.importorskip("pyarrow")
 ray = pytest.importorskip("ray")
 
 from emovox.batch import read_dataset, run_batch  # noqa: E402
-from emovox.recognizer import EmotionRecognizer  # noqa: E402
+from emovox.inference.recognizer import EmotionRecognizer  # noqa: E402
 
 from helpers_models import quiet, tone_model, tone_signal  # noqa: E402
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from emovox.benchmark import expand_cells, load_config
+from emovox.training.benchmark import expand_cells, load_config
 from emovox.cli import main
 from emovox.errors import EmovoxError
 

@@ -15,7 +15,7 @@ pytest.importorskip("fastapi", reason="the service needs the serve extra: pip in
 
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
-from emovox.recognizer import EmotionRecognizer  # noqa: E402
+from emovox.inference.recognizer import EmotionRecognizer  # noqa: E402
 from emovox.serve import create_app  # noqa: E402
 
 from helpers_models import quiet, tone_model, tone_signal  # noqa: E402

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from emovox.calibration import calibration_report, expected_calibration_error, fit_temperature, negative_log_likelihood
+from emovox.training.calibration import calibration_report, expected_calibration_error, fit_temperature, negative_log_likelihood
 
 
 def _overconfident(n=4000, k=4, true_t=3.0, seed=0):

@@ -11,7 +11,7 @@ import torch
 from conftest import tone
 from emovox.cli import main
 from emovox.errors import EmovoxError
-from emovox.inputs import restrict_logits
+from emovox.training.data import restrict_logits
 from helpers_models import tone_model
 
 
@@ -72,7 +72,7 @@ restrict_labels = true
 
 def test_speaker_kfold_on_one_corpus_keeps_the_others_in_training():
     from emovox.corpora.base import Utterance
-    from emovox.splits import protocol_folds
+    from emovox.training.splits import protocol_folds
 
     utts = [Utterance(f"/x/{c}{s}{i}.wav", "angry" if i % 2 else "sad", s, c) for c in ("a", "b") for s in "123456" for i in range(4)]
     folds = protocol_folds("speaker-kfold", utts, folds=3, test_corpus="b")
@@ -90,7 +90,7 @@ def test_speaker_kfold_on_one_corpus_keeps_the_others_in_training():
 
 
 def test_corpus_weights_make_each_corpus_count_alike():
-    from emovox.train import TrainConfig, group_weights
+    from emovox.training.train import TrainConfig, group_weights
 
     w = group_weights(["tess"] * 6 + ["ravdess"] * 2)
     assert w[:6].sum() == pytest.approx(w[6:].sum()) and w.sum() == pytest.approx(8)
@@ -101,8 +101,8 @@ def test_corpus_weights_make_each_corpus_count_alike():
 def test_balancing_corpora_keeps_a_small_corpus_from_being_outvoted(tmp_path):
     """Two 'corpora' whose voices express 'angry' differently: the small one's way wins only when corpora are balanced."""
     from emovox.corpora.base import Utterance
-    from emovox.splits import Split
-    from emovox.train import TrainConfig, fit
+    from emovox.training.splits import Split
+    from emovox.training.train import TrainConfig, fit
     from emovox.model import EmotionClassifier
     from emovox.features import FeatureConfig
 

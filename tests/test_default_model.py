@@ -10,7 +10,7 @@ import pytest
 from emovox import EmotionRecognizer
 from emovox.cli import main
 from emovox.corpora import ravdess
-from emovox.recognizer import DEFAULT_MODEL
+from emovox.inference.recognizer import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.flac"))

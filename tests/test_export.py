@@ -14,12 +14,12 @@ pytest.importorskip("onnxruntime")
 
 from emovox import EmotionRecognizer  # noqa: E402
 from emovox.cli import main  # noqa: E402
-from emovox.engine import INT8_FILE, ONNX_FILE, OnnxEngine, TorchEngine, select_engine  # noqa: E402
+from emovox.inference.engine import INT8_FILE, ONNX_FILE, OnnxEngine, TorchEngine, select_engine  # noqa: E402
 from emovox.errors import ModelError  # noqa: E402
-from emovox.export import compare, export_onnx  # noqa: E402
+from emovox.inference.export import compare, export_onnx  # noqa: E402
 from emovox.features import signal_features, to_image  # noqa: E402
 from emovox.model import EmotionClassifier, load_model, save_model  # noqa: E402
-from emovox.recognizer import DEFAULT_MODEL  # noqa: E402
+from emovox.inference.recognizer import DEFAULT_MODEL  # noqa: E402
 
 from conftest import TONES, tone  # noqa: E402
 from helpers_models import random_model  # noqa: E402
@@ -46,7 +46,7 @@ def spectrogram_images(n: int, size: int, model, seed: int = 0) -> np.ndarray:
     t = np.linspace(0, 1, 101)
     specs = [-80 + 80 * np.clip(rng.uniform(0, 1, (128, 1)) * np.abs(np.sin(rng.uniform(1, 8) * 6.3 * t))
                                 + 0.2 * rng.standard_normal((128, 101)), 0, 1) for _ in range(n)]
-    return to_image(np.stack(specs).astype(np.float32), size, model.spec.mean, model.spec.std).numpy()
+    return to_image(np.stack(specs).astype(np.float32), size, model.encoders[0].input_spec.mean, model.encoders[0].input_spec.std).numpy()
 
 
 def tone_specs(features, n: int = 4):
@@ -100,7 +100,7 @@ def test_bundled_default_model_runs_on_onnx_and_agrees(tmp_path, monkeypatch):
 def test_recognizer_engines_agree_and_keep_the_temperature(exported, tmp_path):
     folder = copy_model(exported, tmp_path / "hot")
     cfg = json.loads((folder / "config.json").read_text())
-    cfg["calibration"]["temperature"] = 0.5
+    cfg["heads"]["file"]["temperature"] = 0.5
     (folder / "config.json").write_text(json.dumps(cfg))
     _, features, _ = load_model(folder)
     specs = tone_specs(features, 5)
@@ -119,7 +119,7 @@ def test_auto_engine_selection(exported, tmp_path, monkeypatch):
     assert EmotionRecognizer.load(exported).engine.name == "onnx"
     plain = copy_model(exported, tmp_path / "plain", onnx=False)
     assert isinstance(EmotionRecognizer.load(plain).engine, TorchEngine)
-    monkeypatch.setattr("emovox.engine.onnxruntime_available", lambda: False)
+    monkeypatch.setattr("emovox.runtime.onnx.available", lambda: False)
     assert EmotionRecognizer.load(exported).engine.name == "torch"
     monkeypatch.undo()
     model, _, _ = load_model(exported)
@@ -219,28 +219,29 @@ def test_cli_export_and_predict_with_onnx_engine(exported, tmp_path, capsys):
 
 def test_training_embeddings_through_onnx_runtime_match_pytorch(tmp_path):
     pytest.importorskip("onnxruntime")
-    from emovox.export import export_body
     from emovox.features import FeatureConfig
     from emovox.model import EmotionClassifier
-    from emovox.inputs import Prepared, embed, images
+    from emovox.training.data import Prepared, embed
 
     torch.manual_seed(0)
-    model = EmotionClassifier("efficientnet_lite0", ["a", "b"], weights=None).eval()
     feats = FeatureConfig(image_size=64)
+    model = EmotionClassifier("efficientnet_lite0", ["a", "b"], weights=None, features=feats).eval()
+    enc = model.encoders[0]
     rng = np.random.default_rng(0)
     specs = [rng.uniform(-80, 0, (128, 101)).astype(np.float32) for _ in range(70)]  # >= 2 batches: the ONNX path
-    data = Prepared([None] * 70, specs, [None] * 70, [], feats, None)
-    got = embed(model, data, progress=False)
+    data = Prepared([None] * 70, specs, [None] * 70, [], enc.preparer(), None)
     with torch.inference_mode():
-        ref = torch.cat([model.embed(images(specs[i : i + 32], model, feats)) for i in range(0, 70, 32)])
-    assert got.shape == (70, model.embed_dim)
+        ref = torch.cat([enc(enc.images(specs[i : i + 32])) for i in range(0, 70, 32)])
+    got = embed(model, data, progress=False)
+    assert enc.session is not None  # the frozen pass ran on ONNX Runtime
+    assert got.shape == (70, enc.dim)
     assert torch.allclose(got, ref, rtol=1e-3, atol=1e-4 * float(ref.abs().max()))
-    assert export_body(model, tmp_path / "body.onnx", 64).is_file()
+    assert enc.export_onnx(tmp_path / "body.onnx").is_file()
 
 
 def test_vgg16_exports_for_its_fixed_image_size(tmp_path):
     pytest.importorskip("onnxruntime")
-    from emovox.export import export_onnx
+    from emovox.inference.export import export_onnx
     from emovox.features import FeatureConfig
     from emovox.model import EmotionClassifier, save_model
 

@@ -11,7 +11,7 @@ from emovox.corpora import load_folder
 from emovox.errors import EmovoxError
 from emovox.features import FeatureConfig
 from emovox.model import EmotionClassifier
-from emovox.train import TrainConfig, lr_factor, param_groups, resolve_device, spec_augment, train
+from emovox.training.train import TrainConfig, lr_factor, param_groups, resolve_device, spec_augment, train
 
 SMALL = FeatureConfig(duration=1.0, image_size=64)
 
@@ -96,7 +96,7 @@ def test_cli_offers_the_finetuning_options():
 
 
 def test_benchmark_rows_name_the_finetuning_settings():
-    from emovox.benchmark import _method
+    from emovox.training.benchmark import _method
 
     cfg = TrainConfig(finetune="all", lr=1e-3, body_lr_scale=0.1, warmup_epochs=1, schedule="cosine", spec_augment=2)
     assert _method(cfg) == "efficientnet_lite0/all lr 0.001 (CNN ×0.1) warm-up 1 cosine SpecAugment 2"
@@ -105,7 +105,7 @@ def test_benchmark_rows_name_the_finetuning_settings():
 
 
 def test_class_weights_follow_the_inverse_class_share():
-    from emovox.train import class_weights
+    from emovox.training.train import class_weights
 
     w = class_weights(torch.tensor([0, 0, 0, 1]), 3)
     assert w.tolist() == pytest.approx([4 / 6, 2.0, 0.0])  # class 2 has no training example
@@ -113,8 +113,8 @@ def test_class_weights_follow_the_inverse_class_share():
 
 @pytest.mark.parametrize("solver", ["logreg", "adam"])
 def test_balance_recovers_a_rare_class(solver):
-    from emovox.splits import Split
-    from emovox.train import fit
+    from emovox.training.splits import Split
+    from emovox.training.train import fit
 
     rng = np.random.default_rng(0)
     model = EmotionClassifier("efficientnet_lite0", ["common", "rare"], weights=None)

@@ -13,7 +13,7 @@ import soundfile as sf
 
 from emovox.audio import MAX_DECODE_SECONDS, decode, load_audio
 from emovox.errors import AudioError, ModelError, NoSpeechError
-from emovox.recognizer import EmotionRecognizer
+from emovox.inference.recognizer import EmotionRecognizer
 
 from helpers_models import random_model, tone_model, tone_signal
 
@@ -75,7 +75,7 @@ def test_values_that_are_not_audio_are_errors_in_prediction_and_training(rec, tm
         rec.predict(nan, sample_rate=SR)
     from emovox.corpora.base import Utterance
     from emovox.features import FeatureConfig
-    from emovox.inputs import prepare
+    from emovox.training.data import prepare
 
     good = tmp_path / "good.wav"
     sf.write(good, tone_signal("sad", 1.0), SR)
@@ -187,7 +187,7 @@ def test_calibration_null_means_uncalibrated(tmp_path):
 
 def test_onnx_labels_must_match_the_config(rec, tmp_path):
     pytest.importorskip("onnxruntime")
-    from emovox.export import export_onnx
+    from emovox.inference.export import export_onnx
 
     src = shutil.copytree(tone_model(tmp_path), tmp_path / "m")
     export_onnx(src, log=lambda m: None)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from emovox.metrics import classification_metrics, format_metrics, plot_confusion
+from emovox.training.metrics import classification_metrics, format_metrics, plot_confusion
 
 
 def test_scores_match_hand_computation(tmp_path):

@@ -16,8 +16,9 @@ def test_roundtrip_gives_identical_outputs_and_full_config(tmp_path):
     files = sorted(p.name for p in (tmp_path / "m").iterdir())
     assert files == ["config.json", "model.safetensors"]
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert cfg["labels"] == ["angry", "happy", "sad"] and cfg["backbone"] == "efficientnet_lite0"
-    assert cfg["features"]["n_mels"] == 64 and cfg["training"] == {"epochs": 3}
+    (enc,) = cfg["encoders"]
+    assert cfg["format"] == "emovox-model/2" and cfg["labels"] == ["angry", "happy", "sad"] and enc["name"] == "efficientnet_lite0"
+    assert enc["features"]["n_mels"] == 64 and cfg["training"] == {"epochs": 3}
     assert {"emovox", "torch", "librosa", "timm"} <= set(cfg["versions"])
     loaded, lfeats, _ = load_model(tmp_path / "m")
     assert lfeats == feats

@@ -16,7 +16,7 @@ from emovox.cli import main
 from emovox.corpora import load_folder
 from emovox.errors import AudioError, EmovoxError
 from emovox.features import FeatureConfig
-from emovox.train import TrainConfig, train
+from emovox.training.train import TrainConfig, train
 
 from conftest import TONES, tone
 
@@ -151,11 +151,11 @@ def test_finetuning_trains_the_body_and_predicts(tone_corpus, tmp_path, finetune
     trained, _, cfg = load_model(tmp_path / "run" / "model")
     assert cfg["finetune"] == finetune
     # the last block of the body moved away from ImageNet
-    from emovox.backbones import imagenet_classifier
+    from emovox.encoders.image import imagenet_classifier
 
     ref, _ = imagenet_classifier("efficientnet_lite0")
-    assert not torch.allclose(trained.body.conv_head.weight, ref.conv_head.weight)
-    same_stem = torch.allclose(trained.body.conv_stem.weight, ref.conv_stem.weight)
+    assert not torch.allclose(trained.encoders[0].body.conv_head.weight, ref.conv_head.weight)
+    same_stem = torch.allclose(trained.encoders[0].body.conv_stem.weight, ref.conv_stem.weight)
     assert same_stem == (finetune == "last")
     # evaluation through the recognizer (spectrogram inputs) agrees with the run's own test metrics
     m = EmotionRecognizer.load(tmp_path / "run" / "model").evaluate([u for u in utts if u.speaker == "s4"], use_cache=False, progress=False)

@@ -6,12 +6,13 @@ import pytest
 import soundfile as sf
 
 from emovox import EmotionRecognizer
-from emovox.acoustic import acoustic_dim, compress, file_functionals, signal_functionals, speaker_normalize
+from emovox.encoders.functionals import acoustic_dim, compress, file_functionals, signal_functionals
+from emovox.model import speaker_normalize
 from emovox.cli import main
 from emovox.corpora import load_folder
 from emovox.errors import AudioError, EmovoxError, ModelError
 from emovox.features import FeatureConfig
-from emovox.train import RECIPES, TrainConfig, recipe_config, train
+from emovox.training.train import RECIPES, TrainConfig, recipe_config, train
 
 from conftest import TONES, tone
 
@@ -113,8 +114,8 @@ def robust_run(tone_corpus, tmp_path_factory):
 def test_robust_training_writes_both_heads_and_learns(robust_run):
     out, summary = robust_run
     cfg = json.loads((out / "model" / "config.json").read_text())
-    assert cfg["acoustic"] == "egemaps" and cfg["normalize"] == "speaker"
-    assert cfg["calibration"]["temperature"] > 0 and cfg["calibration"]["speaker_temperature"] > 0
+    assert [e["name"] for e in cfg["encoders"]][1:] == ["egemaps"] and set(cfg["heads"]) == {"file", "speaker"}
+    assert cfg["heads"]["file"]["temperature"] > 0 and cfg["heads"]["speaker"]["temperature"] > 0
     # Three tone "emotions" on a held-out speaker: chance is 1/3.
     for name in ("metrics.json", "metrics_speaker.json"):
         m = json.loads((out / name).read_text())
@@ -145,7 +146,7 @@ def test_robust_model_on_the_command_line(robust_run, tone_corpus, capsys):
     assert main(["evaluate", str(out / "model"), "--corpus", "folder", "--data", str(tone_corpus), "--speaker-norm", "--quiet"]) == 0
     assert "accuracy=" in capsys.readouterr().out
     with pytest.raises(ModelError, match="acoustic functionals; ONNX export covers"):
-        from emovox.export import export_onnx
+        from emovox.inference.export import export_onnx
 
         export_onnx(out / "model", out / "x.onnx")
 
@@ -184,12 +185,12 @@ def test_cli_recipe_with_overrides(tone_corpus, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "speaker-normalised: n=9" in printed
     cfg = json.loads((out / "model" / "config.json").read_text())
-    assert (cfg["backbone"], cfg["acoustic"], cfg["normalize"], cfg["training"]["solver"], cfg["training"]["augment"]) == (
-        "efficientnet_lite0_stages", "egemaps", "speaker", "logreg", 0)
+    assert ([e["name"] for e in cfg["encoders"]], sorted(cfg["heads"]), cfg["training"]["solver"], cfg["training"]["augment"]) == (
+        ["efficientnet_lite0_stages", "egemaps"], ["file", "speaker"], "logreg", 0)
 
 
 def test_augmented_copies_are_seeded_distinct_and_cached(tone_corpus, tmp_path):
-    from emovox.augment import augmented_copies, augmented_signal
+    from emovox.training.augment import augmented_copies, augmented_signal
 
     path = sorted((tone_corpus / "sad" / "s1").glob("*.wav"))[0]
     a1, again, a2 = augmented_signal(path, 1), augmented_signal(path, 1), augmented_signal(path, 2)
@@ -213,9 +214,9 @@ def test_augmented_copies_join_the_training_part_only(tone_corpus, tmp_path):
     import torch
 
     from emovox.model import EmotionClassifier
-    from emovox.splits import make_split
-    from emovox.inputs import model_inputs, prepare
-    from emovox.train import augment_inputs, with_augmented
+    from emovox.training.splits import make_split
+    from emovox.training.data import model_inputs, prepare
+    from emovox.training.train import augment_inputs, with_augmented
 
     data = prepare(load_folder(tone_corpus), FAST, cache_dir=tmp_path, progress=False, log=lambda m: None)
     split = make_split("speaker", data.utts, test_speakers=("s4",), val_speakers=("s3",))
@@ -234,7 +235,7 @@ def test_augmented_copies_join_the_training_part_only(tone_corpus, tmp_path):
 def test_augmentation_without_audiomentations_says_what_to_install(monkeypatch, tone_corpus):
     import sys
 
-    from emovox.augment import augmented_copies
+    from emovox.training.augment import augmented_copies
 
     monkeypatch.setitem(sys.modules, "audiomentations", None)
     with pytest.raises(EmovoxError, match=r"pip install 'emovox\[augment\]'"):

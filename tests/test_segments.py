@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emovox import segments
+from emovox.audio import vad as segments
 from emovox.errors import AudioError, EmovoxError
-from emovox.recognizer import EmotionRecognizer
-from emovox.segments import Timeline, plot_timeline, resolve_vad, segment_file, segment_signal, speech_regions, windows
+from emovox.inference.recognizer import EmotionRecognizer
+from emovox.audio.vad import resolve_vad, speech_regions
+from emovox.inference import Timeline, plot_timeline, segment_file, segment_signal, windows
 
 from conftest import SHARED_DATA
 from helpers_models import quiet, tone_model, tone_signal

@@ -17,7 +17,7 @@ pytest.importorskip("httpx", reason="the service tests need httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from emovox.recognizer import EmotionRecognizer  # noqa: E402
+from emovox.inference.recognizer import EmotionRecognizer  # noqa: E402
 from emovox.serve import create_app  # noqa: E402
 
 from helpers_models import quiet, random_model, tone_model, tone_signal  # noqa: E402

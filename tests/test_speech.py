@@ -12,8 +12,9 @@ from conftest import SHARED_DATA, tone
 
 pytest.importorskip("transformers")
 
-from emovox.encoders.speech import (WEIGHTS_ENV, SpeechEncoder, is_speech_encoder, resolve_source,  # noqa: E402
-                                    state_digest)
+from emovox.encoders.speech import WEIGHTS_ENV, SpeechEncoder, is_speech_encoder, resolve_source  # noqa: E402
+from emovox.identity import digest  # noqa: E402
+from emovox.runtime.accelerate import accelerate  # noqa: E402
 from emovox.errors import ModelError  # noqa: E402
 
 WHISPER_DIR = SHARED_DATA.parent / "models" / "whisper-tiny.en-encoder"
@@ -85,14 +86,14 @@ def test_tiny_encoders_pool_every_layer(kind, tiny_root):
     n_states = 2 + 2 if kind == "whisper" else 2 + 1  # whisper: convs, 2 layers, final norm; others: input + 2 layers
     assert enc.dim == 2 * 16 * n_states
     short, long = tone(200.0, 5.0, seconds=0.7), tone(200.0, 5.0, seconds=2.3)
-    a, b = enc.encode(short), enc.encode(long)
+    a, b = enc.encode_one(short), enc.encode_one(long)
     assert a.shape == b.shape == (enc.dim,) and np.isfinite(a).all() and np.isfinite(b).all()
     assert not np.allclose(a, b)
     # The standard deviations over time are non-negative; the means are not all zero.
     stds = a.reshape(n_states, 2, 16)[:, 1]
     assert (stds >= 0).all() and np.abs(a.reshape(n_states, 2, 16)[:, 0]).sum() > 0
     # A very short clip is padded to the minimum rather than failing in the convolutions.
-    assert np.isfinite(enc.encode(tone(200.0, 5.0, seconds=0.03))).all()
+    assert np.isfinite(enc.encode_one(tone(200.0, 5.0, seconds=0.03))).all()
 
 
 def test_whisper_runs_on_the_clip_length_with_its_own_layers(tiny_root):
@@ -122,13 +123,13 @@ def test_whisper_runs_on_the_clip_length_with_its_own_layers(tiny_root):
 def test_spec_rebuilds_the_architecture(kind, tiny_root):
     enc = SpeechEncoder.pretrained(f"hf:{tiny_encoder(kind, tiny_root)}")
     spec = json.loads(json.dumps(enc.spec()))  # plain JSON, as stored in a model folder's config
-    assert spec["kind"] == "speech" and spec["weights_sha256"] == state_digest(enc.model) and spec["dim"] == enc.dim
+    assert spec["kind"] == "speech" and spec["weights_sha256"] == digest(enc.model.state_dict()) and spec["dim"] == enc.dim
     again = SpeechEncoder.from_spec(spec)
     y = tone(150.0, 3.0, seconds=1.1)
-    assert not np.allclose(again.encode(y), enc.encode(y))  # random init until the weights are loaded
+    assert not np.allclose(again.encode_one(y), enc.encode_one(y))  # random init until the weights are loaded
     again.load_state_dict(enc.state_dict())
-    np.testing.assert_allclose(again.encode(y), enc.encode(y), atol=1e-6)
-    assert again.cache_tag() == enc.cache_tag()
+    np.testing.assert_allclose(again.encode_one(y), enc.encode_one(y), atol=1e-6)
+    assert again.identity() == enc.identity()
 
 
 @pytest.mark.parametrize("kind", ["whisper", "wavlm"])
@@ -136,13 +137,14 @@ def test_onnx_encoder_matches_pytorch(kind, tiny_root, tmp_path):
     pytest.importorskip("onnxruntime")
     enc = SpeechEncoder.pretrained(f"hf:{tiny_encoder(kind, tiny_root)}")
     signals = [tone(200.0, 5.0, seconds=s) for s in (0.4, 1.3, 3.7)]
-    ref = [enc.encode(y) for y in signals]
-    path = enc.use_onnx(tmp_path / "enc.onnx")
-    assert path.is_file() and enc.onnx_session is not None
+    ref = [enc.encode_one(y) for y in signals]
+    path = tmp_path / "onnx" / f"{enc.identity()}.onnx"
+    assert accelerate(enc, "onnx", cache_dir=tmp_path) == "onnx"
+    assert path.is_file() and enc.session is not None
     for y, r in zip(signals, ref):
-        np.testing.assert_allclose(enc.encode(y), r, rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(enc.encode_one(y), r, rtol=1e-3, atol=1e-4)
     stamp = path.stat().st_mtime_ns
-    SpeechEncoder.pretrained(f"hf:{tiny_encoder(kind, tiny_root)}").use_onnx(path)
+    accelerate(SpeechEncoder.pretrained(f"hf:{tiny_encoder(kind, tiny_root)}"), "onnx", cache_dir=tmp_path)
     assert path.stat().st_mtime_ns == stamp  # an existing export is reused, not redone
 
 
@@ -151,7 +153,7 @@ def test_speech_model_trains_saves_and_predicts(tiny_root, tone_corpus, tmp_path
     and the saved folder predicts exactly what the trained model did."""
     from emovox import EmotionRecognizer
     from emovox.corpora import load_folder
-    from emovox.train import TrainConfig, train
+    from emovox.training.train import TrainConfig, train
 
     utts = load_folder(tone_corpus)
     cfg = TrainConfig(backbone=f"hf:{tiny_encoder('whisper', tiny_root)}", solver="logreg", logreg_c=1.0, normalize="speaker",
@@ -159,7 +161,7 @@ def test_speech_model_trains_saves_and_predicts(tiny_root, tone_corpus, tmp_path
     cache = tmp_path / "cache"
     summary = train(utts, tmp_path / "run", cfg, workers=1, cache_dir=cache, progress=False, log=lambda m: None)
     assert summary["metrics"]["accuracy"] > 0.6  # 3 classes: chance is 1/3
-    assert list((cache / "embeddings").glob("*-clip/*"))  # pooled vectors cached by encoder identity
+    assert list((cache / "vectors").glob("*/*"))  # pooled vectors cached by encoder identity
     config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
     (speech,) = config["encoders"]
     assert speech["kind"] == "speech" and len(speech["weights_sha256"]) == 64 and config["versions"]["transformers"]
@@ -177,7 +179,9 @@ def test_speech_model_trains_saves_and_predicts(tiny_root, tone_corpus, tmp_path
     signal = tone(320.0, 9.0, seconds=1.2, seed=5)
     p = rec.predict(signal, sample_rate=16000)
     assert abs(sum(p.probabilities.values()) - 1) < 1e-5
-    m = rec.evaluate(utts, workers=1, use_cache=False, progress=False)
+    from emovox.training.evaluate import evaluate
+
+    m = evaluate(rec, utts, workers=1, use_cache=False, progress=False)
     assert m["n"] == len(utts) and m["accuracy"] > 0.6
 
 
@@ -192,11 +196,11 @@ def test_speech_encoder_is_frozen_only(tiny_root):
 def test_real_whisper_separates_emotions_of_unseen_actors(ravdess_dir, tmp_path, monkeypatch):
     """The real pretrained encoder, found through $EMOVOX_WEIGHTS: trained on 6 RAVDESS actors, tested on 2 others."""
     from emovox.corpora import load_corpus
-    from emovox.train import TrainConfig, train
+    from emovox.training.train import TrainConfig, train
 
     monkeypatch.setenv(WEIGHTS_ENV, str(WHISPER_DIR.parent))
     enc = SpeechEncoder.pretrained("whisper_tiny_en")
-    assert enc.source == str(WHISPER_DIR) and enc.dim == 4608
+    assert enc.hub_id == "openai/whisper-tiny.en" and enc.dim == 4608
     actors = {"01", "02", "03", "04", "05", "06", "07", "08"}
     utts = [u for u in load_corpus("ravdess", ravdess_dir) if u.speaker in actors]
     cfg = TrainConfig(backbone="whisper_tiny_en", solver="logreg", split="speaker", test_speakers=("07", "08"),

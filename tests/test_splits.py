@@ -6,7 +6,7 @@ import pytest
 
 from emovox.corpora.base import Utterance
 from emovox.errors import EmovoxError
-from emovox.splits import all_split, make_split, random_split, speaker_split, words_split
+from emovox.training.splits import all_split, make_split, random_split, speaker_split, words_split
 
 EMOS = ["angry", "happy", "sad", "neutral"]
 
@@ -84,7 +84,7 @@ def test_all_split_has_no_test_part():
 
 
 def test_speaker_kfold_covers_every_speaker_once_as_test():
-    from emovox.splits import speaker_kfold
+    from emovox.training.splits import speaker_kfold
 
     utts = corpus(n_speakers=18, words=2)
     folds = speaker_kfold(utts, k=6, seed=0)
@@ -101,7 +101,7 @@ def test_speaker_kfold_covers_every_speaker_once_as_test():
 
 
 def test_loso_and_cross_speaker():
-    from emovox.splits import cross_speaker, leave_one_speaker_out
+    from emovox.training.splits import cross_speaker, leave_one_speaker_out
 
     utts = corpus(n_speakers=4, words=2)
     loso = leave_one_speaker_out(utts)
@@ -113,7 +113,7 @@ def test_loso_and_cross_speaker():
 
 
 def test_cross_corpus_scores_only_shared_labels():
-    from emovox.splits import cross_corpus, protocol_folds
+    from emovox.training.splits import cross_corpus, protocol_folds
 
     a = corpus(n_speakers=4, words=2, corpus="a")
     b = [Utterance(Path(f"/b/{i}.wav"), e, "x", "b") for i, e in enumerate(["angry", "calm", "sad", "calm"])]

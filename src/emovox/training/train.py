@@ -237,7 +237,7 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
 
 def param_groups(model: EmotionClassifier, cfg: TrainConfig) -> list[dict[str, Any]]:
     """Optimiser groups: the heads at ``cfg.lr``, trainable backbone layers at ``cfg.lr * cfg.body_lr_scale``."""
-    body = [p for p in model.body.parameters() if p.requires_grad]
+    body = [p for p in model.encoders.parameters() if p.requires_grad]
     in_body = {id(p) for p in body}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in in_body]
     groups = [{"params": rest, "lr": cfg.lr}]
