@@ -177,7 +177,7 @@ def int8_cost(ravdess: Path) -> dict:
         d = Path(tmp) / "m"
         shutil.copytree(DEFAULT_MODEL, d)
         export_onnx(d, quantize=True, overwrite=True)
-        acc = {e: EmotionRecognizer.load(d, engine=e).evaluate(utts, use_cache=False, progress=False)["accuracy"] for e in ("onnx", "onnx-int8")}
+        acc = {e: evaluate(EmotionRecognizer.load(d, engine=e), utts, use_cache=False, progress=False)["accuracy"] for e in ("onnx", "onnx-int8")}
     return {"n": len(utts), "accuracy_fp32": acc["onnx"], "accuracy_int8": acc["onnx-int8"]}
 
 

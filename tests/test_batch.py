@@ -10,7 +10,7 @@ import soundfile as sf
 
 pytest.importorskip("pyarrow")
 
-from emovox import batch as batch_mod  # noqa: E402
+from emovox.batch import local as batch_mod  # noqa: E402
 from emovox.batch import done_keys, read_dataset, run_batch  # noqa: E402
 from emovox.inference.recognizer import EmotionRecognizer  # noqa: E402
 

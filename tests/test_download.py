@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from emovox import download as dl
+from emovox.corpora import download as dl
 from emovox.corpora import ravdess
 from emovox.errors import CorpusError
 

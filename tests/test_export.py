@@ -110,7 +110,8 @@ def test_recognizer_engines_agree_and_keep_the_temperature(exported, tmp_path):
     np.testing.assert_allclose(p["onnx"], p["torch"], atol=1e-4)
     assert p["onnx-int8"].shape == p["torch"].shape
     np.testing.assert_allclose(p["onnx-int8"].sum(1), 1.0, atol=1e-5)
-    logits = recs["onnx"].engine.spec_logits(specs, recs["onnx"].model, features)
+    enc = recs["onnx"].model.encoders[0]
+    logits = torch.from_numpy(recs["onnx"].engine.logits(enc.images(specs).numpy()))
     np.testing.assert_allclose(p["onnx"], torch.softmax(logits / 0.5, 1).numpy(), atol=1e-6)
     assert recs["onnx"].probabilities([]).shape == (0, 4)
 
@@ -157,7 +158,7 @@ def test_refuses_to_overwrite(exported, tmp_path):
 
 def test_check_catches_an_export_fixed_to_one_image_size(exported, tmp_path, monkeypatch):
     """The verification runs at a second image size: an export that only works at one size is refused."""
-    import emovox.export as ex
+    import emovox.inference.export as ex
 
     def fixed_size(model, path, size, opset, dynamo):
         with warnings.catch_warnings():

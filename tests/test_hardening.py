@@ -150,17 +150,17 @@ def _set(path: tuple, value):
 CASES = {
     "list": (lambda c: [], "expected a JSON object"),
     "null": (None, "expected a JSON object"),
-    "features null": (_set(("features",), None), "feature settings must be a JSON object"),
-    "features list": (_set(("features",), [1, 2]), "feature settings must be a JSON object"),
-    "sample_rate string": (_set(("features", "sample_rate"), "16000"), "sample_rate must be a whole number"),
-    "duration string": (_set(("features", "duration"), "3"), "duration must be a non-negative number"),
-    "negative n_fft": (_set(("features", "n_fft"), -512), "n_fft must be a whole number"),
-    "negative win_length": (_set(("features", "win_length"), -1), "win_length must be a whole number"),
-    "n_mels huge": (_set(("features", "n_mels"), 100000), "n_mels must be a whole number"),
-    "image_size 1": (_set(("features", "image_size"), 1), "image_size must be a whole number"),
-    "temperature hot": (_set(("calibration", "temperature"), "hot"), "temperature must be a positive number"),
-    "temperature 0": (_set(("calibration", "temperature"), 0), "temperature must be a positive number"),
-    "temperature -1": (_set(("calibration", "temperature"), -1.0), "temperature must be a positive number"),
+    "features null": (_set(("encoders", 0, "features",), None), "feature settings must be a JSON object"),
+    "features list": (_set(("encoders", 0, "features",), [1, 2]), "feature settings must be a JSON object"),
+    "sample_rate string": (_set(("encoders", 0, "features", "sample_rate"), "16000"), "sample_rate must be a whole number"),
+    "duration string": (_set(("encoders", 0, "features", "duration"), "3"), "duration must be a non-negative number"),
+    "negative n_fft": (_set(("encoders", 0, "features", "n_fft"), -512), "n_fft must be a whole number"),
+    "negative win_length": (_set(("encoders", 0, "features", "win_length"), -1), "win_length must be a whole number"),
+    "n_mels huge": (_set(("encoders", 0, "features", "n_mels"), 100000), "n_mels must be a whole number"),
+    "image_size 1": (_set(("encoders", 0, "features", "image_size"), 1), "image_size must be a whole number"),
+    "temperature hot": (_set(("heads", "file", "temperature"), "hot"), "temperature must be a positive number"),
+    "temperature 0": (_set(("heads", "file", "temperature"), 0), "temperature must be a positive number"),
+    "temperature -1": (_set(("heads", "file", "temperature"), -1.0), "temperature must be a positive number"),
     "duplicate labels": (_set(("labels",), ["angry", "angry", "neutral", "sad"]), "repeats angry"),
     "labels not a list": (_set(("labels",), "angry"), "must be a list"),
     "label count": (_set(("labels",), ["angry", "sad"]), "lists 2 labels but the weights .* classify 4"),
@@ -181,7 +181,7 @@ def test_damaged_model_folders_give_clear_errors(case, tmp_path):
 
 
 def test_calibration_null_means_uncalibrated(tmp_path):
-    dst = damaged(random_model(tmp_path / "src"), tmp_path / "m", _set(("calibration",), None))
+    dst = damaged(random_model(tmp_path / "src"), tmp_path / "m", _set(("heads", "file", "temperature"), None))
     assert EmotionRecognizer.load(dst).model.temperature == 1.0
 
 

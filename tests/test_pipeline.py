@@ -158,5 +158,8 @@ def test_finetuning_trains_the_body_and_predicts(tone_corpus, tmp_path, finetune
     same_stem = torch.allclose(trained.encoders[0].body.conv_stem.weight, ref.conv_stem.weight)
     assert same_stem == (finetune == "last")
     # evaluation through the recognizer (spectrogram inputs) agrees with the run's own test metrics
-    m = EmotionRecognizer.load(tmp_path / "run" / "model").evaluate([u for u in utts if u.speaker == "s4"], use_cache=False, progress=False)
+    from emovox.training.evaluate import evaluate
+
+    m = evaluate(EmotionRecognizer.load(tmp_path / "run" / "model"), [u for u in utts if u.speaker == "s4"], use_cache=False,
+                 progress=False)
     assert m["accuracy"] == pytest.approx(s["metrics"]["accuracy"])

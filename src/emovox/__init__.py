@@ -1,7 +1,7 @@
 """emovox: speech emotion recognition by transfer learning."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from .errors import AudioError, CorpusError, EmovoxError, ModelError, UnknownLabelError  # noqa: E402
 from .labels import CANONICAL  # noqa: E402

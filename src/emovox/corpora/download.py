@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..errors import CorpusError
 
 Log = Callable[[str], object]

@@ -325,7 +325,7 @@ class ImageEncoder(Encoder):
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> ImageEncoder:
-        features = FeatureConfig.from_dict(spec.get("features") or {})
+        features = FeatureConfig.from_dict(spec["features"])
         return cls(spec["name"], _entry(spec["name"]).network(None), features, spec.get("weights"))
 
     def spec(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..errors import ModelError
 from ..model import EmotionClassifier, load_model
 from ..runtime.onnx import require

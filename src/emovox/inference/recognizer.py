@@ -50,8 +50,9 @@ class EmotionRecognizer:
     """A trained emotion model, ready to predict: its :class:`Frontend` (decoding, speech gate, each encoder's
     preparer) and an :class:`~emovox.inference.engine.Engine` that runs its networks."""
 
-    def __init__(self, model: EmotionClassifier, config: dict[str, Any] | None = None, engine: Engine | None = None,
-                 speech_gate: str = "energy", min_speech_s: float = MIN_SPEECH_S):
+    def __init__(self, model: EmotionClassifier, features: Any = None, config: dict[str, Any] | None = None,
+                 engine: Engine | None = None, speech_gate: str = "energy", min_speech_s: float = MIN_SPEECH_S):
+        del features  # accepted for compatibility: each encoder carries its own settings
         self.model = model.eval()
         self.config = config or {}
         #: what runs the model: PyTorch, or ONNX Runtime (see :mod:`emovox.inference.engine`)
@@ -68,6 +69,11 @@ class EmotionRecognizer:
     @property
     def min_speech_s(self) -> float:
         return self.frontend.min_speech_s
+
+    @property
+    def features(self):
+        """The spectrogram settings of the model's spectrogram encoders (see :attr:`EmotionClassifier.features`)."""
+        return self.model.features
 
     @property
     def sample_rate(self) -> int:
@@ -89,7 +95,7 @@ class EmotionRecognizer:
                 raise ModelError(f"{DEFAULT_MODEL}: this installation has no bundled default model; pass a model folder")
             path = DEFAULT_MODEL
         model, _, config = load_model(path)
-        rec = cls(model, config, select_engine(model, path, engine, threads), speech_gate=speech_gate,
+        rec = cls(model, None, config, select_engine(model, path, engine, threads), speech_gate=speech_gate,
                   min_speech_s=min_speech_s)
         #: how to load this recognizer again elsewhere (batch workers): the model folder and engine asked for
         rec.origin = {"path": str(Path(path).expanduser().resolve()), "engine": engine}

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..encoders import from_spec
 from ..encoders.functionals import ACOUSTIC_SETS
 from ..encoders.speech import is_speech_encoder

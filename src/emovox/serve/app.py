@@ -36,7 +36,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
-from .. import __version__
+from .._version import __version__
 from ..errors import AudioError, EmovoxError
 from ..inference.results import UNCERTAIN_BELOW, scored
 from ..inference.segments import SegmentOptions, segment_file

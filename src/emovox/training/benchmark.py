@@ -39,7 +39,6 @@ from ..errors import EmovoxError
 from ..features import FeatureConfig
 from ..labels import sort_labels
 from ..model import EmotionClassifier
-from ..model.classifier import shorthand
 from .calibration import calibration_report
 from .data import Log, Prepared, logits_for, model_inputs, prepare, score, speaker_inputs
 from .metrics import classification_metrics, plot_confusion
@@ -116,7 +115,7 @@ def run_benchmark(
         if train_fields.get("weights") not in (None, "imagenet", "pretrained"):  # a local file or folder, relative to the config
             train_fields["weights"] = str(cfg["_base"] / Path(train_fields["weights"]).expanduser())
         tc = TrainConfig(**train_fields)
-        encoders = shorthand(tc.backbone, tc.weights, tc.acoustic, features)
+        encoders = tc.build_encoders(features)
         preparer = encoders[0].preparer()
         key = (cell["corpus"], preparer)
         if key not in prepared:

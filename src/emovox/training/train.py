@@ -30,6 +30,7 @@ from ..errors import EmovoxError
 from ..features import FeatureConfig
 from ..labels import sort_labels
 from ..model import EmotionClassifier, save_model
+from ..encoders import build_encoder
 from ..model.classifier import shorthand
 from .calibration import calibration_report, fit_temperature
 from .data import Log, Prepared, encoder_vectors, forward_fn, head_of, logits_for, model_inputs, prepare, score, speaker_inputs
@@ -55,6 +56,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     dropout: float = 0.2
     seed: int = 0
+    #: the model's encoders by name, in order (e.g. two speech encoders; each with its standard weights or, for
+    #: ``hf:FOLDER``, those of the folder); overrides ``backbone``, ``weights`` and ``acoustic``
+    encoders: tuple[str, ...] | None = None
     #: acoustic functionals appended to the embeddings (``"compare"``, ``"egemaps"``; frozen backbone only)
     acoustic: str | None = None
     #: ``"speaker"``: also train a head on per-speaker normalised vectors (see :mod:`emovox.acoustic`)
@@ -85,6 +89,8 @@ class TrainConfig:
     balance_corpora: bool = False
 
     def __post_init__(self) -> None:
+        if self.encoders is not None:
+            object.__setattr__(self, "encoders", tuple(self.encoders) or None)
         if self.acoustic in ("none", ""):
             object.__setattr__(self, "acoustic", None)  # the spelling TOML and the command line allow
         if self.solver not in ("adam", "logreg"):
@@ -111,7 +117,14 @@ class TrainConfig:
         d["test_speakers"] = list(self.test_speakers) if self.test_speakers else None
         d["val_speakers"] = list(self.val_speakers) if self.val_speakers else None
         d["test_texts"] = list(self.test_texts) if self.test_texts else None
+        d["encoders"] = list(self.encoders) if self.encoders else None
         return d
+
+    def build_encoders(self, features: FeatureConfig | None = None) -> list:
+        """The encoders this configuration names (see :attr:`encoders`)."""
+        if self.encoders:
+            return [build_encoder(name, features=features) for name in self.encoders]
+        return shorthand(self.backbone, self.weights, self.acoustic, features)
 
 
 SCHEDULES = ("constant", "cosine")
@@ -440,7 +453,7 @@ def train(
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    encoders = shorthand(cfg.backbone, cfg.weights, cfg.acoustic, features)
+    encoders = cfg.build_encoders(features)
     data = prepare(utts, encoders[0].preparer(), workers=workers, cache_dir=cache_dir, use_cache=use_cache,
                    progress=progress, log=log)
     timings["features_s"] = time.perf_counter() - t0
