@@ -7,7 +7,7 @@ Protocol: the speech probe's 6-fold speaker-grouped cross-validation over the RA
 (``protocol_folds("speaker-kfold", seed=0, folds=6)``); each fold's head (standardise, L2 logistic regression,
 C = 0.01: the recipe's) is fitted on the fold's train + validation actors and scored on its test actors, per file
 and per speaker (``speaker_normalize`` first). Vectors come from the product's own code: the pipeline's cached
-embeddings (``emovox.inputs.model_inputs``) for the clip-length encoder and for EfficientNet-Lite0's pooled
+embeddings (``emovox.training.data.model_inputs``) for the clip-length encoder and for EfficientNet-Lite0's pooled
 stages on log-mels (the robust recipe's CNN), and ``SpeechEncoder(context="full")`` for 30-s Whisper input
 (padded to 30 s as Whisper was trained, pooled over the clip's frames; about ten times slower).
 """
@@ -25,12 +25,11 @@ from sklearn.preprocessing import StandardScaler
 
 from emovox.model import speaker_normalize
 from emovox.corpora import load_corpus
-from emovox.encoders.speech import SpeechEncoder, file_signal
+from emovox.encoders.speech import SpeechEncoder
 from emovox.features import FeatureConfig
 from emovox.training.data import model_inputs, prepare
 from emovox.model import EmotionClassifier
 from emovox.training.splits import protocol_folds
-from emovox.training.train import weights_tag
 
 
 def cross_validate(x: np.ndarray, y: np.ndarray, speakers: list[str], folds) -> dict[str, list[float]]:
@@ -66,14 +65,14 @@ def main() -> None:
     x_speech = np.asarray(model_inputs(speech, prepare(utts, FeatureConfig(), spectrograms=False, progress=False,
                                                        log=lambda m: None), None, progress=False))
     cnn = EmotionClassifier("efficientnet_lite0_stages", classes, weights="imagenet")
-    x_cnn = np.asarray(model_inputs(cnn, data, weights_tag("efficientnet_lite0_stages", "imagenet"), progress=False))
+    x_cnn = np.asarray(model_inputs(cnn, data, progress=False))
     print(f"vectors: speech {x_speech.shape}, CNN stages {x_cnn.shape} in {time.time() - t0:.0f} s", file=sys.stderr)
     variants = {"encoder, clip length (the recipe)": x_speech, "encoder + CNN stages": np.hstack([x_speech, x_cnn]),
                 "CNN stages alone": x_cnn}
     if not args.no_full:
         t = time.time()
         enc = SpeechEncoder.pretrained("whisper_tiny_en", args.weights, context="full")
-        variants["encoder, 30-s input"] = np.stack([enc.encode(file_signal(u.path), str(u.path)) for u in utts])
+        variants["encoder, 30-s input"] = np.stack([enc.encode_one(enc.preparer().file(u.path), str(u.path)) for u in utts])
         print(f"30-s input: {time.time() - t:.0f} s for {len(utts)} files", file=sys.stderr)
     results = {}
     print("| variant | dim | per file (%) | per speaker (%) |\n|---|---|---|---|")

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emovox.corpora import load_corpus
-from emovox.encoders.speech import SpeechEncoder, file_signal
+from emovox.encoders.speech import SpeechEncoder
 from emovox.training.splits import protocol_folds
 
 
@@ -43,7 +43,7 @@ def cache_states(enc: SpeechEncoder, paths: list[Path], keep: int) -> tuple[list
     t0 = time.time()
     with torch.inference_mode():
         for i, path in enumerate(paths):
-            x, n = enc.inputs(file_signal(path), str(path))
+            x, n = enc.inputs(enc.preparer().file(path), str(path))
             h = F.gelu(net.conv1(x))
             h = F.gelu(net.conv2(h)).permute(0, 2, 1)
             h = h + net.embed_positions.weight[: h.shape[1]]

@@ -9,7 +9,7 @@ each fold fits on train+val, scores on the 3 held-out actors) of heads on top of
 states, two numbers per variant, mean ± std over folds:
 
 * per file    -- features standardised on the training rows (what a deployed model sees for a new voice);
-* per speaker -- ``emovox.acoustic.speaker_normalize`` first (z-score within every actor, the test actors
+* per speaker -- ``emovox.model.speaker_normalize`` first (z-score within every actor, the test actors
   included: needs several recordings of the new voice), then standardised.
 
 Variants (``--variants`` picks by name; default all):
@@ -25,7 +25,7 @@ Variants (``--variants`` picks by name; default all):
      early-stopped on the fold's speaker-grouped validation actors, then refitted on train+val for that many
      epochs.
 
-The encoder runs once per file (``SpeechEncoder.hidden_states`` on ``file_signal``: 16 kHz, trimmed at 60 dB,
+The encoder runs once per file (``SpeechEncoder.hidden_states`` on the encoder's ``preparer().file``: 16 kHz, trimmed at 60 dB,
 own length) and every pooled statistic is kept, so each variant only re-fits heads.
 
 Time on 1 CPU thread (OMP/MKL/torch threads = 1), 1,080 files: encoding about 75 s; each logistic-regression
@@ -50,7 +50,7 @@ from torch import nn
 
 from emovox.model import speaker_normalize
 from emovox.corpora import load_corpus
-from emovox.encoders.speech import SpeechEncoder, file_signal
+from emovox.encoders.speech import SpeechEncoder
 from emovox.training.splits import protocol_folds
 
 STATS = ("mean", "std", "max", "dstd")
@@ -65,7 +65,7 @@ def state_statistics(enc: SpeechEncoder, paths: Sequence[Path], cache: Path | No
     t0 = time.time()
     with torch.inference_mode():
         for i, path in enumerate(paths):
-            x, n = enc.inputs(file_signal(path), str(path))
+            x, n = enc.inputs(enc.preparer().file(path), str(path))
             for s, h in enumerate(enc.hidden_states(x)):
                 h = h[0, :n] if n else h[0]
                 d = h[1:] - h[:-1] if len(h) > 1 else torch.zeros_like(h)

@@ -31,7 +31,7 @@ from emovox.corpora import load_corpus
 from emovox.features import FeatureConfig
 from emovox.model import EmotionClassifier
 from emovox.training.splits import make_split
-from emovox.training.data import images, model_inputs, prepare, score
+from emovox.training.data import model_inputs, prepare, score
 from emovox.training.train import TrainConfig, fit, seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def plain_recipe(model: EmotionClassifier, specs, y: torch.Tensor, split, cfg: T
         order = train_idx[torch.randperm(len(train_idx), generator=gen)]
         for start in range(0, len(order), cfg.batch_size):
             b = order[start : start + cfg.batch_size]
-            logits = model(images([specs[i] for i in b.tolist()], model, features))
+            logits = model(model.encoders[0].images([specs[i] for i in b.tolist()]))
             loss = loss_fn(logits, y[b])
             opt.zero_grad()
             loss.backward()
@@ -56,9 +56,9 @@ def plain_recipe(model: EmotionClassifier, specs, y: torch.Tensor, split, cfg: T
         model.eval()
         with torch.inference_mode():  # per-epoch validation, as in the recipe
             for start in range(0, len(split.val), 64):
-                model(images([specs[i] for i in split.val[start : start + 64]], model, features))
+                model(model.encoders[0].images([specs[i] for i in split.val[start : start + 64]]))
     with torch.inference_mode():
-        pred = torch.cat([model(images([specs[i] for i in split.test[s : s + 64]], model, features)).argmax(1)
+        pred = torch.cat([model(model.encoders[0].images([specs[i] for i in split.test[s : s + 64]])).argmax(1)
                           for s in range(0, len(split.test), 64)])
     return float((pred == y[torch.as_tensor(split.test)]).float().mean())
 
@@ -171,6 +171,7 @@ def int8_cost(ravdess: Path) -> dict:
 
     from emovox.inference.export import export_onnx
     from emovox.inference.recognizer import DEFAULT_MODEL
+    from emovox.training.evaluate import evaluate
 
     utts = [u for u in load_corpus("ravdess", ravdess) if u.speaker in ("17", "18")]
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emovox.inference.engine import INT8_FILE, Engine, OnnxEngine, TorchEngine, usable_cores
+from emovox.inference.engine import INT8_FILE, Engine, OnnxEngine, TorchEngine
+from emovox.runtime.onnx import usable_cores
 from emovox.inference.export import export_onnx
 from emovox.features import to_image
 from emovox.model import load_model

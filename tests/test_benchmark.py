@@ -54,7 +54,7 @@ protocol = "cross-speaker"
         assert (tmp_path / "rep" / r["confusion_png"]).is_file()
     assert main(args) == 2  # refuses to overwrite
     assert "already holds a report" in capsys.readouterr().err
-    embeddings = list((cache_dir / "embeddings").rglob("*.npy"))
+    embeddings = list((cache_dir / "vectors").rglob("*.npy"))
     assert len(embeddings) >= 36
     # a rerun (cached features, other state in the process) gives the same numbers: every head starts from the seed
     assert main([*args[:4], str(tmp_path / "rep2"), *args[5:]]) == 0

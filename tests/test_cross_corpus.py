@@ -120,9 +120,10 @@ def test_balancing_corpora_keeps_a_small_corpus_from_being_outvoted(tmp_path):
         class Probe(EmotionClassifier):  # a head on 2-d vectors: no backbone needed
             def __init__(self):
                 torch.nn.Module.__init__(self)
-                from emovox.model import _linear_head
+                from emovox.model.heads import linear_head
 
-                self.finetune, self.labels, self.head = "none", ["neutral", "angry"], _linear_head(2, 2, 0.0)
+                self.finetune, self.labels, self.encoders, self.vector_dim = "none", ["neutral", "angry"], torch.nn.ModuleList(), 2
+                self.heads, self.temperatures_ = torch.nn.ModuleDict({"file": linear_head(2, 2, 0.0)}), {"file": 1.0}
 
         model = Probe()
         fit(model, x, y, split, TrainConfig(solver="logreg", logreg_c=1.0, balance_corpora=balance), FeatureConfig(),

@@ -94,3 +94,90 @@ def test_a_model_is_a_list_of_encoders_of_any_kinds(tiny_root):
     assert both.vector_dim == speech.dim + 88 and both.backbone.endswith("+egemaps")
     with pytest.raises(ModelError, match="one encoder"):
         EmotionClassifier([speech, build_encoder("egemaps")], ["a", "b"], finetune="all")
+
+
+@pytest.fixture
+def band_energies():
+    """A new encoder kind, written as a user would: one class and its registry entry, nothing else in emovox."""
+    from dataclasses import dataclass
+
+    import torch
+
+    from emovox.encoders.base import Encoder, Preparer, register
+
+    @dataclass(frozen=True)
+    class BandPreparer(Preparer):
+        bands: int = 16
+
+        def __call__(self, y, sr, source="<array>"):
+            spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+            edges = np.linspace(0, len(spectrum) // 4, self.bands + 1).astype(int)  # 0-2 kHz at 16 kHz
+            return np.log(np.array([spectrum[a:b].mean() for a, b in zip(edges[:-1], edges[1:])]) + 1e-6).astype(np.float32)
+
+    class BandEnergies(Encoder):
+        kind = "band-energies"
+        batch_size = 64
+
+        def __init__(self, name="bands16"):
+            super().__init__(name)
+            self.mix = torch.nn.Linear(16, 8)  # weights that travel in the model folder
+            self.requires_grad_(False)
+
+        @classmethod
+        def handles(cls, name):
+            return name == "bands16"
+
+        @classmethod
+        def pretrained(cls, name, weights="pretrained", **settings):
+            torch.manual_seed(0)
+            return cls(name)
+
+        @classmethod
+        def from_spec(cls, spec):
+            return cls(spec["name"])
+
+        def spec(self):
+            return {"kind": self.kind, "name": self.name, "dim": self.dim, "weights_sha256": self.weights_digest}
+
+        @property
+        def dim(self):
+            return 16 + 8
+
+        def preparer(self):
+            return BandPreparer(16000)
+
+        def encode(self, inputs):
+            x = torch.from_numpy(np.stack(inputs)) if len(inputs) else torch.zeros((0, 16))
+            return torch.cat([x, self.mix(x)], dim=1)
+
+    register(BandEnergies)
+    yield BandEnergies
+    REGISTRY.pop("band-energies")
+
+
+def test_a_new_encoder_kind_needs_nothing_outside_its_class(band_energies, tone_corpus, tmp_path):
+    from emovox.training.train import TrainConfig, train
+
+    utts = load_folder(tone_corpus)
+    cfg = TrainConfig(encoders=("bands16", "egemaps"), solver="logreg", logreg_c=1.0, split="speaker",
+                      test_speakers=("s4",), val_speakers=("s3",))
+    summary = train(utts, tmp_path / "run", cfg, workers=1, cache_dir=tmp_path / "cache", progress=False, log=lambda m: None)
+    assert summary["metrics"]["accuracy"] > 0.6  # 3 classes: chance is 1/3
+    folder = tmp_path / "run" / "model"
+    config = json.loads((folder / "config.json").read_text())
+    assert [e["kind"] for e in config["encoders"]] == ["band-energies", "functionals"]
+    rec = EmotionRecognizer.load(folder)
+    assert isinstance(rec.model.encoders[0], band_energies) and rec.model.vector_dim == 24 + 88
+    test = [u for u in utts if u.speaker == "s4"]
+    preds = rec.predict([u.path for u in test])
+    assert np.mean([p.label == u.emotion for p, u in zip(preds, test)]) == pytest.approx(summary["metrics"]["accuracy"])
+    # its weights are part of the folder's digest: changing them is refused
+    from safetensors.torch import load_file, save_file
+
+    weights = next(folder.glob("*.safetensors"))
+    state = load_file(weights)
+    key = next(k for k in state if k.endswith("mix.weight"))
+    state[key] = state[key] + 1
+    save_file(state, weights)
+    with pytest.raises(ModelError, match="labels or weights differ"):
+        EmotionRecognizer.load(folder)

@@ -169,7 +169,7 @@ def to_image(
 
 def spec_images(specs, spec, features: FeatureConfig) -> torch.Tensor:
     """Spectrograms (a sequence of ``(bands, frames)`` arrays) -> normalised image batch for a CNN whose
-    input normalisation is ``spec`` (an :class:`emovox.backbones.InputSpec`)."""
+    input normalisation is ``spec`` (an :class:`emovox.encoders.image.InputSpec`)."""
     if len({s.shape for s in specs}) > 1:
         return torch.stack([spec_images([s], spec, features)[0] for s in specs])
     return to_image(np.stack(specs), features.image_size, spec.mean, spec.std, features.kind)

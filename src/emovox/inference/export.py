@@ -107,10 +107,9 @@ def export_onnx(
     model_dir = Path(model_dir).expanduser()
     model, features, _ = load_model(model_dir)
     if not whole_model_exportable(model):
-        raise ModelError(f"{model_dir}: a model of encoders {model.backbone!r} needs no 'emovox export': the encoders that "
-                         "run faster on ONNX Runtime are exported on first use (checked against PyTorch) and cached under "
-                         "$EMOVOX_CACHE/onnx/; the heads stay in PyTorch. 'emovox export' writes whole models of one "
-                         "image CNN")
+        raise ModelError(f"{model_dir}: 'emovox export' writes whole models of one image CNN as one ONNX network; "
+                         f"this model has the encoders {model.backbone!r}. Its speech encoders are exported on first "
+                         "use (checked against PyTorch, cached under $EMOVOX_CACHE/onnx/) and the rest runs in PyTorch")
     out = Path(out_path).expanduser() if out_path is not None else model_dir / ONNX_FILE
     if out.suffix != ".onnx":
         raise ModelError(f"{out}: the ONNX file name must end in .onnx")

@@ -1,4 +1,4 @@
-"""A small web service and page around an :class:`~emovox.recognizer.EmotionRecognizer`.
+"""A small web service and page around an :class:`~emovox.inference.recognizer.EmotionRecognizer`.
 
 Needs the ``serve`` extra: ``pip install 'emovox[serve]'`` (FastAPI, uvicorn,
 python-multipart).

@@ -10,7 +10,7 @@ The configuration is a TOML file::
     backbone = "efficientnet_lite0"
 
     [[cell]]
-    recipe = "robust"            # optional: a preset of emovox.train.RECIPES
+    recipe = "robust"            # optional: a preset of emovox.training.train.RECIPES
     corpus = "tess"              # or "tess,ravdess" to merge
     protocol = "cross-speaker"   # see emovox.splits.PROTOCOLS
     finetune = ["none", "last"]  # a list expands the matrix (backbone too)

@@ -1,0 +1,59 @@
+"""Response models and the request body of ``POST /v1/predict``, as ``/docs`` shows them."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class PredictResponse(BaseModel):
+    filename: str = Field(description="name of the uploaded file")
+    label: str = Field(description="most probable emotion")
+    confidence: float = Field(description="probability of that emotion")
+    probabilities: dict[str, float] = Field(description="probability of every label, in the model's order")
+    uncertain: bool = Field(description="true when the top probability is below the service's threshold")
+    threshold: float = Field(description="the threshold used for `uncertain`")
+    timeline: dict[str, Any] | None = Field(None, description="emotion over time (only with segments=true)")
+
+
+class BatchResponse(BaseModel):
+    files: list[PredictResponse] = Field(description="one result per uploaded file, in upload order")
+    same_speaker: bool = Field(description="true when the files were classified together as one speaker's recordings")
+
+
+class LabelsResponse(BaseModel):
+    labels: list[str]
+
+
+class HealthResponse(BaseModel):
+    status: str
+    version: str
+    labels: int
+    pending: int
+    workers: int
+    max_upload_mb: float
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+PREDICT_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                             "description": "audio file(s) (wav, flac, ogg, mp3, ...); several give one result each"},
+                    "segments": {"type": "boolean", "description": "also return the emotion timeline"},
+                    "adapt": {"type": "string", "enum": ["auto", "on", "off"], "description": "speaker adaptation of the timeline"},
+                    "same_speaker": {"type": "boolean", "description": "several files of ONE speaker: classify them together with the speaker head"},
+                },
+            }
+        },
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary", "description": "raw audio file"}},
+    },
+}
