@@ -145,7 +145,7 @@ def test_robust_model_on_the_command_line(robust_run, tone_corpus, capsys):
     assert len(rows) == 9 and sum(r[0].split("/")[-3] == r[1] for r in rows) >= 8
     assert main(["evaluate", str(out / "model"), "--corpus", "folder", "--data", str(tone_corpus), "--speaker-norm", "--quiet"]) == 0
     assert "accuracy=" in capsys.readouterr().out
-    with pytest.raises(ModelError, match="writes whole models of one image CNN"):
+    with pytest.raises(ModelError, match="acoustic functionals; ONNX export covers"):
         from emovox.inference.export import export_onnx
 
         export_onnx(out / "model", out / "x.onnx")

@@ -107,9 +107,11 @@ def export_onnx(
     model_dir = Path(model_dir).expanduser()
     model, features, _ = load_model(model_dir)
     if not whole_model_exportable(model):
-        raise ModelError(f"{model_dir}: 'emovox export' writes whole models of one image CNN as one ONNX network; "
-                         f"this model has the encoders {model.backbone!r}. Its speech encoders are exported on first "
-                         "use (checked against PyTorch, cached under $EMOVOX_CACHE/onnx/) and the rest runs in PyTorch")
+        raise ModelError(f"{model_dir}: a model of the encoders {model.backbone!r} needs no 'emovox export', which writes "
+                         "a whole model of one image CNN as one ONNX network. Encoders that run faster on ONNX Runtime "
+                         "(speech transformers) are exported on first use, checked against PyTorch and cached under "
+                         "$EMOVOX_CACHE/onnx/; heads run in PyTorch, as do openSMILE's acoustic functionals; ONNX export "
+                         "covers neural encoders only")
     out = Path(out_path).expanduser() if out_path is not None else model_dir / ONNX_FILE
     if out.suffix != ".onnx":
         raise ModelError(f"{out}: the ONNX file name must end in .onnx")
