@@ -1,11 +1,13 @@
 """Train the default model bundled with emovox (one command, reproducible).
 
-    .venv/bin/python scripts/train_default.py [--tess DIR] [--ravdess DIR] [--nemo DIR] [--weights DIR]
+    .venv/bin/python scripts/train_default.py [--tess DIR] [--ravdess DIR] [--nemo DIR] [--encoders A,B]
+                                              [--weights-dir DIR] [--fusion concat|average]
 
-Recipe ``speech`` (README, "New voices"): the frozen Whisper tiny.en audio encoder, mean + std of each of
-its hidden states over the clip (4,608 numbers), standardised, L2 logistic regression (C = 0.01) with every
-corpus weighing alike (``--balance-corpora``), plus a second head on per-speaker normalised vectors for
-recordings of one speaker (``--same-speaker``, the timeline's speaker adaptation). Data: TESS + RAVDESS + nEMO.
+Recipe ``speech`` (README, "New voices and other languages") on the encoders named by ``--encoders``
+(default: Whisper base, multilingual): the frozen encoders, mean + std of each of their hidden states over the
+clip, standardised, L2 logistic regression (C = 0.01) with every corpus weighing alike (``--balance-corpora``),
+plus a second head on per-speaker normalised vectors for recordings of one speaker (``--same-speaker``, the
+timeline's speaker adaptation). Data: TESS + RAVDESS + nEMO.
 
 Held out, never trained on (the numbers of MODEL_CARD.md): RAVDESS actors 17-18 and 20 TESS words (all their
 files, both voices). Validation (temperature scaling of both heads): RAVDESS actors 15-16. The weights are
@@ -13,14 +15,19 @@ written in fp16 to src/emovox/models/default/ (the encoder inside, so it works o
 the ONNX export of the encoder is built on first use and cached), the metrics to
 bench/results/default_model.json.
 
-``--weights``: the Whisper tiny.en encoder folder (default ../shared/models/whisper-tiny.en-encoder; online,
-``pretrained`` loads ``openai/whisper-tiny.en`` from the hub).
+``--weights-dir``: a folder of local encoder copies (``$EMOVOX_WEIGHTS``; default ``$EMOVOX_WEIGHTS`` or
+``~/.cache/emovox/weights``). When it lacks them, ``whisper-base-encoder/`` is built there by
+``../shared/tools/whisper-base/fetch.sh`` and ``whisper-tiny.en-encoder/`` linked from ``../shared/models``.
+Online, ``--weights-dir hub`` loads ``openai/whisper-base`` / ``openai/whisper-tiny.en`` from the hub.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +47,17 @@ SHARED = ROOT.parent / "shared"
 VAL = ("ravdess:15", "ravdess:16")
 TEST = ("ravdess:17", "ravdess:18")
 N_TEST_WORDS = 20
+
+
+def local_weights(folder: Path) -> Path:
+    """``folder`` with the encoders' local copies in it (built or linked from ../shared when missing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "whisper-base-encoder" / "config.json").is_file():
+        subprocess.run(["bash", str(SHARED / "tools" / "whisper-base" / "fetch.sh"), str(folder), sys.executable], check=True)
+    tiny = folder / "whisper-tiny.en-encoder"
+    if not tiny.exists() and (SHARED / "models" / "whisper-tiny.en-encoder").is_dir():
+        tiny.symlink_to(SHARED / "models" / "whisper-tiny.en-encoder")
+    return folder
 
 
 def held_out_words(utts, n: int = N_TEST_WORDS, seed: int = 0) -> tuple[str, ...]:
@@ -71,15 +89,20 @@ def main() -> None:
     ap.add_argument("--tess", type=Path, default=SHARED / "data" / "tess")
     ap.add_argument("--ravdess", type=Path, default=SHARED / "data" / "ravdess")
     ap.add_argument("--nemo", type=Path, default=SHARED / "data" / "nemo")
-    ap.add_argument("--weights", default=str(SHARED / "models" / "whisper-tiny.en-encoder"))
+    ap.add_argument("--encoders", default="whisper_base", help="comma-separated encoder names (default: %(default)s)")
+    ap.add_argument("--fusion", default="concat", choices=["concat", "average"])
+    ap.add_argument("--weights-dir", default=os.environ.get("EMOVOX_WEIGHTS") or str(Path.home() / ".cache" / "emovox" / "weights"))
     ap.add_argument("--out", type=Path, default=ROOT / "src" / "emovox" / "models" / "default")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "default_model.json")
     args = ap.parse_args()
 
+    if args.weights_dir != "hub":
+        os.environ["EMOVOX_WEIGHTS"] = str(local_weights(Path(args.weights_dir).expanduser()))
     utts = load_corpus("tess,ravdess,nemo", [args.tess, args.ravdess, args.nemo])
     words = held_out_words(utts)
-    cfg = recipe_config("speech", weights=args.weights, split="speaker", test_speakers=TEST, val_speakers=VAL,
-                        test_texts=words, balance_corpora=True, seed=0)
+    encoders = tuple(e.strip() for e in args.encoders.split(",") if e.strip())
+    cfg = recipe_config("speech", encoders=encoders, fusion=args.fusion, split="speaker", test_speakers=TEST,
+                        val_speakers=VAL, test_texts=words, balance_corpora=True, seed=0)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         summary = train(utts, Path(tmp) / "run", cfg, FeatureConfig())

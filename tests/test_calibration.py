@@ -38,3 +38,35 @@ def test_hand_computed_values_and_ignored_unknown_labels():
     logits, yy = _overconfident(n=500)
     yy[:100] = -1  # labels the model does not know are ignored
     assert 1.0 < fit_temperature(logits, yy) < 10.0
+
+
+def test_out_of_fold_logits_come_from_heads_that_never_heard_the_speaker(tone_corpus, tmp_path):
+    """calibration="oof": every training/validation file is scored by a head fitted without its speaker."""
+    from emovox.corpora import load_folder
+    from emovox.model import EmotionClassifier
+    from emovox.training.data import model_inputs, prepare
+    from emovox.training.splits import make_split
+    from emovox.training.train import TrainConfig, fit, oof_logits, train
+
+    utts = load_folder(tone_corpus)
+    cfg = TrainConfig(backbone="egemaps", encoders=("egemaps",), solver="logreg", logreg_c=1.0, split="speaker",
+                      test_speakers=("s4",), val_speakers=("s3",), calibration="oof", calibration_folds=3)
+    model = EmotionClassifier(cfg.build_encoders(), ["angry", "neutral", "sad"])
+    data = prepare(utts, model.encoders[0].preparer(), cache_dir=tmp_path / "cache", progress=False, log=lambda m: None)
+    inputs = model_inputs(model, data, progress=False)
+    y = torch.tensor([model.labels.index(u.emotion) for u in data.utts])
+    split = make_split("speaker", data.utts, test_speakers=("s4",), val_speakers=("s3",))
+    fit(model, inputs, y, split, cfg, progress=False)
+    logits, target = oof_logits(model, inputs, y, split, cfg, data.utts)
+    assert len(target) == len(split.train) + len(split.val)  # every file of s1-s3 scored once, s4 never
+    assert float((logits.argmax(1) == target).float().mean()) > 0.6  # heads of other speakers still beat chance
+
+    summary = train(utts, tmp_path / "run", cfg, workers=1, cache_dir=tmp_path / "cache", progress=False, log=lambda m: None)
+    assert summary["metrics"]["accuracy"] > 0.6
+    t_oof = summary["metrics"]["calibration"]["temperature"]
+    val = train(utts, tmp_path / "run-val", TrainConfig(**(cfg.to_dict() | {"calibration": "validation",
+                "encoders": ("egemaps",), "test_speakers": ("s4",), "val_speakers": ("s3",)})),
+                workers=1, cache_dir=tmp_path / "cache", progress=False, log=lambda m: None)
+    assert t_oof > 0 and t_oof != val["metrics"]["calibration"]["temperature"]
+    with pytest.raises(Exception, match="frozen encoders"):
+        TrainConfig(finetune="all", calibration="oof")

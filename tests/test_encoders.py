@@ -181,3 +181,32 @@ def test_a_new_encoder_kind_needs_nothing_outside_its_class(band_energies, tone_
     save_file(state, weights)
     with pytest.raises(ModelError, match="labels or weights differ"):
         EmotionRecognizer.load(folder)
+
+
+def test_fusion_average_is_the_mean_of_per_encoder_heads(band_energies):
+    """fusion="average": one regression per encoder, logits averaged, stored as one linear head."""
+    import torch
+
+    from emovox.training.splits import Split
+    from emovox.training.train import TrainConfig, fit
+
+    rng = np.random.default_rng(0)
+    y = torch.tensor(np.repeat(np.arange(3), 40))
+    x = torch.from_numpy(rng.standard_normal((120, 24 + 88)).astype(np.float32))
+    x[:, :4] += y.float()[:, None] * 2  # each encoder's block carries some of the signal
+    x[:, 24:40] -= y.float()[:, None] * 2
+    split = Split(np.arange(0, 120, 2), np.arange(1, 120, 4), np.arange(3, 120, 4))
+    labels = ["a", "b", "c"]
+    cfg = TrainConfig(solver="logreg", logreg_c=0.5, fusion="average")
+    fused = EmotionClassifier([band_energies.pretrained("bands16"), build_encoder("egemaps")], labels)
+    fit(fused, x, y, split, cfg, progress=False)
+    parts = []
+    for enc, cols in ((band_energies.pretrained("bands16"), slice(0, 24)), (build_encoder("egemaps"), slice(24, None))):
+        single = EmotionClassifier([enc], labels)
+        fit(single, x[:, cols].contiguous(), y, split, TrainConfig(solver="logreg", logreg_c=0.5), progress=False)
+        parts.append(single.classify(x[:, cols].contiguous()))
+    torch.testing.assert_close(fused.classify(x), (parts[0] + parts[1]) / 2, atol=1e-4, rtol=1e-4)
+    acc = float((fused.classify(x[split.test]).argmax(1) == y[split.test]).float().mean())
+    assert acc > 0.6  # chance 1/3
+    with pytest.raises(Exception, match="solver='logreg'"):
+        TrainConfig(fusion="average")

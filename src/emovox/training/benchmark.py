@@ -15,6 +15,8 @@ The configuration is a TOML file::
     protocol = "cross-speaker"   # see emovox.splits.PROTOCOLS
     finetune = ["none", "last"]  # a list expands the matrix (backbone too)
     folds = 6                    # for speaker-kfold
+    encoders = ["whisper_tiny_en", "whisper_base"]          # one model of both encoders ("a,b" too)
+    encoders = [["whisper_tiny_en"], ["whisper_base"]]      # a list of such lists expands the matrix
 
 Spectrograms and frozen-backbone embeddings are cached on disk, so running a
 matrix again recomputes neither.
@@ -79,6 +81,11 @@ def expand_cells(cfg: dict[str, Any]) -> list[dict[str, Any]]:
         unknown = set(merged) - _TRAIN_FIELDS - _FEATURE_FIELDS - {"corpus", "protocol", "folds", "test_corpus", "name", "restrict_labels"}
         if unknown:
             raise EmovoxError(f"unknown benchmark setting(s): {', '.join(sorted(unknown))}")
+        if "encoders" in merged:  # one model's encoders: a list of names (or "a,b"); a list of lists expands
+            given = merged["encoders"]
+            if isinstance(given, str):
+                given = [e.strip() for e in given.split(",") if e.strip()]
+            merged["encoders"] = [tuple(g) for g in given] if given and isinstance(given[0], list) else tuple(given)
         multi = {k: v for k, v in merged.items() if isinstance(v, list)}
         for combo in itertools.product(*multi.values()) if multi else [()]:
             out.append({**merged, **dict(zip(multi, combo))})
@@ -151,7 +158,8 @@ def run_benchmark(
                 if speaker not in fitted:
                     fit(model, head_inputs, fold_y, split, tc, features, progress=False, speaker=speaker,
                         corpora=[u.corpus for u in fold_utts])
-                    calibrate(model, head_inputs, fold_y, split.val, features, speaker)
+                    calibrate(model, head_inputs, fold_y, split.val, features, speaker, cfg=tc, split=split,
+                              utts=fold_utts, corpora=[u.corpus for u in fold_utts])
                     fitted.add(speaker)
                 allowed = sort_labels(data.utts[i].emotion for i in split.test) if restricted else None
                 metrics, probs = score(model, head_inputs, split.test, data.utts, features, speaker, restrict=allowed)
@@ -176,12 +184,14 @@ def _method(tc: TrainConfig) -> str:
     and, for Adam, the learning rate and its schedule."""
     shown = [(tc.acoustic, f"+{tc.acoustic}"), (tc.solver != "adam", f" {tc.solver}"),
              (tc.solver == "logreg" and tc.logreg_c != TrainConfig.logreg_c, f" C={tc.logreg_c:g}"), (tc.augment, f" aug×{tc.augment}"),
-             (tc.balance, " balanced"), (tc.balance_corpora, " corpora balanced")]
+             (tc.balance, " balanced"), (tc.balance_corpora, " corpora balanced"),
+             (tc.encoders and len(tc.encoders) > 1, f" ({tc.fusion})")]
     if tc.solver == "adam" and tc.finetune != "none":
         shown += [(True, f" lr {tc.lr:g}"), (tc.body_lr_scale != 1.0, f" (CNN ×{tc.body_lr_scale:g})"),
                   (tc.warmup_epochs, f" warm-up {tc.warmup_epochs}"), (tc.schedule != "constant", f" {tc.schedule}"),
                   (tc.spec_augment, f" SpecAugment {tc.spec_augment}")]
-    return f"{tc.backbone}/{tc.finetune}" + "".join(text for on, text in shown if on)
+    body = "+".join(tc.encoders) if tc.encoders else tc.backbone
+    return f"{body}/{tc.finetune}" + "".join(text for on, text in shown if on)
 
 
 def _rows(cell: dict[str, Any], tc: TrainConfig, features: FeatureConfig, variant: str, results: list[dict[str, Any]], first: int,

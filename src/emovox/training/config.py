@@ -11,6 +11,12 @@ from ..model.classifier import shorthand
 
 #: How a head is fitted (:mod:`emovox.training.solvers`).
 SOLVER_NAMES = ("adam", "logreg")
+#: How the vectors of several encoders meet the head: ``concat`` (one head reads them all) or ``average``
+#: (one logistic regression per encoder, their logits averaged; ``solver="logreg"``).
+FUSIONS = ("concat", "average")
+#: Where the softmax temperatures are fitted: on the ``validation`` part, or on out-of-fold logits of the
+#: training and validation speakers (``oof``: speaker-grouped folds, frozen encoders).
+CALIBRATIONS = ("validation", "oof")
 #: Learning-rate schedules of ``solver="adam"``.
 SCHEDULES = ("constant", "cosine")
 
@@ -58,6 +64,13 @@ class TrainConfig:
     spec_augment: int = 0
     #: where ``solver="adam"`` trains: ``"cpu"``, ``"cuda"`` or ``"auto"`` (a GPU when there is one)
     device: str = "cpu"
+    #: several encoders: ``"concat"`` (one head over their concatenated vectors) or ``"average"`` (a logistic
+    #: regression per encoder, logits averaged: stored as one linear head over the concatenation)
+    fusion: str = "concat"
+    #: temperatures fitted on the ``"validation"`` part, or on ``"oof"`` logits: each of ``calibration_folds``
+    #: speaker-grouped folds of the training and validation utterances scored by heads fitted on the others
+    calibration: str = "validation"
+    calibration_folds: int = 5
     #: weight every class by the inverse of its share of the training part (both solvers)
     balance: bool = False
     #: weight every corpus by the inverse of its share of the training part, so that a corpus of many files
@@ -85,6 +98,14 @@ class TrainConfig:
             raise EmovoxError(f"spec_augment must be 0 or more masks, not {self.spec_augment}")
         if self.balance_corpora and self.solver != "logreg":
             raise EmovoxError("balance_corpora weights the logistic-regression head (solver='logreg')")
+        if self.calibration not in CALIBRATIONS:
+            raise EmovoxError(f"calibration must be one of {', '.join(CALIBRATIONS)}, not {self.calibration!r}")
+        if self.calibration == "oof" and (self.finetune != "none" or self.calibration_folds < 2):
+            raise EmovoxError("calibration 'oof' refits the heads of frozen encoders (finetune='none') on 2 or more folds")
+        if self.fusion not in FUSIONS:
+            raise EmovoxError(f"fusion must be one of {', '.join(FUSIONS)}, not {self.fusion!r}")
+        if self.fusion == "average" and self.solver != "logreg":
+            raise EmovoxError("fusion 'average' fits one logistic regression per encoder (solver='logreg')")
         if self.device not in ("cpu", "cuda", "auto"):
             raise EmovoxError(f"device must be 'cpu', 'cuda' or 'auto', not {self.device!r}")
 

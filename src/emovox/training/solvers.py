@@ -143,6 +143,12 @@ def labelled(idx: Sequence[int], y: torch.Tensor) -> torch.Tensor:
     return idx[y[idx] >= 0]
 
 
+def encoder_blocks(model: EmotionClassifier) -> list[slice]:
+    """The columns of each encoder's vectors in what the heads read (their concatenation, in order)."""
+    ends = np.cumsum([0] + [e.dim for e in model.encoders])
+    return [slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:])]
+
+
 def fit_standardize(job: Job) -> None:
     """Fit the head's input standardisation on the training rows (on the tail's input when the tail trains)."""
     model, inputs, idx = job.model, job.inputs, job.train_idx
@@ -246,14 +252,23 @@ def fit_logreg(job: Job) -> list[dict[str, Any]]:
     with torch.inference_mode():
         z = standardize(inputs).numpy()
     present = sorted(set(y[train_idx].tolist()))
-    clf = LogisticRegression(C=cfg.logreg_c, max_iter=3000, random_state=cfg.seed, class_weight="balanced" if cfg.balance else None)
-    clf.fit(z[train_idx.numpy()], y[train_idx].numpy(), sample_weight=sample_weight)
+    rows, target = z[train_idx.numpy()], y[train_idx].numpy()
+    # One regression over every encoder's vectors, or (fusion "average") one per encoder with their logits
+    # averaged: the same linear map over the concatenation, each encoder's block of columns from its own fit.
+    blocks = encoder_blocks(model) if cfg.fusion == "average" else [slice(0, z.shape[1])]
     weight = torch.zeros_like(linear.weight)
-    bias = torch.full_like(linear.bias, -1e4)  # a label with no training example is never predicted
-    weight[present] = torch.as_tensor(clf.coef_, dtype=weight.dtype) if len(present) > 2 else torch.as_tensor(
-        np.vstack([-clf.coef_ / 2, clf.coef_ / 2]), dtype=weight.dtype)
-    bias[present] = torch.as_tensor(clf.intercept_, dtype=bias.dtype) if len(present) > 2 else torch.as_tensor(
-        [-clf.intercept_[0] / 2, clf.intercept_[0] / 2], dtype=bias.dtype)
+    bias = torch.zeros(len(present), dtype=linear.bias.dtype)
+    for cols in blocks:
+        clf = LogisticRegression(C=cfg.logreg_c, max_iter=3000, random_state=cfg.seed,
+                                 class_weight="balanced" if cfg.balance else None)
+        clf.fit(rows[:, cols], target, sample_weight=sample_weight)
+        coef, intercept = (clf.coef_, clf.intercept_) if len(present) > 2 else (
+            np.vstack([-clf.coef_ / 2, clf.coef_ / 2]), np.array([-clf.intercept_[0] / 2, clf.intercept_[0] / 2]))
+        weight[present, cols] = torch.as_tensor(coef, dtype=weight.dtype) / len(blocks)
+        bias += torch.as_tensor(intercept, dtype=bias.dtype) / len(blocks)
+    full_bias = torch.full_like(linear.bias, -1e4)  # a label with no training example is never predicted
+    full_bias[present] = bias
+    bias = full_bias
     with torch.no_grad():
         linear.weight.copy_(weight)
         linear.bias.copy_(bias)

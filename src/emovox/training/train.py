@@ -93,12 +93,55 @@ def with_augmented(
 
 
 def calibrate(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], y: torch.Tensor, idx: Sequence[int],
-              features: FeatureConfig, speaker: bool = False) -> float:
-    """Fit the softmax temperature of the model's head (``speaker_head``) on the utterances ``idx`` (its validation part)."""
-    idx = np.asarray(list(idx), dtype=np.int64)
-    t = fit_temperature(logits_for(model, inputs, idx, features, speaker), y[idx])
+              features: FeatureConfig | None = None, speaker: bool = False, *, cfg: TrainConfig | None = None,
+              split: Split | None = None, utts: Sequence[Utterance] | None = None,
+              corpora: Sequence[str] | None = None) -> float:
+    """Fit the softmax temperature of the model's head (``speaker_head``) and set it; returns it.
+
+    By default on the utterances ``idx`` (the validation part). With ``cfg.calibration == "oof"`` (and ``split``
+    and ``utts`` given) on out-of-fold logits instead: see :func:`oof_logits`.
+    """
+    if cfg is not None and cfg.calibration == "oof" and split is not None and utts is not None:
+        logits, target = oof_logits(model, inputs, y, split, cfg, utts, speaker=speaker, corpora=corpora)
+    else:
+        idx = np.asarray(list(idx), dtype=np.int64)
+        logits, target = logits_for(model, inputs, idx, features, speaker), y[idx]
+    t = fit_temperature(logits, target)
     model.calibrate(t, speaker)
     return t
+
+
+def oof_logits(model: EmotionClassifier, inputs: torch.Tensor, y: torch.Tensor, split: Split, cfg: TrainConfig,
+               utts: Sequence[Utterance], *, speaker: bool = False,
+               corpora: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of every training and validation utterance from a head that never saw its speaker.
+
+    The speakers of ``split.train`` and ``split.val`` are dealt into ``cfg.calibration_folds`` groups; for each,
+    a fresh head (same encoders, same settings) is fitted on the others and scores that group's utterances.
+    Augmented copies (speaker ``"<speaker>~aug<k>"``) train with their source speaker and are never scored.
+    Returns ``(logits, labels)`` of the scored utterances.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    rows = np.concatenate([split.train, split.val]).astype(np.int64)
+    rows = rows[(y[rows] >= 0).numpy()]
+    voice = np.array([utts[i].speaker_key.split("~aug")[0] for i in rows])
+    k = min(cfg.calibration_folds, len(set(voice)))
+    if k < 2:
+        raise EmovoxError("out-of-fold calibration needs utterances of at least 2 speakers")
+    original = np.array(["~aug" not in utts[i].speaker_key for i in rows])
+    logits, target = [], []
+    for fit_pos, held_pos in GroupKFold(n_splits=k).split(rows, groups=voice):
+        held = rows[held_pos][original[held_pos]]
+        if not len(held):
+            continue
+        probe = EmotionClassifier(list(model.encoders), model.labels, dropout=model.dropout, normalize=model.normalize)
+        fit(probe, inputs, y, Split(rows[fit_pos], held, np.zeros(0, np.int64), "calibration fold"), cfg,
+            progress=False, speaker=speaker, corpora=corpora)
+        probe.eval()
+        logits.append(logits_for(probe, inputs, held, None, speaker))
+        target.append(y[held])
+    return torch.cat(logits), torch.cat(target)
 
 
 def train(
@@ -156,13 +199,14 @@ def train(
     corpora = [u.corpus for u in utts_all]
     history = fit(model, inputs, y, split, cfg, features, progress=progress, corpora=corpora)
     model.eval()
-    calibrate(model, inputs, y, split.val, features)
+    calibrate(model, inputs, y, split.val, features, cfg=cfg, split=split, utts=utts_all, corpora=corpora)
     heads = [(False, inputs)]
     if model.normalize == "speaker":
         spk_inputs = speaker_inputs(inputs, utts_all)
         fit(model, spk_inputs, y, split, cfg, features, progress=progress, speaker=True, corpora=corpora)
         model.eval()
-        calibrate(model, spk_inputs, y, split.val, features, speaker=True)
+        calibrate(model, spk_inputs, y, split.val, features, speaker=True, cfg=cfg, split=split, utts=utts_all,
+                  corpora=corpora)
         heads.append((True, spk_inputs))
     timings["epochs_s"] = time.perf_counter() - t0
 
