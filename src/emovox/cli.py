@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--augment", type=int, default=None, metavar="K", help="add K seeded augmented copies (noise, gain, pitch, tempo) of every training file; frozen backbone only (robust: 2)")
     t.add_argument("--solver", default=None, choices=["adam", "logreg"], help="fit the head with Adam epochs (best on validation) or as an L2 logistic regression (robust: logreg)")
     t.add_argument("--fusion", default=None, choices=["concat", "average"], help="several --encoders: one head over their concatenated vectors (concat), or one logistic regression per encoder with their logits averaged (average; --solver logreg) (default: concat)")
+    t.add_argument("--calibration", default=None, choices=["validation", "oof"], help="fit the softmax temperatures on the validation part, or on out-of-fold logits of the training and validation speakers (oof: speaker-grouped folds; frozen encoders) (default: validation)")
     t.add_argument("--balance-corpora", action="store_true", default=None, help="weight each corpus by the inverse of its share of the training files, so that no corpus dominates (logistic-regression head; several corpora)")
     t.add_argument("--balance", action="store_true", default=None, help="weight each class by the inverse of its share of the training files (corpora with uneven classes)")
     t.add_argument("--split", default="random", choices=SPLITS, help="random: stratified 70/15/15; speaker: no speaker in two parts; words: no word in two parts (TESS); all: train on everything but 10%% validation (default: %(default)s)")
@@ -236,7 +237,7 @@ def cmd_train(args) -> int:
     weights = None if args.weights.lower() == "none" else args.weights
     chosen = {"encoders": tuple(e.strip() for e in args.encoders.split(",") if e.strip()) if args.encoders else None,
               "backbone": args.backbone, "finetune": args.finetune, "normalize": args.normalize, "solver": args.solver, "augment": args.augment, "balance": args.balance, "balance_corpora": args.balance_corpora,
-              "fusion": args.fusion, "acoustic": None if args.acoustic == "none" else args.acoustic}
+              "fusion": args.fusion, "calibration": args.calibration, "acoustic": None if args.acoustic == "none" else args.acoustic}
     cfg = recipe_config(
         args.recipe, weights=weights, split=args.split,
         test_speakers=_speakers(args.test_speakers), val_speakers=_speakers(args.val_speakers),

@@ -185,7 +185,7 @@ def _method(tc: TrainConfig) -> str:
     shown = [(tc.acoustic, f"+{tc.acoustic}"), (tc.solver != "adam", f" {tc.solver}"),
              (tc.solver == "logreg" and tc.logreg_c != TrainConfig.logreg_c, f" C={tc.logreg_c:g}"), (tc.augment, f" aug×{tc.augment}"),
              (tc.balance, " balanced"), (tc.balance_corpora, " corpora balanced"),
-             (tc.encoders and len(tc.encoders) > 1, f" ({tc.fusion})")]
+             (tc.encoders and len(tc.encoders) > 1, f" ({tc.fusion})"), (tc.calibration != "validation", f" T:{tc.calibration}")]
     if tc.solver == "adam" and tc.finetune != "none":
         shown += [(True, f" lr {tc.lr:g}"), (tc.body_lr_scale != 1.0, f" (CNN ×{tc.body_lr_scale:g})"),
                   (tc.warmup_epochs, f" warm-up {tc.warmup_epochs}"), (tc.schedule != "constant", f" {tc.schedule}"),
