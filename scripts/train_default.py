@@ -91,6 +91,8 @@ def main() -> None:
     ap.add_argument("--nemo", type=Path, default=SHARED / "data" / "nemo")
     ap.add_argument("--encoders", default="whisper_base", help="comma-separated encoder names (default: %(default)s)")
     ap.add_argument("--fusion", default="concat", choices=["concat", "average"])
+    ap.add_argument("--calibration", default="oof", choices=["validation", "oof"],
+                    help="temperatures on out-of-fold logits of the training speakers (default) or on the validation actors")
     ap.add_argument("--weights-dir", default=os.environ.get("EMOVOX_WEIGHTS") or str(Path.home() / ".cache" / "emovox" / "weights"))
     ap.add_argument("--out", type=Path, default=ROOT / "src" / "emovox" / "models" / "default")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "default_model.json")
@@ -101,7 +103,7 @@ def main() -> None:
     utts = load_corpus("tess,ravdess,nemo", [args.tess, args.ravdess, args.nemo])
     words = held_out_words(utts)
     encoders = tuple(e.strip() for e in args.encoders.split(",") if e.strip())
-    cfg = recipe_config("speech", encoders=encoders, fusion=args.fusion, split="speaker", test_speakers=TEST,
+    cfg = recipe_config("speech", encoders=encoders, fusion=args.fusion, calibration=args.calibration, split="speaker", test_speakers=TEST,
                         val_speakers=VAL, test_texts=words, balance_corpora=True, seed=0)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,22 @@ def test_onnx_encoder_matches_pytorch(kind, tiny_root, tmp_path):
     assert path.stat().st_mtime_ns == stamp  # an existing export is reused, not redone
 
 
+def test_int8_encoder_is_smaller_and_close_to_fp32(tiny_root, tmp_path):
+    """engine onnx-int8 for a speech encoder: its export with int8 weights, made once beside the fp32 one."""
+    pytest.importorskip("onnxruntime")
+    enc = SpeechEncoder.pretrained(f"hf:{tiny_encoder('whisper', tiny_root)}")
+    signals = [tone(f0, 5.0, seconds=s) for f0, s in ((180.0, 0.6), (240.0, 1.5), (300.0, 2.4))]
+    ref = np.stack([enc.encode_one(y) for y in signals])
+    assert accelerate(enc, "onnx-int8", cache_dir=tmp_path) == "onnx-int8"
+    fp32 = tmp_path / "onnx" / f"{enc.identity()}.onnx"
+    int8 = fp32.with_name(fp32.name.replace(".onnx", ".int8.onnx"))
+    assert int8.is_file() and int8.stat().st_size < fp32.stat().st_size
+    got = np.stack([enc.encode_one(y) for y in signals])
+    cos = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
+    assert not np.allclose(got, ref, rtol=1e-6, atol=1e-7) and (cos > 0.95).all(), cos  # quantised, still the same vectors
+    assert accelerate(enc, "torch") == "torch" and enc.session is None
+
+
 def test_speech_model_trains_saves_and_predicts(tiny_root, tone_corpus, tmp_path, monkeypatch):
     """A (random, tiny) speech encoder + logistic regression separates the synthetic emotions of held-out speakers,
     and the saved folder predicts exactly what the trained model did."""
@@ -208,3 +225,43 @@ def test_real_whisper_separates_emotions_of_unseen_actors(ravdess_dir, tmp_path,
     summary = train(utts, tmp_path / "run", cfg, workers=1, cache_dir=tmp_path / "cache", progress=False, log=lambda m: None)
     # 8 emotions: chance is 12.5 %; the frozen encoder with 5 training actors gets well past it.
     assert summary["metrics"]["accuracy"] > 0.45, summary["metrics"]["accuracy"]
+
+
+def _whisper_base_dir() -> Path | None:
+    """A local Whisper base encoder folder (built by ../shared/tools/whisper-base/fetch.sh), if there is one."""
+    for base in (os.environ.get("EMOVOX_TEST_WHISPER_BASE"), os.environ.get(WEIGHTS_ENV)):
+        if base:
+            for d in (Path(base), Path(base) / "whisper-base-encoder"):
+                if (d / "config.json").is_file() and (d / "model.safetensors").is_file():
+                    return d
+    return None
+
+
+@pytest.mark.skipif(_whisper_base_dir() is None, reason="no local Whisper base folder ($EMOVOX_WEIGHTS/whisper-base-encoder)")
+def test_real_whisper_base_with_tiny_en_separates_emotions_of_unseen_actors(ravdess_dir, tmp_path, monkeypatch):
+    """Whisper base (multilingual), named and found through $EMOVOX_WEIGHTS, fused with tiny.en; ONNX agrees."""
+    from emovox import EmotionRecognizer
+    from emovox.corpora import load_corpus
+    from emovox.training.train import TrainConfig, train
+
+    if not WHISPER_DIR.is_dir():
+        pytest.skip("shared Whisper tiny.en weights not present")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "whisper-base-encoder").symlink_to(_whisper_base_dir())
+    (weights / "whisper-tiny.en-encoder").symlink_to(WHISPER_DIR)
+    monkeypatch.setenv(WEIGHTS_ENV, str(weights))
+    monkeypatch.setenv("EMOVOX_CACHE", str(tmp_path / "cache"))
+    enc = SpeechEncoder.pretrained("whisper_base")
+    assert enc.hub_id == "openai/whisper-base" and enc.dim == 8192
+    actors = {"01", "02", "03", "04", "05", "06", "07", "08"}
+    utts = [u for u in load_corpus("ravdess", ravdess_dir) if u.speaker in actors]
+    cfg = TrainConfig(encoders=("whisper_tiny_en", "whisper_base"), solver="logreg", split="speaker",
+                      test_speakers=("07", "08"), val_speakers=("06",))
+    summary = train(utts, tmp_path / "run", cfg, workers=1, cache_dir=tmp_path / "cache", progress=False, log=lambda m: None)
+    assert summary["metrics"]["accuracy"] > 0.45, summary["metrics"]["accuracy"]  # 8 emotions: chance 12.5 %
+    clips = [u.path for u in utts if u.speaker == "08"][:6]
+    fast = EmotionRecognizer.load(tmp_path / "run" / "model")
+    assert fast.engine.name == "onnx-encoder"
+    np.testing.assert_allclose(fast.predict_proba(clips),
+                               EmotionRecognizer.load(tmp_path / "run" / "model", engine="torch").predict_proba(clips), atol=2e-3)

@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_positive_int, default=1, help="show the k most probable labels (default: %(default)s)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="files per inference batch (default: %(default)s)")
     p.add_argument("--same-speaker", action="store_true", help="the files are all recordings of ONE speaker: normalise them together and use the model's speaker-normalised head (models trained with --recipe robust); give several files, ideally not all in one emotion")
+    p.add_argument("--speaker", default=None, metavar="KEY", help="the files are all recordings of the known speaker KEY: they join its running statistics and, once it has enough recordings (10), are classified by the speaker-normalised head; the output says which head answered")
+    p.add_argument("--speaker-from-path", default=None, metavar="REGEX", help="the speaker key of each file is taken from its path: the first group of REGEX (or the whole match), e.g. 'Actor_(\\d+)'; files it does not match are of unknown speakers")
+    p.add_argument("--speakers", type=Path, default=None, metavar="STATS.npz", help="with --speaker / --speaker-from-path: running speaker statistics to start from (when the file exists) and to save after the run, so a growing archive adapts as it grows")
     p.add_argument("--segments", action="store_true", help="long recordings: find the speech, classify overlapping windows and print a timeline per file (see 'emovox timeline' for its options)")
     p.add_argument("--plot", type=Path, help="with --segments and one file: save the timeline as this PNG")
     p.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="with --segments: voice activity detector (default: %(default)s)")
@@ -300,11 +303,23 @@ def cmd_predict(args) -> int:
         return 1
     if args.segments:
         return _predict_segments(rec, paths, args)
+    speaker_of = _speaker_of(args)
+    if speaker_of is not None:
+        if not rec.model.has_speaker_head:
+            print("emovox: --speaker / --speaker-from-path need a model with a speaker-normalised head (emovox train --recipe speech)", file=sys.stderr)
+            return 2
+        if args.same_speaker:
+            print("emovox: choose --same-speaker or a speaker key (--speaker, --speaker-from-path), not both", file=sys.stderr)
+            return 2
+        if args.speakers is not None and args.speakers.is_file():
+            from .inference.speakers import SpeakerBook
+
+            rec.speakers = SpeakerBook.load(args.speakers)
     failed = 0
     k = min(args.top_k, len(rec.labels))
     writer = csv.writer(sys.stdout) if args.format == "csv" else None
     if writer:
-        writer.writerow(["file", "label", "confidence", "uncertain", *rec.labels])
+        writer.writerow(["file", "label", "confidence", "uncertain", *rec.labels, *(["speaker", "head"] if speaker_of else [])])
     elif args.format == "table":
         width = max(len(str(p)) for p in paths)
         print(f"{'file':<{width}}  {'emotion':<9} {'prob':>5}" + ("  next" if k > 1 else ""))
@@ -314,7 +329,7 @@ def cmd_predict(args) -> int:
     if args.same_speaker and args.segments:
         print("emovox: --same-speaker does not apply to --segments", file=sys.stderr)
         return 2
-    for result in rec.predict_files(paths, batch_size=args.batch_size, same_speaker=args.same_speaker):
+    for result in rec.predict_files(paths, batch_size=args.batch_size, same_speaker=args.same_speaker, speaker_of=speaker_of):
         if isinstance(result, NoSpeechError):  # read fine, but nothing to classify: a row that says so
             if writer:
                 writer.writerow([result.source, "no speech", "", "", *([""] * len(rec.labels))])
@@ -330,7 +345,8 @@ def cmd_predict(args) -> int:
             continue
         if writer:
             writer.writerow([result.source, result.label, f"{result.confidence:.4f}", str(result.is_uncertain(args.uncertain_below)).lower(),
-                             *(f"{result.probabilities[lab]:.4f}" for lab in rec.labels)])
+                             *(f"{result.probabilities[lab]:.4f}" for lab in rec.labels),
+                             *([result.speaker or "", result.head or ""] if speaker_of else [])])
         elif args.format == "json":
             d = result.to_dict(args.uncertain_below)
             d["top"] = [{"label": lab, "probability": p} for lab, p in result.top(k)]
@@ -341,11 +357,38 @@ def cmd_predict(args) -> int:
                 print(f"{result.source:<{width}}  {'uncertain':<9} {result.confidence:>5.2f}  (best guesses: {guesses})")
                 continue
             rest = "  ".join(f"{lab} {p:.2f}" for lab, p in result.top(k)[1:])
-            print(f"{result.source:<{width}}  {result.label:<9} {result.confidence:>5.2f}" + (f"  {rest}" if rest else ""))
+            who = f"  [{result.speaker or 'unknown speaker'}: {result.head} head]" if result.head is not None else ""
+            print(f"{result.source:<{width}}  {result.label:<9} {result.confidence:>5.2f}" + (f"  {rest}" if rest else "") + who)
         sys.stdout.flush()
+    if speaker_of is not None and args.speakers is not None:
+        rec.speakers.save(args.speakers)
+        print(f"speaker statistics of {len(rec.speakers)} speaker(s) saved to {args.speakers}", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(paths)} file(s) could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _speaker_of(args):
+    """The function path -> speaker key that --speaker / --speaker-from-path ask for (``None``: neither)."""
+    import re
+
+    if args.speaker is not None and args.speaker_from_path is not None:
+        raise EmovoxError("give --speaker or --speaker-from-path, not both")
+    if args.speaker is not None:
+        key = args.speaker
+        return lambda path: key
+    if args.speaker_from_path is None:
+        return None
+    try:
+        pattern = re.compile(args.speaker_from_path)
+    except re.error as err:
+        raise EmovoxError(f"--speaker-from-path {args.speaker_from_path!r}: not a regular expression ({err})") from None
+
+    def speaker_of(path: str) -> str | None:
+        m = pattern.search(str(path))
+        return None if m is None else (m.group(1) if m.groups() else m.group(0))
+
+    return speaker_of
 
 
 def cmd_export(args) -> int:

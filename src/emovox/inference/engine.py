@@ -180,12 +180,11 @@ def select_engine(model: EmotionClassifier, directory: str | Path, engine: str =
 
 def _encoder_engine(model: EmotionClassifier, engine: str, threads: int | None) -> Engine:
     """PyTorch heads; each encoder that runs on ONNX Runtime by default moved there unless ``engine`` is ``torch``."""
-    if engine == "onnx-int8":
-        raise ModelError("int8 ONNX models cover models of one image CNN; use engine 'onnx' or 'torch' for this model")
     out = TorchEngine(model, threads)
-    policy = {"auto": "auto", "onnx": "onnx", "torch": "torch"}[engine]
-    ran = [accelerate(e, policy, threads) for e in model.encoders
-           if e.exportable and (policy != "auto" or e.onnx_by_default)]
-    if "onnx" in ran:
+    ran = [accelerate(e, engine, threads) for e in model.encoders
+           if e.exportable and (engine != "auto" or e.onnx_by_default)]
+    if "onnx-int8" in ran:
+        out.name = "onnx-int8-encoder"
+    elif "onnx" in ran:
         out.name = "onnx-encoder"
     return out

@@ -21,7 +21,7 @@ import torch
 from .._version import __version__
 from ..errors import ModelError
 from ..model import EmotionClassifier, load_model
-from ..runtime.onnx import require
+from ..runtime.onnx import quantize_int8, require
 from .engine import (INPUT_NAME, INT8_FILE, META_LABELS, META_WEIGHTS, ONNX_FILE, OUTPUT_NAME, OnnxEngine, file_digest,
                      whole_model_exportable)
 
@@ -148,7 +148,7 @@ def export_onnx(
         written = [(fp32, out)]
         if quantize:
             q = tmp / INT8_FILE
-            _quantize(fp32, q, tmp)
+            quantize_int8(fp32, q)
             _add_metadata(q, model, model_dir, {"emovox.image_size": str(size), "emovox.weights": "int8 (dynamic quantisation)"})
             agree = compare(model, q, size, sizes=sizes)
             rate = float(np.mean([a for _, a in agree.values()]))
@@ -186,23 +186,3 @@ def _export(model: torch.nn.Module, path: Path, size: int, opset: int, dynamo: b
                          f"({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''})") from None
     if not path.is_file():
         raise ModelError(f"{path}: torch.onnx.export wrote nothing")
-
-
-def _quantize(src: Path, dst: Path, tmp: Path) -> None:
-    """Int8 weights (per tensor, signed) by ONNX Runtime's dynamic quantisation, after its pre-processing."""
-    import logging
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    pre = tmp / "pre.onnx"
-    root = logging.getLogger()
-    was = root.disabled
-    root.disabled = True  # quantisation warns through the root logger
-    try:
-        quant_pre_process(str(src), str(pre))
-        quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8)
-    except Exception as err:
-        raise ModelError(f"{src.name}: int8 quantisation failed ({type(err).__name__}: {err})") from None
-    finally:
-        root.disabled = was

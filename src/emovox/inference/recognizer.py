@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -22,6 +22,7 @@ from .engine import Engine, TorchEngine, select_engine
 from .frontend import Frontend, Prepared
 from .results import UNCERTAIN_BELOW, Prediction, Timeline, prediction_of
 from .segments import SegmentOptions, segment_file, segment_signal
+from .speakers import SpeakerBook
 
 AudioInput = Union[str, Path, np.ndarray]
 #: What :meth:`EmotionRecognizer.featurize` returns: one prepared input per encoder (a bare array is taken as the
@@ -60,6 +61,8 @@ class EmotionRecognizer:
         #: decoding, speech gate and each encoder's preparer: the model-free half of :meth:`featurize`
         self.frontend = Frontend(tuple(e.preparer() for e in model.encoders), speech_gate, float(min_speech_s))
         self.origin: dict[str, str] | None = None  # set by load()
+        #: running statistics of the speakers predictions were asked for by key (``predict(..., speaker=KEY)``)
+        self.speakers = SpeakerBook()
 
     @property
     def speech_gate(self) -> str:
@@ -169,6 +172,39 @@ class EmotionRecognizer:
         and uses the speaker-normalised head (see :meth:`probabilities`)."""
         return self.model.probabilities(vectors, same_speaker)
 
+    def adapted(self, items: Sequence[Item], keys: Sequence[str | None], batch_size: int = 32) -> tuple[np.ndarray, list[str]]:
+        """``(probabilities, head of each)`` of :meth:`featurize` results whose speakers are known by key.
+
+        Each speaker's vectors join its running statistics in :attr:`speakers` first; once it has
+        ``speakers.min_files`` recordings, its items are normalised by those statistics and classified by the
+        speaker-normalised head (``"speaker"``), before that by the per-file head (``"file"``), as are items whose
+        key is ``None``. The more of a speaker's archive has gone through, the better its statistics.
+        """
+        self.model.require_speaker_head()
+        if len(keys) != len(items):
+            raise EmovoxError(f"{len(keys)} speaker keys for {len(items)} inputs")
+        probs = np.zeros((len(items), len(self.labels)), dtype=np.float32)
+        heads = ["file"] * len(items)
+        if not len(items):
+            return probs, heads
+        vecs = self.vectors(items, batch_size).numpy()
+        groups: dict[str | None, list[int]] = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(None if key is None else str(key), []).append(i)
+        for key, rows in groups.items():
+            if key is not None:
+                self.speakers.add(key, vecs[rows])
+            if key is not None and self.speakers.ready(key):
+                z = torch.from_numpy(self.speakers.normalize(key, vecs[rows]))
+                with torch.inference_mode():
+                    logits = self.model.classify(z, speaker_normalized=True)
+                probs[rows] = torch.softmax(logits / self.model.temperature_of(True), dim=1).numpy()
+                for i in rows:
+                    heads[i] = "speaker"
+            else:
+                probs[rows] = self.model.probabilities(torch.from_numpy(vecs[rows]))
+        return probs, heads
+
     def predict_proba(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None = None, same_speaker: bool = False) -> np.ndarray:
         """Probabilities over :attr:`labels`: ``(n_labels,)`` for one input, ``(n, n_labels)`` for several."""
         specs, _, single = self._items(x, sample_rate)
@@ -176,20 +212,28 @@ class EmotionRecognizer:
         return p[0] if single else p
 
     def predict(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None = None,
-                same_speaker: bool = False) -> Prediction | list[Prediction]:
+                same_speaker: bool = False, speaker: str | Sequence[str | None] | None = None) -> Prediction | list[Prediction]:
         """Predict the emotion of a file, a folder, an array (with ``sample_rate``) or a list of these.
 
         ``same_speaker=True``: the inputs are all one speaker's recordings;
-        normalise them together (see :meth:`probabilities`). Raises
-        :class:`AudioError` for an unusable input; use :meth:`predict_files`
-        to skip bad files in a batch.
+        normalise them together (see :meth:`probabilities`). ``speaker``: the key of the speaker of all inputs
+        (or one key per input, ``None`` for unknown): they join that speaker's running statistics and are
+        classified by the speaker head once enough of its recordings are in (see :meth:`adapted`); each
+        prediction says which head answered. Raises :class:`AudioError` for an unusable input; use
+        :meth:`predict_files` to skip bad files in a batch.
         """
         specs, names, single = self._items(x, sample_rate)
-        preds = [self._prediction(p, n) for p, n in zip(self.probabilities(specs, same_speaker=same_speaker), names)]
+        if speaker is not None:
+            keys = [speaker] * len(specs) if isinstance(speaker, str) else list(speaker)
+            probs, heads = self.adapted(specs, keys)
+            preds = [self._prediction(p, n, k, h) for p, n, k, h in zip(probs, names, keys, heads)]
+        else:
+            preds = [self._prediction(p, n) for p, n in zip(self.probabilities(specs, same_speaker=same_speaker), names)]
         return preds[0] if single else preds
 
-    def _prediction(self, probs: np.ndarray, source: str | None) -> Prediction:
-        return prediction_of(probs, self.labels, source)
+    def _prediction(self, probs: np.ndarray, source: str | None, speaker: str | None = None,
+                    head: str | None = None) -> Prediction:
+        return prediction_of(probs, self.labels, source, None if speaker is None else str(speaker), head)
 
     def timeline(self, x: str | Path | np.ndarray, sample_rate: int | None = None, options: SegmentOptions | None = None,
                  **changes: Any) -> Timeline:
@@ -206,22 +250,36 @@ class EmotionRecognizer:
 
     segments = timeline  # the name used for long audio elsewhere in the docs
 
-    def predict_files(self, paths: Iterable[str | Path], batch_size: int = 32, same_speaker: bool = False) -> Iterator[Prediction | AudioError]:
+    def predict_files(self, paths: Iterable[str | Path], batch_size: int = 32, same_speaker: bool = False,
+                      speaker_of: Callable[[str], str | None] | None = None) -> Iterator[Prediction | AudioError]:
         """Stream predictions over many files, ``batch_size`` at a time, in input order.
 
         A file that cannot be used yields its :class:`AudioError` instead of a
         prediction, and the rest go on. Memory stays bounded by the batch,
         except with ``same_speaker=True`` (all files are one speaker's,
         normalised together: every file is read before the first prediction).
+        ``speaker_of``: the speaker key of a file's path (``None``: unknown); files of known speakers adapt to
+        them as they come (see :meth:`adapted`).
         """
         flush_at = 1 << 62 if same_speaker else batch_size
         batch: list[tuple[str, Item | AudioError]] = []
 
         def flush() -> Iterator[Prediction | AudioError]:
             good = [(n, s) for n, s in batch if not isinstance(s, AudioError)]
-            probs = iter(self.probabilities([s for _, s in good], batch_size, same_speaker)) if good else iter(())
+            keys: list[str | None] = [speaker_of(n) for n, _ in good] if speaker_of else [None] * len(good)
+            heads: list[str | None] = [None] * len(good)
+            if good and speaker_of is not None:
+                p, heads = self.adapted([s for _, s in good], keys, batch_size)
+                probs = iter(p)
+            else:
+                probs = iter(self.probabilities([s for _, s in good], batch_size, same_speaker)) if good else iter(())
+            known = iter(zip(keys, heads))
             for name, s in batch:
-                yield s if isinstance(s, AudioError) else self._prediction(next(probs), name)
+                if isinstance(s, AudioError):
+                    yield s
+                else:
+                    key, head = next(known)
+                    yield self._prediction(next(probs), name, key, head)
             batch.clear()
 
         for path in paths:

@@ -32,9 +32,10 @@ def flat(record: dict[str, Any]) -> dict[str, Any]:
     return out | {f"prob_{lab}": p for lab, p in record["probabilities"].items()}
 
 
-def prediction_of(probs: np.ndarray, labels: Sequence[str], source: str | None = None) -> Prediction:
+def prediction_of(probs: np.ndarray, labels: Sequence[str], source: str | None = None, speaker: str | None = None,
+                  head: str | None = None) -> Prediction:
     """The :class:`Prediction` of a row of probabilities over ``labels``."""
-    return Prediction(labels[int(np.argmax(probs))], {lab: float(v) for lab, v in zip(labels, probs)}, source)
+    return Prediction(labels[int(np.argmax(probs))], {lab: float(v) for lab, v in zip(labels, probs)}, source, speaker, head)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class Prediction:
     label: str
     probabilities: dict[str, float]
     source: str | None = None
+    #: the speaker key it was predicted under (``predict(..., speaker=KEY)``), if any
+    speaker: str | None = None
+    #: which head answered when speaker keys were given: ``"speaker"`` (normalised by that speaker's running
+    #: statistics) or ``"file"`` (an unknown speaker, or too few of its recordings so far)
+    head: str | None = None
 
     @property
     def confidence(self) -> float:
@@ -57,7 +63,8 @@ class Prediction:
         return self.confidence < threshold
 
     def to_dict(self, threshold: float = UNCERTAIN_BELOW) -> dict[str, Any]:
-        return {"source": self.source} | scored(self.label, self.probabilities, threshold)
+        extra = {"speaker": self.speaker, "head": self.head} if self.head is not None else {}
+        return {"source": self.source} | scored(self.label, self.probabilities, threshold) | extra
 
 
 @dataclass(frozen=True)

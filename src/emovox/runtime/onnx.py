@@ -97,3 +97,35 @@ def export_checked(module, path: str | Path, example, checks: Sequence, *, input
                 raise ModelError(f"ONNX export of {name} disagrees with PyTorch on an input of shape {tuple(x.shape)}")
         os.replace(out, path)  # atomic: a concurrent reader never sees half a file
     return path
+
+
+def quantize_int8(src: str | Path, dst: str | Path) -> Path:
+    """``dst``: ``src`` with int8 weights (per tensor, signed) by ONNX Runtime's dynamic quantisation, after its
+    pre-processing; written atomically."""
+    import logging
+
+    require("onnxruntime")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    was = root.disabled
+    root.disabled = True  # quantisation warns through the root logger
+    try:
+        with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+            pre, out = Path(tmp) / "pre.onnx", Path(tmp) / dst.name
+            try:
+                quant_pre_process(str(src), str(pre))
+            except Exception:  # transformers' dynamic shapes defeat the symbolic pass: the plain one suffices
+                quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8)
+            os.replace(out, dst)
+    except ModelError:
+        raise
+    except Exception as err:
+        raise ModelError(f"{src.name}: int8 quantisation failed ({type(err).__name__}: {err})") from None
+    finally:
+        root.disabled = was
+    return dst

@@ -6,7 +6,8 @@ Endpoints:
                           ``adapt=auto|on|off`` its speaker adaptation. Several ``file``
                           parts give one result per file; with ``same_speaker=true`` they
                           are one speaker's recordings, classified together by the
-                          model's speaker head.
+                          model's speaker head; ``speaker=KEY`` names a known speaker whose
+                          running statistics (in memory) adapt its recordings as they come.
     ``GET /v1/labels``    the model's labels.
     ``GET /healthz``      liveness and load.
     ``GET /``             the web page (no external resources).
@@ -19,6 +20,7 @@ so the event loop stays free.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -51,6 +53,8 @@ PAGE_CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 ADAPT_MODES = ("auto", "on", "off", "true", "false")
+#: Longest speaker key a request may give.
+MAX_SPEAKER_KEY = 200
 
 
 @dataclass(frozen=True)
@@ -60,13 +64,23 @@ class PredictRequest:
     segments: bool
     adapt: str
     same_speaker: bool
+    speaker: str | None = None
 
     @classmethod
     def of(cls, upload: Upload, segments: str | None, adapt: str | None, same_speaker: str | None,
-           has_speaker_head: bool) -> PredictRequest:
+           has_speaker_head: bool, speaker: str | None = None) -> PredictRequest:
+        key = upload.fields.get("speaker", speaker)
+        key = key.strip() if key is not None else None
         req = cls(flag(upload.fields.get("segments", segments), "segments"),
                   (upload.fields.get("adapt", adapt) or "auto").strip().lower(),
-                  flag(upload.fields.get("same_speaker", same_speaker), "same_speaker"))
+                  flag(upload.fields.get("same_speaker", same_speaker), "same_speaker"), key or None)
+        if req.speaker is not None:
+            if len(req.speaker) > MAX_SPEAKER_KEY or not req.speaker.isprintable():
+                raise Reject(422, f"speaker must be a printable key of at most {MAX_SPEAKER_KEY} characters")
+            if req.same_speaker:
+                raise Reject(422, "send same_speaker=true or a speaker key, not both")
+            if not has_speaker_head:
+                raise Reject(422, "this model has no speaker-normalised head; send no speaker key")
         if req.adapt not in ADAPT_MODES:
             raise Reject(422, f"adapt must be auto, on or off, not {req.adapt[:32]!r}")
         if req.same_speaker and len(upload.files) < 2:
@@ -82,10 +96,12 @@ class Predictor:
 
     def __init__(self, recognizer: EmotionRecognizer, cfg: ServeConfig):
         self.recognizer, self.cfg = recognizer, cfg
+        self.speakers_lock = threading.Lock()  # the recognizer's running speaker statistics are shared by threads
 
     def result(self, pred: Any, filename: str) -> dict[str, Any]:
+        who = {"speaker": pred.speaker, "head": pred.head} if pred.head is not None else {}
         return {"filename": filename} | scored(pred.label, pred.probabilities, self.cfg.uncertain_below,
-                                               self.recognizer.labels) | {"threshold": self.cfg.uncertain_below}
+                                               self.recognizer.labels) | {"threshold": self.cfg.uncertain_below} | who
 
     @staticmethod
     def audio_error(err: AudioError, files: list[UploadedFile]) -> Reject:
@@ -107,7 +123,11 @@ class Predictor:
     def __call__(self, files: list[UploadedFile], req: PredictRequest) -> dict[str, Any]:
         t0 = time.perf_counter()
         try:
-            preds = self.recognizer.predict([f.path for f in files], same_speaker=req.same_speaker)
+            if req.speaker is not None:
+                with self.speakers_lock:
+                    preds = self.recognizer.predict([f.path for f in files], speaker=req.speaker)
+            else:
+                preds = self.recognizer.predict([f.path for f in files], same_speaker=req.same_speaker)
             outs = [self.result(p, f.filename) for p, f in zip(preds, files)]
             if req.segments:
                 for out, f in zip(outs, files):
@@ -200,6 +220,9 @@ def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None,
         adapt: str | None = Query(None, description="timeline speaker adaptation: auto (default), on or off (also a form field)"),
         same_speaker: str | None = Query(None, description="true: the files are ONE speaker's recordings; classify them together "
                                                            "with the model's speaker head (also a form field)"),
+        speaker: str | None = Query(None, description="the key of a known speaker (a user, an agent): the files join its running "
+                                                      "statistics, kept by this service in memory, and are classified by the speaker "
+                                                      "head once it has enough recordings (also a form field)"),
     ) -> dict[str, Any]:
         """Upload audio as multipart field ``file`` (or as the raw body); get the emotion and its probabilities.
 
@@ -212,7 +235,7 @@ def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None,
                     await receive(request, upload, cfg.max_upload_bytes)
             except TimeoutError:
                 raise Reject(408, f"the upload did not arrive within {cfg.upload_timeout_s:g} s") from None
-            req = PredictRequest.of(upload, segments, adapt, same_speaker, recognizer.model.has_speaker_head)
+            req = PredictRequest.of(upload, segments, adapt, same_speaker, recognizer.model.has_speaker_head, speaker)
             # Only a request whose body has arrived takes a slot; when all are taken it queues briefly, then 503.
             return await admission.run(predictor, upload.files, req)
         finally:

@@ -14,6 +14,9 @@ class PredictResponse(BaseModel):
     uncertain: bool = Field(description="true when the top probability is below the service's threshold")
     threshold: float = Field(description="the threshold used for `uncertain`")
     timeline: dict[str, Any] | None = Field(None, description="emotion over time (only with segments=true)")
+    speaker: str | None = Field(None, description="the speaker key given with the request")
+    head: str | None = Field(None, description="with a speaker key: 'speaker' (normalised by that speaker's running statistics) "
+                                               "or 'file' (too few of its recordings so far)")
 
 
 class BatchResponse(BaseModel):
@@ -51,6 +54,7 @@ PREDICT_BODY = {
                     "segments": {"type": "boolean", "description": "also return the emotion timeline"},
                     "adapt": {"type": "string", "enum": ["auto", "on", "off"], "description": "speaker adaptation of the timeline"},
                     "same_speaker": {"type": "boolean", "description": "several files of ONE speaker: classify them together with the speaker head"},
+                    "speaker": {"type": "string", "description": "key of a known speaker: adapt to it with running statistics"},
                 },
             }
         },

@@ -174,7 +174,7 @@ def run_benchmark(
                     f"accuracy {metrics['accuracy']:.3f}, UAR {metrics['uar']:.3f}")
         for variant, _, _ in variants:
             rows.extend(_rows(cell, tc, features, variant, results[variant], len(rows), out_dir, time.perf_counter() - t_cell))
-        print(f"done: {cell['corpus']} {cell['protocol']} {tc.backbone}/{tc.finetune}", file=sys.stderr)
+        print(f"done: {cell['corpus']} {cell['protocol']} {_method(tc)}", file=sys.stderr)
     write_report(rows, out_dir)
     return rows
 

@@ -1,0 +1,115 @@
+"""Known speakers: running statistics, the speaker head once enough of a speaker's recordings are in."""
+import json
+
+import numpy as np
+import pytest
+
+from emovox.cli import main
+from emovox.corpora import load_folder
+from emovox.errors import EmovoxError
+from emovox.inference import EmotionRecognizer
+from emovox.inference.speakers import RunningStats, SpeakerBook
+from emovox.model import speaker_normalize
+
+
+def test_running_statistics_equal_normalising_everything_at_once():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((37, 5)) * [1, 10, 0.1, 3, 2] + [0, 5, -2, 1, 100]
+    stats = RunningStats.empty(5)
+    for part in np.array_split(x, [3, 4, 20]):  # uneven batches, one of a single row
+        stats.add(part)
+    assert stats.n == 37
+    np.testing.assert_allclose(stats.normalize(x), speaker_normalize(x), atol=1e-5)
+
+
+def test_a_book_is_saved_and_loaded_without_pickles(tmp_path):
+    book = SpeakerBook(min_files=3)
+    book.add("agent-7", np.ones((2, 4)))
+    assert not book.ready("agent-7") and book.add("agent-7", np.zeros((1, 4))) == 3 and book.ready("agent-7")
+    again = SpeakerBook.load(book.save(tmp_path / "s.npz"))
+    assert again.min_files == 3 and again.count("agent-7") == 3
+    np.testing.assert_allclose(again.normalize("agent-7", np.ones((1, 4))), book.normalize("agent-7", np.ones((1, 4))))
+    (tmp_path / "bad.npz").write_bytes(b"not numpy")
+    with pytest.raises(EmovoxError, match="not an emovox speaker-statistics file"):
+        SpeakerBook.load(tmp_path / "bad.npz")
+    with pytest.raises(EmovoxError, match="at least 2"):
+        SpeakerBook(min_files=1)
+
+
+@pytest.fixture(scope="module")
+def speaker_model(tone_corpus, tmp_path_factory):
+    """A model with a speaker-normalised head, trained on speakers s1-s3 of the tone corpus."""
+    from emovox.training.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("speaker-model")
+    cfg = TrainConfig(encoders=("egemaps",), solver="logreg", logreg_c=1.0, normalize="speaker", split="speaker",
+                      test_speakers=("s4",), val_speakers=("s3",))
+    train(load_folder(tone_corpus), out / "run", cfg, workers=1, cache_dir=out / "cache", progress=False, log=lambda m: None)
+    return out / "run" / "model"
+
+
+def test_a_known_speaker_is_classified_by_the_speaker_head_once_enough_is_in(speaker_model, tone_corpus):
+    rec = EmotionRecognizer.load(speaker_model)
+    rec.speakers = SpeakerBook(min_files=4)
+    files = sorted(u.path for u in load_folder(tone_corpus) if u.speaker == "s4")
+    assert len(files) == 9
+    heads = [rec.predict(f, speaker="s4").head for f in files]  # one at a time, as an archive grows
+    assert heads == ["file"] * 3 + ["speaker"] * 6
+    # once the whole archive is in, its statistics are the speaker's: the same answers as normalising it in one go
+    again = rec.predict(files, speaker="s4")
+    assert {p.head for p in again} == {"speaker"} and {p.speaker for p in again} == {"s4"}
+    np.testing.assert_allclose([list(p.probabilities.values()) for p in again], rec.predict_proba(files, same_speaker=True),
+                               atol=1e-4)
+    truth = [u.emotion for u in load_folder(tone_corpus) if u.speaker == "s4"]
+    truth = [e for _, e in sorted(zip([u.path for u in load_folder(tone_corpus) if u.speaker == "s4"], truth))]
+    assert np.mean([p.label == t for p, t in zip(again, truth)]) > 0.6  # 3 classes: chance 1/3
+    unknown = rec.predict(files[:2], speaker=[None, "s4"])
+    assert unknown[0].head == "file" and unknown[0].speaker is None and unknown[1].head == "speaker"
+
+
+def test_speaker_keys_from_paths_on_the_command_line(speaker_model, tone_corpus, tmp_path, capsys):
+    stats = tmp_path / "speakers.npz"
+    args = ["predict", "--model", str(speaker_model), "--format", "csv", "--speaker-from-path", r"/(s\d)/",
+            "--speakers", str(stats), str(tone_corpus)]
+    assert main(args) == 0
+    rows = [r.split(",") for r in capsys.readouterr().out.strip().splitlines()]
+    assert rows[0][-2:] == ["speaker", "head"] and len(rows) == 1 + 36
+    assert {r[-2] for r in rows[1:]} == {"s1", "s2", "s3", "s4"} and {r[-1] for r in rows[1:]} == {"file"}  # 9 each: < 10
+    assert SpeakerBook.load(stats).count("s1") == 9
+    assert main(args) == 0  # the archive grows: a second run starts from the saved statistics
+    rows = [r.split(",") for r in capsys.readouterr().out.strip().splitlines()[1:]]
+    assert {r[-1] for r in rows} == {"speaker"} and SpeakerBook.load(stats).count("s1") == 18
+    assert main(["predict", "--model", str(speaker_model), "--format", "json", "--speaker", "me", str(tone_corpus / "sad" / "s1")]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[0])
+    assert row["speaker"] == "me" and row["head"] == "file"
+    assert main(["predict", "--model", str(speaker_model), "--speaker-from-path", "(", str(tone_corpus)]) == 2
+    assert "not a regular expression" in capsys.readouterr().err
+
+
+def test_http_speaker_key_adapts_across_requests(speaker_model, tone_corpus, tmp_path):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from emovox.serve import create_app
+
+    rec = EmotionRecognizer.load(speaker_model)
+    rec.speakers = SpeakerBook(min_files=4)
+    files = sorted(u.path for u in load_folder(tone_corpus) if u.speaker == "s4")
+    with TestClient(create_app(rec, tmp_dir=tmp_path)) as c:
+        heads = []
+        for f in files[:5]:  # one upload per request, as a diary app would send them
+            r = c.post("/v1/predict", files=[("file", (f.name, f.read_bytes(), "audio/wav"))], data={"speaker": "user-1"})
+            assert r.status_code == 200, r.text
+            assert r.json()["speaker"] == "user-1"
+            heads.append(r.json()["head"])
+        assert heads == ["file"] * 3 + ["speaker"] * 2
+        r = c.post("/v1/predict?speaker=user-2", files=[("file", (files[0].name, files[0].read_bytes(), "audio/wav"))])
+        assert r.json()["head"] == "file" and rec.speakers.count("user-2") == 1
+        plain = c.post("/v1/predict", files=[("file", (files[0].name, files[0].read_bytes(), "audio/wav"))]).json()
+        assert "head" not in plain and "speaker" not in plain
+        r = c.post("/v1/predict", files=[("file", (files[0].name, files[0].read_bytes(), "audio/wav"))] * 2,
+                   data={"speaker": "x", "same_speaker": "true"})
+        assert r.status_code == 422 and "not both" in r.json()["detail"]
+        r = c.post("/v1/predict", files=[("file", (files[0].name, files[0].read_bytes(), "audio/wav"))], data={"speaker": "k" * 300})
+        assert r.status_code == 422
