@@ -113,3 +113,39 @@ def test_http_speaker_key_adapts_across_requests(speaker_model, tone_corpus, tmp
         assert r.status_code == 422 and "not both" in r.json()["detail"]
         r = c.post("/v1/predict", files=[("file", (files[0].name, files[0].read_bytes(), "audio/wav"))], data={"speaker": "k" * 300})
         assert r.status_code == 422
+
+
+def test_batch_with_a_speaker_column_grows_its_statistics_across_runs(speaker_model, tone_corpus, tmp_path):
+    pytest.importorskip("pyarrow")
+    from emovox.batch import run_batch
+    from emovox.batch.local import SPEAKERS_FILE, read_dataset
+
+    rec = EmotionRecognizer.load(speaker_model)
+    rec.speakers = SpeakerBook(min_files=7)  # the book, its threshold too, is saved with the dataset
+    utts = sorted(load_folder(tone_corpus), key=lambda u: str(u.path))
+    first, later = utts[::2], utts[1::2]
+    out = tmp_path / "out.parquet"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,voice\n" + "".join(f"{u.path},{u.speaker}\n" for u in first))
+    s = run_batch(rec, [manifest], out, speaker_column="voice", progress=False)
+    assert s.annotated == len(first) and (out / SPEAKERS_FILE).is_file()
+    t = read_dataset(out).to_pylist()
+    assert {r["speaker"] for r in t} == {"s1", "s2", "s3", "s4"} and {r["head"] for r in t} == {"file"}  # 3 or 6 each
+    assert SpeakerBook.from_bytes((out / SPEAKERS_FILE).read_bytes()).count("s1") == sum(u.speaker == "s1" for u in first)
+    # the archive grows: the new files start from the saved statistics, and every speaker has 9 recordings by then
+    manifest.write_text("path,voice\n" + "".join(f"{u.path},{u.speaker}\n" for u in utts))
+    again = EmotionRecognizer.load(speaker_model)
+    s = run_batch(again, [manifest], out, speaker_column="voice", progress=False)
+    assert s.skipped == len(first) and s.annotated == len(later)
+    new = [r for r in read_dataset(out).to_pylist() if r["path"] in {str(u.path) for u in later}]
+    assert {r["head"] for r in new} == {"speaker"}
+    assert again.speakers.count("s1") == sum(u.speaker == "s1" for u in utts)
+    truth = {str(u.path): u.emotion for u in utts}
+    assert np.mean([r["label"] == truth[r["path"]] for r in new]) > 0.6  # 3 classes: chance 1/3
+    with pytest.raises(EmovoxError, match="needs a 'voice ' column; it has path, voice"):
+        run_batch(rec, [manifest], tmp_path / "o2.parquet", speaker_column="voice ", progress=False)
+    with pytest.raises(EmovoxError, match="whole files"):
+        run_batch(rec, [manifest], tmp_path / "o3.parquet", speaker_column="voice", segments=True, progress=False)
+    s = run_batch(EmotionRecognizer.load(speaker_model), [tone_corpus], tmp_path / "o4.parquet",
+                  speaker_from_path=r"/(s\d)/", progress=False)
+    assert {r["speaker"] for r in read_dataset(tmp_path / "o4.parquet").to_pylist()} == {"s1", "s2", "s3", "s4"}

@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--engine", default="local", choices=["local", "ray"], help="local: this process; ray: a Ray Data pipeline (decoding in tasks, the model in a pool of actors) on a local or remote Ray cluster, same rows; needs pip install 'emovox[ray]' (default: %(default)s)")
     b.add_argument("--address", default=None, help="with --engine ray: the cluster to join (ray://HOST:10001, HOST:6379 or auto; default: $RAY_ADDRESS, else a local Ray instance for this run)")
     b.add_argument("--actors", type=_positive_int, default=None, help="with --engine ray: model replicas (default: one per 2 CPUs of the cluster)")
+    b.add_argument("--speaker-column", default=None, metavar="COL", help="the manifests' column naming each file's speaker: a speaker's files join its running statistics (kept in OUT/speakers.npz, so a resumed or extended run goes on from them) and are classified by the speaker-normalised head once 10 are in; rows gain 'speaker' and 'head' (local engine, whole files)")
+    b.add_argument("--speaker-from-path", default=None, metavar="REGEX", help="as --speaker-column, the speaker key taken from each path: the first group of REGEX (or the whole match), e.g. 'Actor_(\\d+)'")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
 
     tl = sub.add_parser("timeline", help="emotion over time in a long recording", description="Find the speech in a recording (voice activity detection), classify overlapping windows of it, and print the timeline; optionally save it as CSV, JSON and a PNG plot. The file is read in blocks, so hour-long recordings fit in memory.")
@@ -370,25 +372,14 @@ def cmd_predict(args) -> int:
 
 def _speaker_of(args):
     """The function path -> speaker key that --speaker / --speaker-from-path ask for (``None``: neither)."""
-    import re
+    from .inference.speakers import key_from_path
 
     if args.speaker is not None and args.speaker_from_path is not None:
         raise EmovoxError("give --speaker or --speaker-from-path, not both")
     if args.speaker is not None:
         key = args.speaker
         return lambda path: key
-    if args.speaker_from_path is None:
-        return None
-    try:
-        pattern = re.compile(args.speaker_from_path)
-    except re.error as err:
-        raise EmovoxError(f"--speaker-from-path {args.speaker_from_path!r}: not a regular expression ({err})") from None
-
-    def speaker_of(path: str) -> str | None:
-        m = pattern.search(str(path))
-        return None if m is None else (m.group(1) if m.groups() else m.group(0))
-
-    return speaker_of
+    return key_from_path(args.speaker_from_path) if args.speaker_from_path is not None else None
 
 
 def cmd_export(args) -> int:
@@ -441,7 +432,8 @@ def cmd_batch(args) -> int:
         print(f"note: {DEFAULT_MODEL_NOTICE}", file=sys.stderr)
     s = run_batch(rec, args.inputs, args.out, segments=args.segments, batch_size=args.batch_size, chunk=args.chunk,
                   uncertain_below=args.uncertain_below, vad=args.vad, progress=not args.quiet, engine=args.engine,
-                  address=args.address, actors=args.actors)
+                  address=args.address, actors=args.actors, speaker_column=args.speaker_column,
+                  speaker_from_path=args.speaker_from_path)
     print(f"{s.inputs} input(s): {s.skipped} already in {s.out}, {s.annotated} annotated ({s.failed} failed, rows with an "
           f"error), {s.rows} row(s) written in {s.seconds:.1f} s ({s.files_per_s:.1f} files/s)")
     return 0

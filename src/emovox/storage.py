@@ -151,6 +151,28 @@ class PartStore:
             for stale in Path(root).glob(f".{PART_PREFIX}*.tmp"):
                 stale.unlink()
 
+    def read_bytes(self, name: str) -> bytes | None:
+        """The file ``name`` beside the parts, or ``None`` when there is none."""
+        fs, root = self._fs()
+        path = f"{root}/{name}"
+        if not fs.exists(path):
+            return None
+        with fs.open(path, "rb") as f:
+            return f.read()
+
+    def write_bytes(self, name: str, data: bytes) -> str:
+        """Write the file ``name`` beside the parts (atomically where the store allows)."""
+        if self.url:
+            fs, root = self._fs()
+            with fs.open(f"{root}/{name}", "wb") as f:
+                f.write(data)
+            return f"{root}/{name}"
+        final = Path(self.root) / name
+        tmp = final.with_name(f".{name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, final)
+        return str(final)
+
     def write(self, table, stem: str) -> str:
         """Write ``table`` as ``part-<stem>.parquet``, atomically; returns its path."""
         import pyarrow.parquet as pq

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AudioError, EmovoxError
 from ..inference.recognizer import expand_inputs
 from ..inference.results import UNCERTAIN_BELOW
+from ..inference.speakers import key_from_path
 from ..storage import PartStore, is_url, list_audio, local, run_id, stat
 from .rows import RowMaker, _require_pyarrow, failed_inputs, file_duration, model_identity, output_schema
 
@@ -69,22 +70,57 @@ def read_manifest(path: str | Path) -> list[str]:
     """Paths listed in a CSV or Parquet manifest (column ``path``) or a text file (one per line).
 
     Relative paths are taken relative to the manifest's folder; URLs are kept as they are."""
-    path = Path(path)
-    if path.suffix.lower() == ".parquet":
-        _, pq = _require_pyarrow()
-        table = pq.read_table(path)
-        if "path" not in table.column_names:
-            raise EmovoxError(f"{path}: a manifest needs a 'path' column; it has {', '.join(table.column_names)}")
-        items = [str(p) for p in table.column("path").to_pylist() if p]
-    elif path.suffix.lower() == ".csv":
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "path" not in reader.fieldnames:
-                raise EmovoxError(f"{path}: a manifest needs a 'path' column; it has {', '.join(reader.fieldnames or [])}")
-            items = [row["path"] for row in reader if row.get("path")]
+    return [p for p, _ in _manifest_rows(Path(path))]
+
+
+def manifest_speakers(path: str | Path, column: str) -> dict[str, str]:
+    """``{path: speaker key}`` of a CSV or Parquet manifest's rows whose ``column`` is set."""
+    return {p: str(k) for p, k in _manifest_rows(Path(path), column) if k not in (None, "")}
+
+
+def _manifest_rows(path: Path, column: str | None = None) -> list[tuple[str, Any]]:
+    """``(path, value of column)`` of every listed input (paths resolved as :func:`read_manifest` says)."""
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".csv"):
+        if suffix == ".parquet":
+            _, pq = _require_pyarrow()
+            table = pq.read_table(path)
+            names, records = table.column_names, table.to_pylist()
+        else:
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                names, records = list(reader.fieldnames or []), list(reader)
+        for need in ["path"] + ([column] if column else []):
+            if need not in names:
+                raise EmovoxError(f"{path}: a manifest needs a {need!r} column; it has {', '.join(names)}")
+        rows = [(str(r["path"]), r.get(column) if column else None) for r in records if r.get("path")]
     else:
-        items = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    return [p if is_url(p) or Path(p).is_absolute() else str(path.parent / p) for p in items]
+        if column:
+            raise EmovoxError(f"{path}: a text list has no columns; give the speakers in a CSV or Parquet manifest")
+        rows = [(line.strip(), None) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return [(p if is_url(p) or Path(p).is_absolute() else str(path.parent / p), k) for p, k in rows]
+
+
+#: The running speaker statistics of a dataset written with speaker keys, beside its parts.
+SPEAKERS_FILE = "speakers.npz"
+
+
+def speaker_keys(inputs: Sequence[str | Path], column: str | None = None,
+                 from_path: str | None = None) -> Callable[[str], str | None] | None:
+    """The speaker key of an input's path: from the ``column`` of the manifests among ``inputs``, or the first
+    group (else the whole match) of the regular expression ``from_path``; ``None`` when neither is asked for."""
+    if column and from_path:
+        raise EmovoxError("give the speakers by manifest column or by path pattern, not both")
+    if column:
+        known: dict[str, str] = {}
+        for item in inputs:
+            p = Path(local(item))
+            if p.is_file() and p.suffix.lower() in (".csv", ".parquet"):
+                known.update(manifest_speakers(p, column))
+        if not known:
+            raise EmovoxError(f"no manifest among the inputs gives a {column!r} column")
+        return known.get
+    return key_from_path(from_path) if from_path else None
 
 
 def expand_batch_inputs(items: Iterable[str | Path]) -> list[str]:
@@ -116,7 +152,8 @@ def done_keys(out: str | Path | PartStore) -> set[tuple[str, int, int]]:
 
 
 def _file_rows(rec: EmotionRecognizer, paths: Sequence[str], stats: dict[str, tuple[int, int]], batch_size: int,
-               rows: RowMaker, vad: str = "auto") -> Iterator[list[dict[str, Any]]]:
+               rows: RowMaker, vad: str = "auto",
+               speaker_of: Callable[[str], str | None] | None = None) -> Iterator[list[dict[str, Any]]]:
     """Rows of every input (a list per input, in order); ``stats``: each path's ``(size, mtime_ns)``."""
 
     def base(path: str) -> dict[str, Any]:
@@ -129,12 +166,17 @@ def _file_rows(rec: EmotionRecognizer, paths: Sequence[str], stats: dict[str, tu
             except AudioError as err:
                 yield rows.error(base(path), err)
         return
-    for path, result in zip(paths, rec.predict_files(paths, batch_size=batch_size)):
+    for path, result in zip(paths, rec.predict_files(paths, batch_size=batch_size, speaker_of=speaker_of)):
+        if speaker_of is not None:
+            base_row = base(path) | {"speaker": speaker_of(path)}
+            yield rows.error(base_row, result) if isinstance(result, AudioError) else rows.prediction(base_row, result)
+            continue
         yield rows.error(base(path), result) if isinstance(result, AudioError) else rows.prediction(base(path), result)
 
 
 def _run_local(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[int, int]], store: PartStore, schema,
-               rows: RowMaker, batch_size: int, chunk: int, vad: str, progress: bool) -> tuple[int, int]:
+               rows: RowMaker, batch_size: int, chunk: int, vad: str, progress: bool,
+               speaker_of: Callable[[str], str | None] | None = None) -> tuple[int, int]:
     """The local engine: returns ``(failed inputs, rows written)``."""
     import sys
 
@@ -149,11 +191,13 @@ def _run_local(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[i
     def flush() -> None:
         nonlocal pending, inputs, written, parts
         store.write(pa.Table.from_pylist(pending, schema=schema), f"{run}-{parts:05d}")
+        if speaker_of is not None:  # the statistics so far, after their rows: a resumed run goes on from them
+            store.write_bytes(SPEAKERS_FILE, rec.speakers.to_bytes())
         written += len(pending)
         pending, inputs, parts = [], 0, parts + 1
 
     try:
-        for file_rows in _file_rows(rec, todo, stats, batch_size, rows, vad):
+        for file_rows in _file_rows(rec, todo, stats, batch_size, rows, vad, speaker_of):
             pending.extend(file_rows)
             inputs += 1
             failed += len(failed_inputs(file_rows))
@@ -181,13 +225,18 @@ def run_batch(
     progress: bool = True,
     address: str | None = None,
     actors: int | None = None,
+    speaker_column: str | None = None,
+    speaker_from_path: str | None = None,
 ) -> BatchSummary:
     """Annotate ``inputs`` (files, folders, manifests; paths or URLs) into the Parquet dataset ``out`` (see the
     module docstring).
 
     ``engine``: ``"local"`` or ``"ray"`` (``address``: the Ray cluster, default: ``$RAY_ADDRESS`` or a new local
     instance; ``actors``: model replicas, see :func:`emovox.batch.ray_engine.run_ray`). ``vad``: the voice-activity
-    detector of the timelines (``segments=True``)."""
+    detector of the timelines (``segments=True``). ``speaker_column`` (a column of the manifests) or
+    ``speaker_from_path`` (a regular expression; its first group) give each input's speaker: a speaker's inputs
+    join its running statistics, kept in ``<out>/speakers.npz`` so that a resumed or extended run goes on from
+    them, and are classified by the speaker head once enough are in (rows: ``speaker``, ``head``)."""
     _require_pyarrow()
     if engine not in ENGINES:
         raise EmovoxError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
@@ -200,14 +249,27 @@ def run_batch(
     paths = expand_batch_inputs(inputs)
     if not paths:
         raise EmovoxError("no audio files found in the inputs")
-    rows = RowMaker(tuple(rec.labels), model_identity(rec), float(uncertain_below), segments)
-    schema = output_schema(rec.labels, segments)
+    speaker_of = speaker_keys(inputs, speaker_column, speaker_from_path)
+    if speaker_of is not None:
+        if segments:
+            raise EmovoxError("speaker keys classify whole files; a timeline (--segments) adapts to each recording itself")
+        if engine != "local":
+            raise EmovoxError("speaker keys run on the local engine (their running statistics are one process's)")
+        rec.model.require_speaker_head()
+        saved = store.read_bytes(SPEAKERS_FILE)
+        if saved is not None:
+            from ..inference.speakers import SpeakerBook
+
+            rec.speakers = SpeakerBook.from_bytes(saved, f"{store}/{SPEAKERS_FILE}")
+    rows = RowMaker(tuple(rec.labels), model_identity(rec), float(uncertain_below), segments, speaker_of is not None)
+    schema = output_schema(rec.labels, segments, speaker_of is not None)
     parts = store.parts()
     if parts:
         existing = store.read_schema(parts[0])
         if existing.names != schema.names:
-            raise EmovoxError(f"{out}: holds a dataset with other columns (another model's labels, or segments "
-                              f"{'on' if 'start' in existing.names else 'off'}); write to another folder")
+            raise EmovoxError(f"{out}: holds a dataset with other columns (another model's labels, segments "
+                              f"{'on' if 'start' in existing.names else 'off'}, speaker keys "
+                              f"{'on' if 'speaker' in existing.names else 'off'}); write to another folder")
     done = done_keys(store)
     stats = {p: stat(p) for p in paths}  # stat once: the resume key and the row agree
     todo = [p for p in paths if (p, *stats[p]) not in done]
@@ -220,7 +282,7 @@ def run_batch(
         failed, written = run_ray(rec, todo, stats, store, rows, batch_size=batch_size, chunk=chunk, vad=vad,
                                   progress=progress, address=address, actors=actors)
     else:
-        failed, written = _run_local(rec, todo, stats, store, schema, rows, batch_size, chunk, vad, progress)
+        failed, written = _run_local(rec, todo, stats, store, schema, rows, batch_size, chunk, vad, progress, speaker_of)
     return BatchSummary(len(paths), len(paths) - len(todo), len(todo), failed, written, time.perf_counter() - t0, repr(store))
 
 

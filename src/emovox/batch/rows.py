@@ -35,8 +35,9 @@ def model_identity(rec: EmotionRecognizer) -> str:
     return f"{m.backbone}:{digest(heads, m.labels, m.temperatures_, [e.identity() for e in m.encoders], length=16)}"
 
 
-def output_schema(labels: Sequence[str], segments: bool):
-    """The columns of a batch dataset (the same for every engine)."""
+def output_schema(labels: Sequence[str], segments: bool, speakers: bool = False):
+    """The columns of a batch dataset (the same for every engine); ``speakers``: with the speaker key of each input
+    and the head that answered."""
     pa, _ = _require_pyarrow()
     fields = [("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64())]
     if segments:
@@ -45,6 +46,8 @@ def output_schema(labels: Sequence[str], segments: bool):
     fields += [(f"prob_{lab}", pa.float64()) for lab in labels]
     fields += [("uncertain", pa.bool_()), ("no_speech", pa.bool_()), ("duration", pa.float64()), ("model", pa.string()),
                ("error", pa.string())]
+    if speakers:
+        fields += [("speaker", pa.string()), ("head", pa.string())]
     return pa.schema(fields)
 
 
@@ -71,6 +74,7 @@ class RowMaker:
     model: str
     threshold: float
     segments: bool
+    speakers: bool = False
 
     def base(self, path: str, size: int, mtime_ns: int, duration: float | None) -> dict[str, Any]:
         return {"path": path, "size": size, "mtime_ns": mtime_ns, "model": self.model, "duration": duration}
@@ -81,13 +85,16 @@ class RowMaker:
                       "error": problem} | {f"prob_{lab}": None for lab in self.labels}
         if self.segments:
             row |= {"start": None, "end": None}
+        if self.speakers:
+            row |= {"head": None}
         return [row]
 
     def _scored(self, label: str, probabilities: dict[str, float]) -> dict[str, Any]:
         return flat(scored(label, probabilities, self.threshold, self.labels)) | {"no_speech": False, "error": None}
 
     def prediction(self, base: dict[str, Any], p: Prediction) -> list[dict[str, Any]]:
-        return [base | self._scored(p.label, p.probabilities)]
+        who = {"speaker": p.speaker, "head": p.head} if self.speakers else {}
+        return [base | self._scored(p.label, p.probabilities) | who]
 
     def timeline(self, base: dict[str, Any], tl: Timeline) -> list[dict[str, Any]]:
         if not tl.segments:

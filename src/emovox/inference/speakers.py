@@ -13,9 +13,12 @@ saved as ``.npz`` + JSON and loaded without pickles.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +71,21 @@ class RunningStats:
         return ((np.asarray(x, dtype=np.float64) - self.mean) / np.maximum(std, floor * std + 1e-8)).astype(np.float32)
 
 
+def key_from_path(pattern: str) -> Callable[[str], str | None]:
+    """The speaker key of a path: the first group of the regular expression ``pattern`` (else its whole match),
+    ``None`` where it does not match. ``key_from_path(r"Actor_(\\d+)")("Actor_07/x.wav") == "07"``."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as err:
+        raise EmovoxError(f"{pattern!r}: not a regular expression ({err})") from None
+
+    def of(path: str) -> str | None:
+        m = compiled.search(str(path))
+        return None if m is None else (m.group(1) if m.groups() else m.group(0))
+
+    return of
+
+
 class SpeakerBook:
     """Running statistics per speaker key; a speaker is :meth:`ready` once ``min_files`` recordings are in."""
 
@@ -102,9 +120,8 @@ class SpeakerBook:
         return self.stats[str(key)].normalize(vectors)
 
     # -- persistence (no pickles) ---------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write the book to ``path`` (``.npz``: the speakers' keys as JSON, their counts, means and M2), atomically."""
-        path = Path(path)
+    def to_bytes(self) -> bytes:
+        """The book as ``.npz`` bytes: the speakers' keys as JSON, their counts, means and M2."""
         keys = sorted(self.stats)
         dim = self.stats[keys[0]].mean.shape[0] if keys else 0
         arrays = {
@@ -114,11 +131,18 @@ class SpeakerBook:
             "mean": np.stack([self.stats[k].mean for k in keys]) if keys else np.zeros((0, dim)),
             "m2": np.stack([self.stats[k].m2 for k in keys]) if keys else np.zeros((0, dim)),
         }
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    def save(self, path: str | Path) -> Path:
+        """Write the book to ``path`` (:meth:`to_bytes`), atomically."""
+        path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        os.close(fd)
         try:
-            np.savez(tmp, **arrays)
+            with os.fdopen(fd, "wb") as f:
+                f.write(self.to_bytes())
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
@@ -127,13 +151,20 @@ class SpeakerBook:
     @classmethod
     def load(cls, path: str | Path) -> SpeakerBook:
         try:
-            with np.load(path, allow_pickle=False) as z:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise EmovoxError(f"{path}: speaker statistics not found") from None
+        return cls.from_bytes(data, str(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "<bytes>") -> SpeakerBook:
+        path = name
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 keys = json.loads(z["keys"].tobytes().decode())
                 book = cls(int(z["min_files"][0]))
                 for i, key in enumerate(keys):
                     book.stats[key] = RunningStats(int(z["n"][i]), z["mean"][i].astype(np.float64), z["m2"][i].astype(np.float64))
-        except FileNotFoundError:
-            raise EmovoxError(f"{path}: speaker statistics not found") from None
-        except (KeyError, ValueError, OSError) as err:
+        except (KeyError, ValueError, OSError, EOFError) as err:
             raise EmovoxError(f"{path}: not an emovox speaker-statistics file ({err})") from None
         return book
