@@ -56,6 +56,6 @@ def test_wheel_carries_the_model_and_stays_small(tmp_path):
     if r.returncode != 0:
         pytest.skip(f"cannot build a wheel here: {r.stderr.strip()[-300:]}")
     wheel = next(tmp_path.glob("emovox-*.whl"))
-    assert wheel.stat().st_size < 30 * 2**20
+    assert wheel.stat().st_size < 80 * 2**20  # the bundled model carries Whisper base (41 MB in fp16)
     names = zipfile.ZipFile(wheel).namelist()
     assert "emovox/models/default/model.safetensors" in names and "emovox/serve/static/index.html" in names

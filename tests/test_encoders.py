@@ -51,6 +51,7 @@ def test_two_encoders_train_save_reload_predict_and_run_on_onnx(tiny_root, tone_
     config = json.loads((folder / "config.json").read_text())
     assert config["format"] == "emovox-model/2" and [e["kind"] for e in config["encoders"]] == ["speech", "speech"]
     assert set(config["heads"]) == {"file", "speaker"} and len(config["digest"]) == 64
+    assert str(tiny_root) not in (folder / "config.json").read_text()  # no path of this machine
 
     model, _, _ = load_model(folder)
     assert model.vector_dim == sum(e.dim for e in model.encoders) == config["heads"]["file"]["input_dim"]

@@ -236,7 +236,8 @@ class SpeechEncoder(Encoder):
         fe = self.extractor.to_dict()
         fe.pop("mel_filters", None)  # recomputed from the sizes; large
         return {"kind": self.kind, "name": self.name, "hub_id": self.hub_id, "context": self.context, "trim": self.trim,
-                "top_db": self.top_db, "dim": self.dim, "weights_sha256": self.weights_digest, "model_config": self.config,
+                "top_db": self.top_db, "dim": self.dim, "weights_sha256": self.weights_digest,
+                "model_config": {k: v for k, v in self.config.items() if k != "_name_or_path"},  # no path of this machine
                 "feature_extractor": {k: v for k, v in fe.items() if not isinstance(v, np.ndarray)}}
 
     @property

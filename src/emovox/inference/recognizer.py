@@ -32,9 +32,9 @@ Item = Union[Prepared, np.ndarray]
 #: The model shipped inside the package (see MODEL_CARD.md; non-commercial use only).
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 DEFAULT_MODEL_NOTICE = (
-    "using emovox's bundled default model (Whisper tiny.en encoder + emotion heads trained on TESS + RAVDESS + nEMO, "
-    "acted English and Polish speech); its heads inherit the data's non-commercial licenses: non-commercial use only "
-    "(see MODEL_CARD.md)"
+    "using emovox's bundled default model (Whisper base encoder, multilingual, + emotion heads trained on TESS + "
+    "RAVDESS + nEMO, acted English and Polish speech); its heads inherit the data's non-commercial licenses: "
+    "non-commercial use only (see MODEL_CARD.md)"
 )
 
 

@@ -212,6 +212,9 @@ def train(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     training = cfg.to_dict() | {"weights": _portable(cfg.weights), "split_description": split.description, "sizes": split.sizes(), "n_skipped": len(data.skipped)}
+    if cfg.encoders:  # a local folder by its name only, as for --weights
+        training["encoders"] = [f"hf:{Path(e[3:]).name}" if e.startswith("hf:") and Path(e[3:]).expanduser().is_dir() else e
+                                for e in cfg.encoders]
     save_model(model, out_dir / "model", features, training, overwrite=overwrite)
     (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     plot_curves(history, out_dir / "curves.png")
