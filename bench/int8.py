@@ -35,6 +35,13 @@ def vectors(enc, data, cache_root: Path | None) -> tuple[np.ndarray, float]:
     return x, len(data.utts) / (time.perf_counter() - t0)
 
 
+def subset(data, n: int):
+    """The first ``n`` prepared utterances of ``data``."""
+    from dataclasses import replace
+
+    return replace(data, utts=data.utts[:n], specs=data.specs[:n] if data.specs else data.specs, keys=data.keys[:n])
+
+
 def cv(x32: np.ndarray, x8: np.ndarray, utts, folds) -> dict[str, dict[str, list[float]]]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -58,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ravdess", type=Path, required=True)
     ap.add_argument("--encoders", default="whisper_tiny_en,whisper_base")
     ap.add_argument("--cache-dir", type=Path, default=None, help="vector and ONNX cache (default: the emovox cache)")
+    ap.add_argument("--speed-files", type=int, default=None, help="time the encoder passes on the first N files only")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "int8.json")
     args = ap.parse_args(argv)
     from emovox.cache import default_cache_dir
@@ -71,11 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         enc = build_encoder(name)
         data = prepare(utts, enc.preparer(), cache_dir=cache, progress=False, log=lambda m: None)
         assert len(data.utts) == len(utts), data.skipped
+        timed = data if args.speed_files is None else subset(data, args.speed_files)
         accelerate(enc, "onnx", cache_dir=cache)
         x32, _ = vectors(enc, data, cache)  # the vectors training uses (cached)
-        _, speed32 = vectors(enc, data, None)  # timed afresh
+        _, speed32 = vectors(enc, timed, None)  # timed afresh
         accelerate(enc, "onnx-int8", cache_dir=cache)
-        x8, speed8 = vectors(enc, data, None)
+        x8, _ = vectors(enc, data, None)
+        _, speed8 = vectors(enc, timed, None)
         scores = cv(x32, x8, data.utts, folds)
         results[name] = {"scores": scores, "files_per_s": {"fp32": speed32, "int8": speed8}, "n": len(utts)}
         for variant, s in scores.items():

@@ -149,9 +149,12 @@ def test_onnx_encoder_matches_pytorch(kind, tiny_root, tmp_path):
     assert path.stat().st_mtime_ns == stamp  # an existing export is reused, not redone
 
 
-def test_int8_encoder_is_smaller_and_close_to_fp32(tiny_root, tmp_path):
+def test_int8_encoder_is_smaller_and_close_to_fp32(tiny_root, tmp_path, monkeypatch):
     """engine onnx-int8 for a speech encoder: its export with int8 weights, made once beside the fp32 one."""
     pytest.importorskip("onnxruntime")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     enc = SpeechEncoder.pretrained(f"hf:{tiny_encoder('whisper', tiny_root)}")
     signals = [tone(f0, 5.0, seconds=s) for f0, s in ((180.0, 0.6), (240.0, 1.5), (300.0, 2.4))]
     ref = np.stack([enc.encode_one(y) for y in signals])
@@ -163,6 +166,7 @@ def test_int8_encoder_is_smaller_and_close_to_fp32(tiny_root, tmp_path):
     cos = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
     assert not np.allclose(got, ref, rtol=1e-6, atol=1e-7) and (cos > 0.95).all(), cos  # quantised, still the same vectors
     assert accelerate(enc, "torch") == "torch" and enc.session is None
+    assert not list(cwd.iterdir())  # the quantiser's scratch files stay out of the working directory
 
 
 def test_speech_model_trains_saves_and_predicts(tiny_root, tone_corpus, tmp_path, monkeypatch):

@@ -5,8 +5,10 @@ place (atomically), so a file found on disk always computes what the network doe
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import threading
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -99,6 +101,10 @@ def export_checked(module, path: str | Path, example, checks: Sequence, *, input
     return path
 
 
+#: One quantisation at a time: it runs in a temporary working directory (a process-wide setting).
+_QUANTIZING = threading.Lock()
+
+
 def quantize_int8(src: str | Path, dst: str | Path) -> Path:
     """``dst``: ``src`` with int8 weights (per tensor, signed) by ONNX Runtime's dynamic quantisation, after its
     pre-processing; written atomically."""
@@ -108,13 +114,14 @@ def quantize_int8(src: str | Path, dst: str | Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    src, dst = Path(src), Path(dst)
+    src, dst = Path(src).resolve(), Path(dst).resolve()
     dst.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     was = root.disabled
     root.disabled = True  # quantisation warns through the root logger
     try:
-        with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+        # The pre-processing writes scratch files into the working directory: give it a temporary one.
+        with _QUANTIZING, tempfile.TemporaryDirectory(dir=dst.parent) as tmp, contextlib.chdir(tmp):
             pre, out = Path(tmp) / "pre.onnx", Path(tmp) / dst.name
             try:
                 quant_pre_process(str(src), str(pre))
