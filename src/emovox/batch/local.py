@@ -167,9 +167,8 @@ def _file_rows(rec: EmotionRecognizer, paths: Sequence[str], stats: dict[str, tu
                 yield rows.error(base(path), err)
         return
     for path, result in zip(paths, rec.predict_files(paths, batch_size=batch_size, speaker_of=speaker_of)):
-        if speaker_of is not None:
-            base_row = base(path) | {"speaker": speaker_of(path)}
-            yield rows.error(base_row, result) if isinstance(result, AudioError) else rows.prediction(base_row, result)
+        if speaker_of is not None and isinstance(result, AudioError):  # a prediction carries its own key
+            yield rows.error(base(path) | {"speaker": speaker_of(path)}, result)
             continue
         yield rows.error(base(path), result) if isinstance(result, AudioError) else rows.prediction(base(path), result)
 

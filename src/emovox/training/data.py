@@ -140,11 +140,9 @@ def encoder_vectors(enc: Encoder, keys: Sequence[str | None], inputs: Callable[[
     return np.stack(out)
 
 
-def embed(model: EmotionClassifier, data: Prepared, *, tag: str | None = None, batch_size: int = 32,
-          progress: bool = True) -> torch.Tensor:
+def embed(model: EmotionClassifier, data: Prepared, *, progress: bool = True) -> torch.Tensor:
     """What the heads read, ``(n, vector_dim)``: every encoder's vectors of every prepared utterance, concatenated
-    (computed once per file and encoder, and cached). ``tag`` and ``batch_size`` are accepted for compatibility."""
-    del tag, batch_size
+    (computed once per file and encoder, and cached)."""
     parts = [encoder_vectors(enc, data.keys, partial(encoder_inputs, enc, data, progress=progress), data.cache_root,
                              progress=progress) for enc in model.encoders]
     return torch.from_numpy(np.concatenate(parts, axis=1)) if parts else torch.empty(0, model.vector_dim)
