@@ -100,7 +100,6 @@ def test_corpus_weights_make_each_corpus_count_alike():
 
 def test_balancing_corpora_keeps_a_small_corpus_from_being_outvoted(tmp_path):
     """Two 'corpora' whose voices express 'angry' differently: the small one's way wins only when corpora are balanced."""
-    from emovox.corpora.base import Utterance
     from emovox.training.splits import Split
     from emovox.training.train import TrainConfig, fit
     from emovox.model import EmotionClassifier

@@ -140,12 +140,15 @@ def _hysteresis(scores: np.ndarray, on: float, off: float) -> np.ndarray:
     return active
 
 
-def _regions(active: np.ndarray, duration: float, min_speech_s: float, min_silence_s: float, pad_s: float) -> list[tuple[float, float]]:
-    """Speech regions (seconds) from a per-frame activity mask."""
+def _regions(active: np.ndarray, duration: float, min_speech_s: float, min_silence_s: float, pad_s: float,
+             origin: int = 0) -> list[tuple[float, float]]:
+    """Speech regions (seconds) from a per-frame activity mask whose first frame is frame ``origin`` of the
+    recording; regions are clipped to ``[origin * FRAME_S, duration]``."""
     if not active.any():
         return []
     edges = np.diff(np.concatenate([[0], active.astype(np.int8), [0]]))
-    runs = [[s * FRAME_S, e * FRAME_S] for s, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))]
+    runs = [[(s + origin) * FRAME_S, (e + origin) * FRAME_S]
+            for s, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))]
     merged = [runs[0]]
     for s, e in runs[1:]:
         if s - merged[-1][1] < min_silence_s:
@@ -156,7 +159,7 @@ def _regions(active: np.ndarray, duration: float, min_speech_s: float, min_silen
     for s, e in merged:
         if e - s < min_speech_s:
             continue
-        s, e = max(0.0, s - pad_s), min(duration, e + pad_s)
+        s, e = max(origin * FRAME_S, s - pad_s), min(duration, e + pad_s)
         if out and s <= out[-1][1]:
             out[-1][1] = e
         else:
@@ -214,3 +217,117 @@ def check_speech(y: np.ndarray, sr: int, gate: str = "energy", min_speech_s: flo
         raise NoSpeechError(source, f"no speech found ({found}; {min_speech_s:g} s needed, {gate} "
                                     "detector): noise, a tone, silence or too short")
     return speech
+
+
+class VoiceTracker:
+    """Voice activity of a live stream, fed 16 kHz samples in blocks of any size.
+
+    It finds the regions :func:`detect` finds in the whole recording: with ``silero`` exactly (the detector and its
+    hysteresis run frame by frame either way), with ``energy`` with the speech threshold estimated from the audio
+    heard so far (the whole recording's is not known yet). A region is final once ``hold_s`` seconds of silence
+    follow it (then nothing later can join it); :meth:`push` returns the regions that became final, and
+    :attr:`open_regions` the ones still growing, each ``(start, end so far)``.
+    """
+
+    def __init__(self, vad: str = "auto", min_speech_s: float = 0.3, min_silence_s: float = 0.3, pad_s: float = 0.1):
+        self.method = resolve_vad(vad)
+        self.min_speech_s, self.min_silence_s, self.pad_s = min_speech_s, min_silence_s, pad_s
+        self._model = None
+        if self.method == "silero":
+            try:
+                from silero_vad import load_silero_vad
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self._model = load_silero_vad()  # its own: the detector keeps state between frames
+            except Exception as err:
+                if vad == "silero":
+                    raise EmovoxError(f"cannot load the silero-vad model ({err})") from None
+                warnings.warn(f"silero-vad could not be loaded ({err}); using the energy detector", stacklevel=2)
+                self.method = "energy"
+        #: Silence after a region's last voiced frame that makes it final: no later speech can join it.
+        self.hold_frames = int(np.ceil(max(min_silence_s, 2 * pad_s + FRAME_S) / FRAME_S - 1e-9))
+        self._pad_frames = int(np.ceil(pad_s / FRAME_S - 1e-9))
+        self._carry = np.zeros(0, np.float32)
+        self.samples = 0  # samples pushed
+        self.frames = 0  # frames scored
+        self._origin = 0  # frame index of _mask[0]; regions before it are final and given out
+        self._mask: list[bool] = []
+        self._state = False
+        self._levels: list[float] = []
+        self.open_regions: list[tuple[float, float]] = []
+
+    @property
+    def hold_s(self) -> float:
+        return self.hold_frames * FRAME_S
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / VAD_RATE
+
+    def keep_from(self) -> float:
+        """Audio before this time (seconds) belongs to no region that is not final yet."""
+        return max(0.0, self._origin * FRAME_S - self.pad_s)
+
+    def push(self, y: np.ndarray) -> list[tuple[float, float]]:
+        """Score the new samples; the regions that became final, in order."""
+        y = np.asarray(y, dtype=np.float32).reshape(-1)
+        self.samples += y.size
+        buf = np.concatenate([self._carry, y]) if self._carry.size else y
+        n = buf.size // VAD_FRAME
+        self._carry = buf[n * VAD_FRAME :].copy()
+        if not n:
+            return []
+        self._score(np.ascontiguousarray(buf[: n * VAD_FRAME]).reshape(n, VAD_FRAME))
+        return self._settle(final=False)
+
+    def close(self) -> list[tuple[float, float]]:
+        """The stream ended: every region left, final."""
+        if self._carry.size:
+            self._score(np.pad(self._carry, (0, VAD_FRAME - self._carry.size))[None])
+            self._carry = np.zeros(0, np.float32)
+        return self._settle(final=True)
+
+    def _score(self, frames: np.ndarray) -> None:
+        if self._model is not None:
+            import torch
+
+            with torch.inference_mode():
+                probs = [float(self._model(torch.from_numpy(f), VAD_RATE)) for f in frames]
+            for p in probs:
+                self._state = p >= (0.35 if self._state else 0.5)
+                self._mask.append(self._state)
+        else:
+            scores = _energy_scores(frames)
+            self._levels.extend(scores[:, 0].tolist())
+            del self._levels[: max(0, len(self._levels) - 9375)]  # the last 5 minutes set the threshold
+            thr = _energy_threshold(np.asarray(self._levels))
+            for level, flat in scores:
+                v = level if flat <= MAX_FLATNESS else -np.inf
+                self._state = v >= (thr - 3.0 if self._state else thr)
+                self._mask.append(bool(self._state))
+        self.frames += len(frames)
+
+    def _settle(self, final: bool) -> list[tuple[float, float]]:
+        mask = np.asarray(self._mask, dtype=bool)
+        done: list[tuple[float, float]] = []
+        if final:
+            done = _regions(mask, self.samples / VAD_RATE, self.min_speech_s, self.min_silence_s, self.pad_s, self._origin)
+            self._origin += mask.size
+            self._mask, self.open_regions = [], []
+            return done
+        # The last run of at least hold_frames silent frames: every region before it is final.
+        silent = np.concatenate([[False], ~mask, [False]])
+        edges = np.diff(silent.astype(np.int8))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        long_gaps = [(s, e) for s, e in zip(starts, ends) if e - s >= self.hold_frames]
+        if long_gaps:
+            g0, g1 = long_gaps[-1]
+            done = _regions(mask[:g0], np.inf, self.min_speech_s, self.min_silence_s, self.pad_s, self._origin)
+            cut = max(g0, g1 - self._pad_frames)  # regions after the gap start (padded) at or after this frame
+            self._origin += int(cut)
+            self._mask = self._mask[int(cut) :]
+            mask = mask[int(cut) :]
+        self.open_regions = _regions(mask, self.frames * FRAME_S, self.min_speech_s, self.min_silence_s, self.pad_s,
+                                     self._origin)
+        return done

@@ -20,6 +20,7 @@ from ..errors import AudioError, EmovoxError, ModelError, NoSpeechError
 from ..model import EmotionClassifier, load_model
 from .engine import Engine, TorchEngine, select_engine
 from .frontend import Frontend, Prepared
+from .live import EmotionStream
 from .results import UNCERTAIN_BELOW, Prediction, Timeline, prediction_of
 from .segments import SegmentOptions, segment_file, segment_signal
 from .speakers import SpeakerBook
@@ -192,18 +193,30 @@ class EmotionRecognizer:
         for i, key in enumerate(keys):
             groups.setdefault(None if key is None else str(key), []).append(i)
         for key, rows in groups.items():
-            if key is not None:
-                self.speakers.add(key, vecs[rows])
-            if key is not None and self.speakers.ready(key):
-                z = torch.from_numpy(self.speakers.normalize(key, vecs[rows]))
-                with torch.inference_mode():
-                    logits = self.model.classify(z, speaker_normalized=True)
-                probs[rows] = torch.softmax(logits / self.model.temperature_of(True), dim=1).numpy()
-                for i in rows:
-                    heads[i] = "speaker"
-            else:
-                probs[rows] = self.model.probabilities(torch.from_numpy(vecs[rows]))
+            probs[rows], head = self.classify_known(vecs[rows], key, self.speakers)
+            for i in rows:
+                heads[i] = head
         return probs, heads
+
+    def classify_known(self, vectors: np.ndarray, key: str | None, book: SpeakerBook) -> tuple[np.ndarray, str]:
+        """``(probabilities, head)`` of one speaker's new vectors: they join ``book``'s running statistics of
+        ``key`` first; once it is ready, they are normalised by them and the speaker head answers (``"speaker"``),
+        before that (and for ``key=None``) the per-file head (``"file"``)."""
+        if key is not None:
+            book.add(key, vectors)
+        if key is None or not book.ready(key):
+            return self.model.probabilities(torch.from_numpy(np.asarray(vectors, dtype=np.float32))), "file"
+        z = torch.from_numpy(book.normalize(key, vectors))
+        with torch.inference_mode():
+            logits = self.model.classify(z, speaker_normalized=True)
+        return torch.softmax(logits / self.model.temperature_of(True), dim=1).numpy(), "speaker"
+
+    def stream(self, sample_rate: int = 16000, options: SegmentOptions | None = None, *, channels: int = 1,
+               name: str = "<stream>", **changes: Any) -> EmotionStream:
+        """A live session over blocks of samples at ``sample_rate``: :class:`~emovox.inference.live.EmotionStream`
+        (``stream.feed(block)`` -> events, ``stream.close()``); the timeline options by name as for
+        :meth:`timeline`."""
+        return EmotionStream(self, sample_rate, options, channels=channels, name=name, **changes)
 
     def predict_proba(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None = None, same_speaker: bool = False) -> np.ndarray:
         """Probabilities over :attr:`labels`: ``(n_labels,)`` for one input, ``(n, n_labels)`` for several."""

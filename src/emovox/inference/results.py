@@ -69,20 +69,23 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Segment:
-    """One classified window: ``start``/``end`` in seconds, its label and probabilities."""
+    """One classified window: ``start``/``end`` in seconds, its label and probabilities; ``head``: which head
+    answered (``"file"`` or ``"speaker"``) where that was decided per segment (a live stream)."""
 
     start: float
     end: float
     label: str
     probabilities: dict[str, float]
+    head: str | None = None
 
     @property
     def confidence(self) -> float:
         return self.probabilities[self.label]
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {"head": self.head} if self.head is not None else {}
         return {"start": round(self.start, 3), "end": round(self.end, 3), "label": self.label,
-                "confidence": self.confidence, "probabilities": dict(self.probabilities)}
+                "confidence": self.confidence, "probabilities": dict(self.probabilities)} | extra
 
 
 @dataclass

@@ -92,7 +92,12 @@ class SegmentOptions:
 
 
 def windows(regions: Iterable[tuple[float, float]], max_segment_s: float = 4.0, hop_s: float = 2.0) -> list[tuple[float, float]]:
-    """Cut regions longer than ``max_segment_s`` into windows of that length, evenly spread at most ``hop_s`` apart."""
+    """Cut regions longer than ``max_segment_s`` into windows of that length.
+
+    A region's windows start at its start and every ``hop_s`` seconds after, as long as they end inside it; a last
+    window ends where the region ends. Each window but the last depends only on the region's start, so a live
+    stream can classify it as soon as its audio is in (:mod:`emovox.inference.live`), before the region ends.
+    """
     if max_segment_s <= 0:
         raise EmovoxError(f"max_segment_s must be positive, not {max_segment_s}")
     if not 0 < hop_s <= max_segment_s:
@@ -102,8 +107,11 @@ def windows(regions: Iterable[tuple[float, float]], max_segment_s: float = 4.0, 
         if b - a <= max_segment_s + 1e-9:
             out.append((a, b))
             continue
-        n = int(np.ceil((b - a - max_segment_s) / hop_s - 1e-9)) + 1
-        out.extend((float(s), float(s) + max_segment_s) for s in np.linspace(a, b - max_segment_s, n))
+        k = 0
+        while a + k * hop_s + max_segment_s < b - 1e-6:
+            out.append((a + k * hop_s, a + k * hop_s + max_segment_s))
+            k += 1
+        out.append((b - max_segment_s, b))
     return [(round(float(s), 4), round(float(e), 4)) for s, e in out]
 
 
