@@ -133,3 +133,40 @@ def test_pcm_bytes_and_bad_blocks(tmp_path):
         stream.feed(np.zeros(10, np.float32))
     with pytest.raises(AudioError, match="sample rate"):
         rec.stream(sample_rate=10)
+
+
+@needs_silero
+def test_cli_listen_prints_segments_while_the_pipe_is_still_open(bundled, tmp_path):
+    import json
+    import subprocess
+    import sys
+    import threading
+
+    y = conversation(16000)
+    pcm = (np.clip(y, -1, 1) * 32767).astype("<i2")
+    proc = subprocess.Popen([sys.executable, "-m", "emovox.cli", "listen", "--rate", "16000", "--format", "json",
+                             "--adapt", "off", "--json", str(tmp_path / "session.json")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, b"")), daemon=True)
+    reader.start()
+    data = pcm.tobytes()
+    half = 2 * (pcm.size // 2) + 1  # an odd byte count: a read may end inside a sample
+    proc.stdin.write(data[:half])
+    proc.stdin.flush()
+    import time
+
+    deadline = time.monotonic() + 120
+    while not lines and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert lines, proc.stderr.read().decode()  # a segment came out before the input ended
+    proc.stdin.write(data[half:])
+    proc.stdin.close()
+    assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
+    reader.join(timeout=10)
+    rows = [json.loads(line) for line in lines]
+    expected = bundled.timeline(y, sample_rate=16000, adapt="off").segments
+    assert [(r["start"], r["end"], r["label"]) for r in rows] == [(round(s.start, 3), round(s.end, 3), s.label) for s in expected]
+    assert all(r["type"] == "segment" and r["head"] == "file" and abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in rows)
+    saved = json.loads((tmp_path / "session.json").read_text())
+    assert len(saved["segments"]) == len(rows)

@@ -17,6 +17,7 @@ EPILOG = """examples:
   emovox evaluate runs/tess/model --corpus tess --data data/tess --json eval.json
   emovox predict --model runs/tess/model clip.wav recordings/
   emovox timeline --model runs/tess/model interview.flac --csv t.csv --plot t.png
+  ffmpeg -i talk.mp3 -f s16le -ar 16000 -ac 1 - | emovox listen --rate 16000
   emovox serve runs/tess/model --port 8000
 """
 
@@ -205,6 +206,21 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--json", type=Path, help="write the timeline to this JSON file")
     tl.add_argument("--plot", type=Path, help="save the timeline as this PNG (top emotion per segment + probability heatmap)")
     tl.add_argument("--adapt", default="auto", choices=["auto", "on", "off"], help="adapt to the speaker of the recording (one speaker assumed): normalise the segments with the recording's own statistics and use the model's speaker head; auto does it when there are enough segments and the model has that head (default: %(default)s)")
+
+    li = sub.add_parser("listen", help="emotion of live audio, one line per segment as it is spoken", description="Listen to live audio -- raw PCM on stdin (e.g. from ffmpeg or arecord), or an audio file, optionally played at real time -- and print the emotion of each speech window as soon as it is classified. Windows and labels are those of 'emovox timeline' on the same audio; speaker adaptation starts once enough segments are in.", epilog="examples:\n  ffmpeg -i rtsp://camera/stream -f s16le -ar 16000 -ac 1 - | emovox listen --rate 16000\n  arecord -f S16_LE -r 16000 -c 1 | emovox listen --format json\n  emovox listen interview.flac --realtime", formatter_class=argparse.RawDescriptionHelpFormatter)
+    li.add_argument("input", nargs="?", default="-", metavar="FILE", help="audio file, or - for raw PCM on stdin (default)")
+    li.add_argument("--model", type=Path, default=None, help="model folder (RUN_DIR/model); default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
+    li.add_argument("--rate", type=_positive_int, default=16000, help="sample rate of the PCM on stdin, Hz (default: %(default)s)")
+    li.add_argument("--pcm", default="s16le", choices=["s16le", "f32le"], help="sample format of the PCM on stdin (default: %(default)s)")
+    li.add_argument("--channels", type=_positive_int, default=1, help="interleaved channels of the PCM on stdin, mixed to mono (default: %(default)s)")
+    li.add_argument("--realtime", action="store_true", help="play a FILE at real time (as if it were being spoken), not as fast as possible")
+    li.add_argument("--format", dest="output_format", default="table", choices=["table", "json"], help="one table row or one JSON line per segment (default: %(default)s)")
+    li.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="voice activity detector: auto uses silero-vad when installed (default: %(default)s)")
+    li.add_argument("--adapt", default="auto", choices=["auto", "on", "off"], help="adapt to the speaker as the session grows (default: %(default)s)")
+    li.add_argument("--max-segment", type=float, default=4.0, help="longest window classified at once, seconds (default: %(default)s)")
+    li.add_argument("--hop", type=float, default=2.0, help="step between the windows of a long speech region, seconds (default: %(default)s)")
+    li.add_argument("--csv", type=Path, help="at the end, write the session's timeline to this CSV file")
+    li.add_argument("--json", type=Path, help="at the end, write the session's timeline to this JSON file")
 
     sv = sub.add_parser("serve", help="run the web service and web page", description="Serve a model over HTTP on this machine: POST /v1/predict, GET /v1/labels, GET /healthz, a web page at / and API docs at /docs. Needs: pip install 'emovox[serve]'.")
     sv.add_argument("model", type=Path, nargs="?", default=None, help="model folder (RUN_DIR/model); default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
@@ -467,6 +483,81 @@ def _timeline(rec, path, options, csv_path=None, json_path=None, plot_path=None)
     return 0
 
 
+def _pcm_blocks(stream, block_bytes: int):
+    """Raw bytes from a binary stream as they come (a pipe's reads return what is there)."""
+    read = getattr(stream, "read1", stream.read)
+    while True:
+        data = read(block_bytes)
+        if not data:
+            return
+        yield data
+
+
+def cmd_listen(args) -> int:
+    import time
+
+    from .audio.stream import open_source
+    from .inference import EmotionRecognizer
+
+    rec = EmotionRecognizer.load(args.model)
+    for path in (args.csv, args.json):
+        if path is not None and path.exists():
+            raise EmovoxError(f"{path} exists; choose another name (nothing is overwritten)")
+    if args.input == "-":
+        name, rate, channels = "<stdin>", args.rate, args.channels
+        width = (2 if args.pcm == "s16le" else 4) * channels
+        blocks = _pcm_blocks(sys.stdin.buffer, width * max(1, rate // 10))
+    else:
+        source = open_source(args.input)
+        name, rate, channels = str(args.input), source.sample_rate, 1
+        blocks = source.native_blocks(0.1)
+    stream = rec.stream(sample_rate=rate, channels=channels, name=name, vad=args.vad, adapt=args.adapt,
+                        max_segment_s=args.max_segment, hop_s=args.hop)
+    table = args.output_format == "table"
+    if table:
+        print(f"{'start':>8} {'end':>8}  {'emotion':<9} {'prob':>5}  head", flush=True)
+    carry = b""
+
+    def show(events) -> None:
+        for ev in events:
+            if ev.kind != "segment":
+                continue
+            if table:
+                seg = ev.segment
+                print(f"{seg.start:>8.2f} {seg.end:>8.2f}  {seg.label:<9} {seg.confidence:>5.2f}  {seg.head}", flush=True)
+            else:
+                print(json.dumps(ev.to_dict()), flush=True)
+
+    t0 = time.monotonic()
+    try:
+        for block in blocks:
+            if isinstance(block, bytes):
+                block, carry = carry + block, b""
+                cut = len(block) - len(block) % width
+                block, carry = block[:cut], block[cut:]  # a read may end inside a sample frame
+                show(stream.feed(block, fmt=args.pcm))
+            else:
+                if args.realtime:
+                    ahead = stream.seconds + block.size / rate - (time.monotonic() - t0)
+                    if ahead > 0:
+                        time.sleep(ahead)
+                show(stream.feed(block))
+    except KeyboardInterrupt:
+        print("emovox: interrupted; closing the session", file=sys.stderr)
+    if carry:
+        print(f"emovox: {name}: the last {len(carry)} byte(s) were not a whole sample frame and were dropped", file=sys.stderr)
+    show(stream.close())
+    tl = stream.timeline()
+    print(f"{len(tl)} segment(s) in {tl.speech_seconds:.1f} s of speech out of {tl.duration:.1f} s ({tl.vad} VAD); "
+          f"speaker adaptation: {stream.adaptation_note}", file=sys.stderr)
+    for out, write in ((args.csv, tl.to_csv), (args.json, tl.to_json)):
+        if out:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write(out)
+            print(f"written: {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_serve(args) -> int:
     from .serve import serve
 
@@ -498,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download, "benchmark": cmd_benchmark,
                "timeline": cmd_timeline, "serve": cmd_serve, "backbones": cmd_backbones, "export": cmd_export,
-               "batch": cmd_batch}[args.command]
+               "batch": cmd_batch, "listen": cmd_listen}[args.command]
     try:
         return handler(args)
     except EmovoxError as err:
