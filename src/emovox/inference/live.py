@@ -29,7 +29,7 @@ import numpy as np
 from ..audio.decode import check_sample_rate
 from ..audio.vad import VAD_RATE, VoiceTracker
 from ..errors import AudioError, EmovoxError
-from .results import Segment, Timeline, scored
+from .results import UNCERTAIN_BELOW, Segment, Timeline, scored
 from .segments import SegmentOptions, windows
 from .speakers import SpeakerBook
 
@@ -86,11 +86,13 @@ class StreamEvent:
     def adapted(self) -> bool:
         return self.segment is not None and self.segment.head == "speaker"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, threshold: float = UNCERTAIN_BELOW) -> dict[str, Any]:
+        """JSON-ready: ``type``, ``time``, and for a segment its window, :func:`~emovox.inference.results.scored`
+        record (``uncertain`` below ``threshold``), ``head`` and ``adapted``."""
         out: dict[str, Any] = {"type": self.kind, "time": round(self.time, 3)}
         if self.segment is not None:
             s = self.segment
-            out |= {"start": round(s.start, 3), "end": round(s.end, 3)} | scored(s.label, s.probabilities)
+            out |= {"start": round(s.start, 3), "end": round(s.end, 3)} | scored(s.label, s.probabilities, threshold)
             out |= {"head": s.head, "adapted": self.adapted}
         return out
 

@@ -8,6 +8,8 @@ Endpoints:
                           are one speaker's recordings, classified together by the
                           model's speaker head; ``speaker=KEY`` names a known speaker whose
                           running statistics (in memory) adapt its recordings as they come.
+    ``WS /v1/stream``     live audio: binary PCM messages in, emotion events out as they happen
+                          (:mod:`emovox.serve.live`).
     ``GET /v1/labels``    the model's labels.
     ``GET /healthz``      liveness and load.
     ``GET /``             the web page (no external resources).
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -37,6 +39,7 @@ from ..inference.results import scored
 from ..inference.segments import segment_file
 from .config import ServeConfig
 from .guard import LOOPBACK, same_origin
+from .live import Streams
 from .schemas import PREDICT_BODY, BatchResponse, ErrorResponse, HealthResponse, LabelsResponse, PredictResponse
 from .upload import Reject, Upload, UploadedFile, flag, receive
 
@@ -184,16 +187,19 @@ def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None,
     cfg = resolve_config(config, changes)
     labels = recognizer.labels
     predictor, admission = Predictor(recognizer, cfg), Admission(cfg)
+    streams = Streams(recognizer, cfg, admission.limiter)
     app = FastAPI(
         title="emovox",
         version=__version__,
-        description="Speech emotion recognition. Upload a recording to `POST /v1/predict`; the web page is at `/`.",
+        description="Speech emotion recognition. Upload a recording to `POST /v1/predict`; stream live audio to the "
+                    "WebSocket `/v1/stream` (binary PCM in, JSON events out; see the README); the web page is at `/`.",
         docs_url="/docs" if docs else None,
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.config = cfg
     app.state.recognizer = recognizer
+    app.state.streams = streams
     app.middleware("http")(same_origin(cfg))
 
     @app.exception_handler(Reject)
@@ -241,6 +247,10 @@ def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None,
         finally:
             upload.cleanup()
 
+    @app.websocket("/v1/stream")
+    async def stream(websocket: WebSocket) -> None:
+        await streams(websocket)
+
     @app.get("/v1/labels", response_model=LabelsResponse, summary="The labels the model predicts")
     async def get_labels() -> dict[str, Any]:
         return {"labels": labels}
@@ -248,7 +258,8 @@ def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None,
     @app.get("/healthz", response_model=HealthResponse, summary="Liveness and load")
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "labels": len(labels), "pending": admission.pending,
-                "workers": cfg.workers, "max_upload_mb": cfg.max_upload_mb}
+                "workers": cfg.workers, "max_upload_mb": cfg.max_upload_mb, "streams": streams.open,
+                "max_streams": cfg.max_streams}
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

@@ -29,8 +29,15 @@ class ServeConfig:
         max_audio_minutes: longest recording accepted for a timeline (``segments=true``), minutes.
         allowed_hosts: ``Host`` header values accepted (``None``: any; the CLI sets the bound address, which stops
             DNS-rebinding pages from reaching a service on this machine).
-        allowed_origins: origins whose browser pages may POST (the service's own page always may); other
-            cross-origin requests get 403.
+        allowed_origins: origins whose browser pages may POST or open a stream (the service's own page always
+            may); other cross-origin requests get 403.
+        max_streams: live streams (``/v1/stream``) open at once; one more is closed with code 1013.
+        stream_idle_s: a stream that sends nothing for this long is closed (code 4408).
+        max_stream_minutes: audio one stream may send, minutes (then it is closed, code 1008).
+        max_frame_kb: largest binary message of a stream, KiB (larger: code 1009).
+        max_ahead_s: audio may arrive this many seconds ahead of real time (a file streamed fast); a flood
+            beyond it is closed (code 1008).
+        send_timeout_s: a client that does not read its events for this long is dropped.
     """
 
     max_upload_mb: float = 25.0
@@ -44,6 +51,12 @@ class ServeConfig:
     max_audio_minutes: float = 30.0
     allowed_hosts: tuple[str, ...] | None = None
     allowed_origins: tuple[str, ...] = ()
+    max_streams: int = 16
+    stream_idle_s: float = 10.0
+    max_stream_minutes: float = 60.0
+    max_frame_kb: float = 512.0
+    max_ahead_s: float = 60.0
+    send_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.max_upload_mb <= 0:
@@ -54,6 +67,9 @@ class ServeConfig:
             raise EmovoxError(f"workers and max_pending must be at least 1, not {self.workers} and {self.max_pending}")
         if min(self.upload_timeout_s, self.max_audio_minutes) <= 0 or self.queue_timeout_s < 0:
             raise EmovoxError("upload_timeout_s and max_audio_minutes must be positive, queue_timeout_s at least 0")
+        if self.max_streams < 1 or min(self.stream_idle_s, self.max_stream_minutes, self.max_frame_kb, self.max_ahead_s,
+                                       self.send_timeout_s) <= 0:
+            raise EmovoxError("max_streams must be at least 1 and the stream limits positive")
         if self.tmp_dir is not None and not Path(self.tmp_dir).is_dir():
             raise EmovoxError(f"tmp_dir {self.tmp_dir}: not a folder")
         given = self.segment_options

@@ -3,6 +3,7 @@ origin of browser pages that POST."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -22,19 +23,25 @@ def host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-def refusal(request: Request, cfg: ServeConfig) -> JSONResponse | None:
-    """The 403 answer to a request from an unexpected host or a foreign page, or ``None`` when it may proceed."""
-    host = request.headers.get("host", "")
+def refused(headers: Any, method: str, cfg: ServeConfig) -> str | None:
+    """Why a request (its headers and method; ``"WEBSOCKET"`` for a socket) from an unexpected host or a
+    foreign page is refused, or ``None`` when it may proceed. A socket's origin is always checked: browsers let any
+    page open one."""
+    host = headers.get("host", "")
     if cfg.allowed_hosts is not None and host_name(host) not in {host_name(h) for h in cfg.allowed_hosts}:
-        return JSONResponse({"detail": f"unexpected Host header {host[:100]!r}; this service answers to "
-                                       f"{', '.join(cfg.allowed_hosts)}"}, status_code=403)
-    origin = request.headers.get("origin")
-    if request.method not in ("GET", "HEAD", "OPTIONS") and origin and origin != "null":
+        return f"unexpected Host header {host[:100]!r}; this service answers to {', '.join(cfg.allowed_hosts)}"
+    origin = headers.get("origin")
+    if method not in ("GET", "HEAD", "OPTIONS") and origin and origin != "null":
         own = {f"http://{host}", f"https://{host}"}
         if origin not in own and origin not in cfg.allowed_origins:
-            return JSONResponse({"detail": f"cross-origin request from {origin[:100]} refused; allow it with "
-                                           "--allow-origin"}, status_code=403)
+            return f"cross-origin request from {origin[:100]} refused; allow it with --allow-origin"
     return None
+
+
+def refusal(request: Request, cfg: ServeConfig) -> JSONResponse | None:
+    """The 403 answer to a request from an unexpected host or a foreign page, or ``None`` when it may proceed."""
+    why = refused(request.headers, request.method, cfg)
+    return None if why is None else JSONResponse({"detail": why}, status_code=403)
 
 
 def same_origin(cfg: ServeConfig) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:

@@ -35,6 +35,8 @@ class HealthResponse(BaseModel):
     pending: int
     workers: int
     max_upload_mb: float
+    streams: int = 0
+    max_streams: int = 0
 
 
 class ErrorResponse(BaseModel):
