@@ -1,6 +1,7 @@
 """The web page in a real browser (Debian's chromium driven by playwright) against a real server."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +40,16 @@ def base_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield b
-        b.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    b = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+    yield b
+    b.close()
 
 
 @pytest.fixture()
@@ -123,3 +129,49 @@ def test_microphone_recording_is_analysed(page: Page):
     expect(page.locator("#result-file")).to_have_text("recording.wav")
     expect(page.get_by_role("meter")).to_have_count(3)
     expect(page.get_by_role("button", name="Record")).to_have_attribute("aria-pressed", "false")
+
+
+def test_listen_shows_emotions_while_the_microphone_is_still_speaking(playwright, base_url, tmp_path):
+    """The fake microphone plays a WAV (angry and sad tones with pauses) at real time; labels must appear on the
+    page before it has finished, the chart must grow, and stopping offers the session for download."""
+    parts = []
+    for emotion in ("angry", "sad", "angry", "sad", "angry", "sad"):
+        parts += [quiet(1.0), tone_signal(emotion, 2.0)]
+    y = np.concatenate(parts + [quiet(1.0)])
+    wav = tmp_path / "mic.wav"
+    sf.write(wav, y, 16000, subtype="PCM_16")
+    seconds = y.size / 16000
+    import time
+
+    b = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                   args=ARGS + [f"--use-file-for-fake-audio-capture={wav}%noloop"])
+    try:
+        context = b.new_context(accept_downloads=True)
+        context.grant_permissions(["microphone"], origin=base_url)
+        pg = context.new_page()
+        pg.set_default_timeout(TIMEOUT_MS)
+        problems: list[str] = []
+        pg.on("pageerror", lambda e: problems.append(str(e)))
+        pg.goto(base_url + "/")
+        pg.get_by_role("button", name="Listen").click()
+        t0 = time.monotonic()
+        label = pg.locator("#live-label")
+        expect(label).to_have_text(re.compile(r"^(angry|sad|neutral)$"), timeout=int(seconds * 1000))
+        first = time.monotonic() - t0
+        assert first < seconds - 2.0  # an emotion was on the page while the microphone still had audio to play
+        expect(pg.locator("#live-status")).to_contain_text("Listening at")
+        expect(pg.locator("#timeline .lane.band .block").nth(2)).to_be_attached(timeout=int(seconds * 1000))
+        assert time.monotonic() - t0 < seconds + 5  # the band grew as the audio played
+        seen = pg.locator("#timeline-table tbody tr td.label").all_text_contents()
+        assert seen[:3] == ["angry", "sad", "angry"]
+        pg.get_by_role("button", name="Stop listening").click()
+        expect(pg.locator("#live-downloads")).to_be_visible()
+        expect(pg.get_by_role("button", name="Listen")).to_be_enabled()
+        with pg.expect_download() as dl:
+            pg.locator("#live-csv").click()
+        rows = Path(dl.value.path()).read_text().splitlines()
+        assert rows[0].startswith("start,end,label,confidence,head,prob_") and len(rows) - 1 == len(
+            pg.locator("#timeline-table tbody tr").all())
+        assert problems == []
+    finally:
+        b.close()

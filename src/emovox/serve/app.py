@@ -53,7 +53,7 @@ log = logging.getLogger("emovox.serve")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "connect-src 'self' {ws}; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 ADAPT_MODES = ("auto", "on", "off", "true", "false")
 #: Longest speaker key a request may give.
@@ -262,9 +262,11 @@ def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None,
                 "max_streams": cfg.max_streams}
 
     @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
+    async def index(request: Request) -> FileResponse:
+        host = request.headers.get("host", "")  # the live stream's socket: the page's own host (checked by the guard)
+        ws = f"ws://{host} wss://{host}" if host and all(c.isalnum() or c in ".-:[]" for c in host) else ""
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html",
-                            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
+                            headers={"Content-Security-Policy": PAGE_CSP.format(ws=ws), "Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

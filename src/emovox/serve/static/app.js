@@ -1,4 +1,4 @@
-// emovox web page: upload or record audio, show the predicted emotion and its timeline.
+// emovox web page: upload, record or stream audio live; show the predicted emotion and its timeline.
 "use strict";
 
 (function () {
@@ -64,6 +64,10 @@
       }
     } catch (err) {
       showError("The server cannot be reached.");
+    }
+    if (!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia && window.AudioWorkletNode && window.WebSocket)) {
+      $("listen").disabled = true;
+      $("listen-help").textContent = "Live listening is not available in this browser (or the page is not served over HTTPS or from localhost).";
     }
     if (!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia && window.MediaRecorder)) {
       recordBtn.disabled = true;
@@ -357,6 +361,181 @@
       if (s >= MAX_RECORD_S && recorder) recorder.stop();
     }, 250);
   }
+
+  // ---------------------------------------------------------------- live
+  // The microphone at its own rate -> an AudioWorklet -> float32 PCM over the WebSocket /v1/stream; the server's
+  // events grow the same chart as a file's timeline.
+  const listenBtn = $("listen");
+  const liveLabel = $("live-label");
+  const liveConfidence = $("live-confidence");
+  const liveStatus = $("live-status");
+  let live = null;
+
+  function liveTimeline(session) {
+    const now = session.ended ? session.seconds : (performance.now() - session.t0) / 1000;
+    const speech = session.regions.map((r) => ({ start: r.start, end: r.end }));
+    if (session.open !== null) speech.push({ start: session.open, end: Math.max(session.open, now) });
+    return {
+      source: "microphone", duration: Math.max(now, 0.001), labels, speech, segments: session.segments,
+      adaptation: session.segments.some((s) => s.adapted) ? "speaker" : "none", vad: session.vad,
+      overall: null, message: session.segments.length ? null : "No speech classified yet.",
+    };
+  }
+
+  function drawLive() {
+    if (!live) return;
+    renderTimeline(liveTimeline(live), live.threshold);
+  }
+
+  function csvOf(tl) {
+    const head = ["start", "end", "label", "confidence", "head", ...tl.labels.map((l) => `prob_${l}`)];
+    const rows = tl.segments.map((s) => [s.start.toFixed(3), s.end.toFixed(3), s.label, s.confidence.toFixed(4), s.head,
+      ...tl.labels.map((l) => s.probabilities[l].toFixed(4))]);
+    return [head, ...rows].map((r) => r.join(",")).join("\n") + "\n";
+  }
+
+  function offerDownloads(tl) {
+    const link = (id, text, type) => {
+      const a = $(id);
+      if (a.href.startsWith("blob:")) URL.revokeObjectURL(a.href);
+      a.href = URL.createObjectURL(new Blob([text], { type }));
+    };
+    link("live-csv", csvOf(tl), "text/csv");
+    link("live-json", JSON.stringify(tl, null, 2), "application/json");
+    $("live-downloads").hidden = false;
+  }
+
+  function stopAudio(session) {
+    if (session.timer) clearInterval(session.timer);
+    if (session.media) session.media.getTracks().forEach((t) => t.stop());
+    if (session.ctx) session.ctx.close();
+    session.timer = session.media = session.ctx = null;
+  }
+
+  function finish(session, note) {
+    stopAudio(session);
+    if (live !== session) return;
+    live = null;
+    session.ended = true;
+    listenBtn.setAttribute("aria-pressed", "false");
+    listenBtn.textContent = "Listen";
+    setBusy(false);
+    const tl = liveTimeline(session);
+    renderTimeline(tl, session.threshold);
+    offerDownloads(tl);
+    liveStatus.textContent = note;
+  }
+
+  function onEvent(session, ev) {
+    if (ev.type === "ready") {
+      session.vad = ev.vad;
+      liveStatus.textContent = `Listening at ${ev.sample_rate} Hz (${ev.vad} voice detection). Speak; press “Stop listening” to end.`;
+    } else if (ev.type === "speech_start") {
+      session.open = ev.time;
+    } else if (ev.type === "speech_end") {
+      session.regions.push({ start: session.open === null ? ev.time : session.open, end: ev.time });
+      session.open = null;
+    } else if (ev.type === "segment") {
+      session.segments.push(ev);
+      liveLabel.textContent = ev.label;
+      liveLabel.style.color = colorOf(ev.label);
+      liveConfidence.textContent = `${pct(ev.confidence)}` + (ev.adapted ? " · adapted to this voice" : "") +
+        (ev.uncertain ? " · uncertain" : "");
+      drawLive();
+    } else if (ev.type === "end") {
+      session.seconds = ev.seconds;
+      finish(session, `Session ended: ${ev.segments} segment(s) in ${ev.seconds.toFixed(1)} s.`);
+    }
+  }
+
+  async function startListening() {
+    showError("");
+    let media;
+    try {
+      media = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+    } catch (err) {
+      showError(`The microphone is not available: ${err.message || err.name}`);
+      return;
+    }
+    const Ctx = window.AudioContext || window.webkitAudioContext;
+    const ctx = new Ctx();
+    const session = { media, ctx, ws: null, t0: performance.now(), regions: [], open: null, segments: [], vad: "",
+      threshold: 0.4, seconds: 0, ended: false, timer: null, pending: [], pendingLength: 0 };
+    live = session;
+    try {
+      await ctx.audioWorklet.addModule("/static/pcm-worklet.js");
+    } catch (err) {
+      stopAudio(session);
+      live = null;
+      showError(`Live listening is not available in this browser: ${err.message || err}`);
+      return;
+    }
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${scheme}://${location.host}/v1/stream`);
+    ws.binaryType = "arraybuffer";
+    session.ws = ws;
+    ws.addEventListener("open", () => {
+      ws.send(JSON.stringify({ sample_rate: ctx.sampleRate, format: "f32le" }));
+      const source = ctx.createMediaStreamSource(media);
+      const tap = new AudioWorkletNode(ctx, "pcm-tap");
+      const mute = ctx.createGain();
+      mute.gain.value = 0;
+      source.connect(tap).connect(mute).connect(ctx.destination);
+      const flushAt = Math.round(ctx.sampleRate / 20);  // send every 50 ms
+      tap.port.onmessage = (msg) => {
+        if (ws.readyState !== WebSocket.OPEN || live !== session) return;
+        session.pending.push(msg.data);
+        session.pendingLength += msg.data.length;
+        if (session.pendingLength < flushAt) return;
+        const out = new Float32Array(session.pendingLength);
+        let at = 0;
+        for (const part of session.pending) { out.set(part, at); at += part.length; }
+        session.pending = [];
+        session.pendingLength = 0;
+        ws.send(out.buffer);
+      };
+      session.t0 = performance.now();
+      session.timer = setInterval(drawLive, 500);
+    });
+    ws.addEventListener("message", (msg) => {
+      try { onEvent(session, JSON.parse(msg.data)); } catch (err) { /* not an event */ }
+    });
+    ws.addEventListener("close", (ev) => {
+      if (live === session) {
+        if (ev.code !== 1000) showError(`The live session ended: ${ev.reason || `connection closed (${ev.code})`}`);
+        finish(session, ev.code === 1000 ? "Session ended." : "Session ended early.");
+      }
+    });
+    $("live").hidden = false;
+    $("result").hidden = true;
+    $("live-downloads").hidden = true;
+    liveLabel.textContent = "listening…";
+    liveLabel.style.color = "";
+    liveConfidence.textContent = "";
+    liveStatus.textContent = "Connecting…";
+    listenBtn.setAttribute("aria-pressed", "true");
+    listenBtn.textContent = "Stop listening";
+    setBusy(true);
+    listenBtn.disabled = false;
+    drawLive();
+  }
+
+  function stopListening() {
+    const session = live;
+    if (!session) return;
+    stopAudio(session);
+    liveStatus.textContent = "Finishing the last segment…";
+    if (session.ws && session.ws.readyState === WebSocket.OPEN) {
+      session.ws.send(JSON.stringify({ type: "end" }));
+    } else {
+      finish(session, "Session ended.");
+    }
+  }
+
+  listenBtn.addEventListener("click", () => {
+    if (live) stopListening();
+    else if (!busy) startListening();
+  });
 
   recordBtn.addEventListener("click", () => {
     if (recorder) {
