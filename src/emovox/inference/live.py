@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..audio.decode import check_sample_rate
-from ..audio.vad import VAD_RATE, VoiceTracker
+from ..audio.vad import FRAME_S, VAD_RATE, VoiceTracker
 from ..errors import AudioError, EmovoxError
 from .results import UNCERTAIN_BELOW, Segment, Timeline, scored
 from .segments import SegmentOptions, windows
@@ -121,6 +121,7 @@ class EmotionStream:
         self._audio_start = 0
         self._pending: list[tuple[float, float]] = []  # windows cut, waiting for their audio
         self._given: dict[float, int] = {}  # region start -> windows of it already queued
+        self._ahead: dict[tuple[float, float], np.ndarray] = {}  # a region's likely last window, encoded early
         self._announced: set[float] = set()
         self.regions: list[tuple[float, float]] = []  # final speech regions
         self.segments: list[Segment] = []
@@ -221,6 +222,7 @@ class EmotionStream:
                 self._pending += sure[k:]
                 self._given[region[0]] = len(sure)
         events += self._classify(self._ready())
+        self._look_ahead()
         self._trim()
         return _ordered(events)
 
@@ -239,11 +241,13 @@ class EmotionStream:
         ready, self._pending = self._pending[:k], self._pending[k:]
         return ready
 
-    def _classify(self, spans: list[tuple[float, float]]) -> list[StreamEvent]:
-        if not spans:
-            return []
-        rec, kept, items = self.recognizer, [], []
+    def _vectors(self, spans: list[tuple[float, float]]) -> list[tuple[tuple[float, float], np.ndarray]]:
+        """``(window, vector)`` of each window whose audio is usable (computed ahead of time or now)."""
+        rec, out, todo, items = self.recognizer, [], [], []
         for s, e in spans:
+            if (s, e) in self._ahead:
+                out.append(((s, e), self._ahead.pop((s, e))))
+                continue
             a, b = int(round(s * self.rate)) - self._audio_start, int(round(e * self.rate)) - self._audio_start
             y = self._audio[max(0, a) : max(0, b)]
             if not y.size:
@@ -252,21 +256,34 @@ class EmotionStream:
                 items.append(rec.featurize(y, self.rate, source=f"{self.name} [{s:.2f}-{e:.2f} s]", gate=False))
             except AudioError:
                 continue  # a window that is silent after all: no prediction for it (as in the file timeline)
-            kept.append((s, e))
-        if not items:
-            return []
-        vecs = rec.vectors(items, self.options.batch_size).numpy()
-        events = []
-        for (s, e), v in zip(kept, vecs):
-            if self.adapting:
-                p, head = rec.classify_known(v[None], SESSION, self.book)
-            else:
-                p, head = rec.classify_known(v[None], None, self.book)
+            todo.append((s, e))
+        if items:
+            out += list(zip(todo, rec.vectors(items, self.options.batch_size).numpy()))
+        return sorted(out, key=lambda sv: sv[0])
+
+    def _classify(self, spans: list[tuple[float, float]]) -> list[StreamEvent]:
+        rec, events = self.recognizer, []
+        for (s, e), v in self._vectors(spans):
+            p, head = rec.classify_known(v[None], SESSION if self.adapting else None, self.book)
             probs = {lab: float(x) for lab, x in zip(rec.labels, p[0])}
             seg = Segment(s, e, max(probs, key=probs.__getitem__), probs, head)
             self.segments.append(seg)
             events.append(StreamEvent("segment", e, seg))
         return events
+
+    def _look_ahead(self) -> None:
+        """Once the speech of the last open region has stopped for its padding, its last window is all in: encode it
+        now, so that when the region is final (``hold_s`` later) its event goes out at once."""
+        if not self.tracker.open_regions:
+            self._ahead.clear()
+            return
+        region = self.tracker.open_regions[-1]
+        if region[1] >= self.tracker.frames * FRAME_S - 1e-6:
+            return  # still speaking (or within the padding)
+        last = windows([region], self.options.max_segment_s, self.options.hop_s)[-1]
+        if last in self._ahead or int(round(last[1] * self.rate)) > self._audio_start + self._audio.size:
+            return
+        self._ahead = dict(self._vectors([last]))  # an older guess (the speech went on) is dropped
 
     def _trim(self) -> None:
         """Drop the audio no window can need any more."""
