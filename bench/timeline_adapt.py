@@ -63,8 +63,11 @@ def truth(seg_start: float, seg_end: float, spans: list[tuple[float, float, str]
     return label
 
 
+OPTIONS: dict = {}  # timeline options from the command line (--pad)
+
+
 def score(rec: EmotionRecognizer, path: Path, spans, adapt: str) -> tuple[float, int, str]:
-    tl = segment_file(rec, path, adapt=adapt)
+    tl = segment_file(rec, path, adapt=adapt, **OPTIONS)
     hits = [seg.label == truth(seg.start, seg.end, spans) for seg in tl.segments]
     return (float(np.mean(hits)) if hits else float("nan")), len(hits), tl.adaptation
 
@@ -73,6 +76,9 @@ def evaluate(rec: EmotionRecognizer, actors: dict[str, list], clip_counts: list[
     rows = []
     for actor, clips in sorted(actors.items()):
         order = [clips[i] for i in np.random.default_rng(0).permutation(len(clips))]
+        preds = rec.predict([str(u.path) for u in clips])  # the same clips one by one, as files
+        per_file = float(np.mean([p.label == u.emotion for p, u in zip(preds, clips)]))
+        print(f"  {tag} actor {actor}: per-file accuracy of its {len(clips)} clips {per_file:.1%}", file=sys.stderr, flush=True)
         for n in clip_counts:
             if n > len(order):
                 continue
@@ -81,6 +87,7 @@ def evaluate(rec: EmotionRecognizer, actors: dict[str, list], clip_counts: list[
             off, segs, _ = score(rec, path, spans, "off")
             on, _, used = score(rec, path, spans, "on")
             rows.append({"model": tag, "actor": actor, "clips": n, "seconds": round(spans[-1][1] + 1.0, 1), "segments": segs,
+                         "file_accuracy": per_file,
                          "accuracy_off": off, "accuracy_on": on, "adaptation": used})
             print(f"  {tag} actor {actor}, {n} clips, {segs} segments: {off:.1%} -> {on:.1%}", file=sys.stderr, flush=True)
     return rows
@@ -92,12 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tess", type=Path)
     ap.add_argument("--nemo", type=Path)
     ap.add_argument("--weights", default="pretrained", help="speech encoder weights folder (default: hub / $EMOVOX_WEIGHTS)")
+    ap.add_argument("--encoders", help="the fold models' encoders, comma-separated (e.g. whisper_base; default: the "
+                                       "speech recipe's, with --weights)")
+    ap.add_argument("--pad", type=float, default=None, help="the timeline's padding around speech, seconds (default: its own)")
     ap.add_argument("--folds", type=int, default=0, help="train the speech recipe on this many speaker folds (0: none)")
     ap.add_argument("--model", action="append", default=[], help="a trained model folder (repeatable)")
     ap.add_argument("--clips", default="2,4,6,10,20,60", help="clips per recording (default %(default)s)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     counts = [int(c) for c in args.clips.split(",")]
+    if args.pad is not None:
+        OPTIONS["pad_s"] = args.pad
 
     ravdess = load_corpus("ravdess", args.ravdess)
     by_actor: dict[str, list] = {}
@@ -118,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                     others += load_corpus(name, path)
             for k, split in enumerate(speaker_kfold(ravdess, k=args.folds, seed=0)):
                 test = sorted({ravdess[i].speaker_key for i in split.test})
-                cfg = recipe_config("speech", weights=args.weights, split="speaker", test_speakers=tuple(test), seed=0,
+                enc = {"encoders": tuple(args.encoders.split(","))} if args.encoders else {"weights": args.weights}
+                cfg = recipe_config("speech", **enc, split="speaker", test_speakers=tuple(test), seed=0,
                                     balance_corpora=bool(others))
                 summary = train(others + ravdess, tmp / f"fold{k}", cfg, progress=False, log=lambda m: None)
                 print(f"fold {k + 1}: held out {', '.join(test)}; per-file test accuracy {summary['metrics']['accuracy']:.1%}",
@@ -126,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                 rec = EmotionRecognizer.load(tmp / f"fold{k}" / "model")
                 rows += evaluate(rec, {a: by_actor[a] for a in test}, counts, tmp, f"fold{k + 1}")
     print(f"\n{len({(r['model'], r['actor']) for r in rows})} held-out actors, {time.time() - t0:.0f} s\n")
-    print("| clips per recording | segments (mean) | segment accuracy, no adaptation | with adaptation | adaptation better |")
-    print("|---|---|---|---|---|")
+    print("| clips per recording | segments (mean) | segment accuracy, no adaptation | with adaptation | adaptation better | "
+          "the same clips as files |")
+    print("|---|---|---|---|---|---|")
     table = []
     for n in counts:
         sel = [r for r in rows if r["clips"] == n]
@@ -137,8 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         on = np.array([r["accuracy_on"] for r in sel]) * 100
         segs = float(np.mean([r["segments"] for r in sel]))
         better = int((on > off).sum())
-        table.append({"clips": n, "segments": segs, "off": float(off.mean()), "on": float(on.mean()), "better": better, "n": len(sel)})
-        print(f"| {n} | {segs:.1f} | {off.mean():.1f} ± {off.std():.1f} | {on.mean():.1f} ± {on.std():.1f} | {better} of {len(sel)} |")
+        files = float(np.mean([r["file_accuracy"] for r in sel]) * 100)
+        table.append({"clips": n, "segments": segs, "off": float(off.mean()), "on": float(on.mean()), "better": better, "n": len(sel),
+                      "files": files})
+        print(f"| {n} | {segs:.1f} | {off.mean():.1f} ± {off.std():.1f} | {on.mean():.1f} ± {on.std():.1f} | {better} of {len(sel)} | "
+              f"{files:.1f} |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"table": table, "recordings": rows}, indent=2) + "\n")

@@ -12,5 +12,5 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   # A tested pair of releases; fall back to whatever pip resolves for this platform.
   pip install "torch==2.14.1" "torchvision==0.29.1" 2>/dev/null || pip install torch torchvision
 fi
-pip install -e ".[test,serve,vad,onnx,acoustic,augment,speech,batch,ray]"
+pip install -e ".[test,serve,vad,onnx,acoustic,augment,speech,batch,ray,diarize]"
 .venv/bin/python -c "import emovox, torch; print('emovox', emovox.__version__, 'with torch', torch.__version__)"

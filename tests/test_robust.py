@@ -94,7 +94,8 @@ def test_recipes_and_config_checks():
     assert recipe_config("plain") == TrainConfig()
     assert set(RECIPES) == {"plain", "robust", "speech"}
     speech = recipe_config("speech")
-    assert (speech.backbone, speech.acoustic, speech.normalize, speech.solver, speech.augment) == ("whisper_tiny_en", None, "speaker", "logreg", 0)
+    assert (speech.backbone, speech.acoustic, speech.normalize, speech.solver, speech.augment, speech.timeline_cuts) == (
+        "whisper_tiny_en", None, "speaker", "logreg", 0, True)
     assert TrainConfig(acoustic="none").acoustic is None
     with pytest.raises(EmovoxError, match="unknown recipe 'best'"):
         recipe_config("best")

@@ -14,6 +14,7 @@ from conftest import SHARED_DATA, tone
 pytest.importorskip("transformers")
 
 from emovox.encoders.speech import WEIGHTS_ENV, SpeechEncoder, is_speech_encoder, resolve_source  # noqa: E402
+from emovox.errors import EmovoxError  # noqa: E402
 from emovox.identity import digest  # noqa: E402
 from emovox.runtime.accelerate import accelerate  # noqa: E402
 from emovox.errors import ModelError  # noqa: E402
@@ -269,3 +270,31 @@ def test_real_whisper_base_with_tiny_en_separates_emotions_of_unseen_actors(ravd
     assert fast.engine.name == "onnx-encoder"
     np.testing.assert_allclose(fast.predict_proba(clips),
                                EmotionRecognizer.load(tmp_path / "run" / "model", engine="torch").predict_proba(clips), atol=2e-3)
+
+
+def test_training_on_timeline_cuts(tiny_root, tone_corpus, tmp_path):
+    """Every training file also joins as the timeline cuts it (its speech only), as a voice of its own for speaker
+    normalisation; the model still learns, and the cut of a real clip drops its room tone but keeps its speech."""
+    from emovox.audio import load_audio
+    from emovox.audio.vad import speech_regions
+    from emovox.corpora import load_folder
+    from emovox.training.augment import CUT_SUFFIX, cut_signal
+    from emovox.training.train import TrainConfig, train
+
+    clip = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.flac"))[0]
+    whole, cut = load_audio(clip, 16000), cut_signal(clip, 16000)
+    regions = speech_regions(whole, 16000, vad="auto")
+    assert 0.3 * whole.size < cut.size < whole.size - 0.5 * 16000  # about a second of room tone gone
+    assert cut.size == pytest.approx((regions[-1][1] - regions[0][0]) * 16000, abs=2)
+
+    utts = load_folder(tone_corpus)
+    lines: list[str] = []
+    cfg = TrainConfig(backbone=f"hf:{tiny_encoder('whisper', tiny_root)}", solver="logreg", logreg_c=1.0, normalize="speaker",
+                      split="speaker", test_speakers=("s4",), val_speakers=("s3",), timeline_cuts=True)
+    summary = train(utts, tmp_path / "run", cfg, workers=1, cache_dir=tmp_path / "cache", progress=False, log=lines.append)
+    n_train = sum(u.speaker in ("s1", "s2") for u in utts)
+    assert any(f"the timeline's cut of each training file: {{'train': {2 * n_train}" in line for line in lines), lines
+    assert summary["metrics"]["accuracy"] > 0.6
+    assert CUT_SUFFIX == "~aug-cut"  # cuts train with their speaker in out-of-fold calibration and are never scored
+    with pytest.raises(EmovoxError, match="frozen backbone"):
+        TrainConfig(timeline_cuts=True, finetune="last")

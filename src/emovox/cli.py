@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--finetune", default=None, choices=FINETUNE, help="what trains besides the head: none (frozen backbone, embeddings computed once), last blocks, or all (default: none)")
     t.add_argument("--acoustic", default=None, choices=[*ACOUSTIC_SETS, "none"], help="append openSMILE acoustic functionals to the CNN embeddings: compare (ComParE 2016, 6,373) or egemaps (88); frozen backbone only (robust: compare)")
     t.add_argument("--normalize", default=None, choices=NORMALIZE, help="speaker: also train a head on per-speaker normalised features, used by 'predict --same-speaker' and 'evaluate --speaker-norm' (robust: speaker)")
+    t.add_argument("--timeline-cuts", action="store_true", default=None, help="also train on every training file as the timeline cuts it (its speech only): timeline segments then score like whole files (frozen backbone only; see README)")
     t.add_argument("--augment", type=int, default=None, metavar="K", help="add K seeded augmented copies (noise, gain, pitch, tempo) of every training file; frozen backbone only (robust: 2)")
     t.add_argument("--solver", default=None, choices=["adam", "logreg"], help="fit the head with Adam epochs (best on validation) or as an L2 logistic regression (robust: logreg)")
     t.add_argument("--fusion", default=None, choices=["concat", "average"], help="several --encoders: one head over their concatenated vectors (concat), or one logistic regression per encoder with their logits averaged (average; --solver logreg) (default: concat)")
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, help="with --segments and one file: save the timeline as this PNG")
     p.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="with --segments: voice activity detector (default: %(default)s)")
     p.add_argument("--adapt", default="auto", choices=["auto", "on", "off"], help="with --segments: adapt to the speaker of each recording (one speaker assumed): auto when it has enough segments and the model a speaker head (default: %(default)s)")
+    p.add_argument("--voices", default="1", metavar="auto|N", help="with --segments: tell the voices of each recording apart (as 'emovox timeline --speakers'; default: 1)")
     p.add_argument("--speech-gate", default="energy", choices=["energy", "silero", "off"], help="voice-activity check before predicting: a file with less than --min-speech seconds of speech is reported as 'no speech', never given an emotion; energy rejects silence, noise, DC and very short clips, silero (vad extra) also tones and music (default: %(default)s)")
     p.add_argument("--min-speech", type=float, default=0.25, help="seconds of voice activity a file needs for a prediction (default: %(default)s)")
     p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"], help="inference engine: auto uses ONNX Runtime when the model folder has an up-to-date model.onnx (see 'emovox export'), else PyTorch (default: %(default)s)")
@@ -186,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--segments", action="store_true", help="one row per timeline segment (start, end) instead of one per file")
     b.add_argument("--batch-size", type=_positive_int, default=32, help="files per inference batch (default: %(default)s)")
     b.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="with --segments: voice activity detector (default: %(default)s)")
+    b.add_argument("--speakers", default="1", metavar="auto|N", help="with --segments: tell the voices of each recording apart (auto: estimated, or N) and adapt to each on its own; rows gain 'speaker' (S1, S2 ...) and 'head' (default: 1, one voice)")
     b.add_argument("--chunk", type=_positive_int, default=512, help="inputs per part file: an interruption loses at most this many (default: %(default)s)")
     b.add_argument("--uncertain-below", type=float, default=UNCERTAIN_BELOW, help="flag predictions whose top probability is below this (default: %(default)s)")
     b.add_argument("--engine", default="local", choices=["local", "ray"], help="local: this process; ray: a Ray Data pipeline (decoding in tasks, the model in a pool of actors) on a local or remote Ray cluster, same rows; needs pip install 'emovox[ray]' (default: %(default)s)")
@@ -206,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--json", type=Path, help="write the timeline to this JSON file")
     tl.add_argument("--plot", type=Path, help="save the timeline as this PNG (top emotion per segment + probability heatmap)")
     tl.add_argument("--adapt", default="auto", choices=["auto", "on", "off"], help="adapt to the speaker of the recording (one speaker assumed): normalise the segments with the recording's own statistics and use the model's speaker head; auto does it when there are enough segments and the model has that head (default: %(default)s)")
+    tl.add_argument("--speakers", default="1", metavar="auto|N", help="conversations: tell the voices apart (auto: estimated, or N speakers); every segment gets its speaker (S1, S2 ...), each speaker is adapted to on its own, and a per-speaker summary is printed; the plot shows a lane per speaker (default: 1, one voice)")
 
     li = sub.add_parser("listen", help="emotion of live audio, one line per segment as it is spoken", description="Listen to live audio -- raw PCM on stdin (e.g. from ffmpeg or arecord), or an audio file, optionally played at real time -- and print the emotion of each speech window as soon as it is classified. Windows and labels are those of 'emovox timeline' on the same audio; speaker adaptation starts once enough segments are in.", epilog="examples:\n  ffmpeg -i rtsp://camera/stream -f s16le -ar 16000 -ac 1 - | emovox listen --rate 16000\n  arecord -f S16_LE -r 16000 -c 1 | emovox listen --format json\n  emovox listen interview.flac --realtime", formatter_class=argparse.RawDescriptionHelpFormatter)
     li.add_argument("input", nargs="?", default="-", metavar="FILE", help="audio file, or - for raw PCM on stdin (default)")
@@ -257,7 +261,7 @@ def cmd_train(args) -> int:
     utts = _load_utts(args)
     weights = None if args.weights.lower() == "none" else args.weights
     chosen = {"encoders": tuple(e.strip() for e in args.encoders.split(",") if e.strip()) if args.encoders else None,
-              "backbone": args.backbone, "finetune": args.finetune, "normalize": args.normalize, "solver": args.solver, "augment": args.augment, "balance": args.balance, "balance_corpora": args.balance_corpora,
+              "backbone": args.backbone, "finetune": args.finetune, "normalize": args.normalize, "solver": args.solver, "augment": args.augment, "timeline_cuts": args.timeline_cuts, "balance": args.balance, "balance_corpora": args.balance_corpora,
               "fusion": args.fusion, "calibration": args.calibration, "acoustic": None if args.acoustic == "none" else args.acoustic}
     cfg = recipe_config(
         args.recipe, weights=weights, split=args.split,
@@ -427,7 +431,7 @@ def cmd_benchmark(args) -> int:
 def _predict_segments(rec, paths, args) -> int:
     from .inference import SegmentOptions
 
-    options = SegmentOptions(vad=args.vad, adapt=args.adapt)
+    options = SegmentOptions(vad=args.vad, adapt=args.adapt, speakers=args.voices)
     failed = 0
     for path in paths:
         print(f"== {path}")
@@ -449,7 +453,7 @@ def cmd_batch(args) -> int:
     s = run_batch(rec, args.inputs, args.out, segments=args.segments, batch_size=args.batch_size, chunk=args.chunk,
                   uncertain_below=args.uncertain_below, vad=args.vad, progress=not args.quiet, engine=args.engine,
                   address=args.address, actors=args.actors, speaker_column=args.speaker_column,
-                  speaker_from_path=args.speaker_from_path)
+                  speaker_from_path=args.speaker_from_path, voices=args.speakers)
     print(f"{s.inputs} input(s): {s.skipped} already in {s.out}, {s.annotated} annotated ({s.failed} failed, rows with an "
           f"error), {s.rows} row(s) written in {s.seconds:.1f} s ({s.files_per_s:.1f} files/s)")
     return 0
@@ -459,7 +463,7 @@ def cmd_timeline(args) -> int:
     from .inference import EmotionRecognizer, SegmentOptions
 
     options = SegmentOptions(max_segment_s=args.max_segment, hop_s=args.hop, vad=args.vad, min_speech_s=args.min_speech,
-                             adapt=args.adapt)
+                             adapt=args.adapt, speakers=args.speakers)
     return _timeline(EmotionRecognizer.load(args.model), args.input, options, args.csv, args.json, args.plot)
 
 
@@ -470,11 +474,18 @@ def _timeline(rec, path, options, csv_path=None, json_path=None, plot_path=None)
     if tl.message:
         print(f"emovox: {tl.message}", file=sys.stderr)
     else:
-        print(f"{'start':>8} {'end':>8}  {'emotion':<9} {'prob':>5}")
+        who = bool(tl.speakers)
+        print(f"{'start':>8} {'end':>8}  " + (f"{'speaker':<8}" if who else "") + f"{'emotion':<9} {'prob':>5}")
         for seg in tl:
-            print(f"{seg.start:>8.2f} {seg.end:>8.2f}  {seg.label:<9} {seg.confidence:>5.2f}")
+            print(f"{seg.start:>8.2f} {seg.end:>8.2f}  " + (f"{seg.speaker:<8}" if who else "") + f"{seg.label:<9} {seg.confidence:>5.2f}")
         print(f"{len(tl)} segment(s) in {tl.speech_seconds:.1f} s of speech out of {tl.duration:.1f} s ({tl.vad} VAD); overall: {tl.label}")
         print(f"speaker adaptation: {'yes' if tl.adaptation == 'speaker' else 'no'} ({tl.adaptation_note})")
+        for s in tl.by_speaker():
+            shares = ", ".join(f"{lab} {p:.0%}" for lab, p in sorted(s["shares"].items(), key=lambda kv: -kv[1])[:3])
+            peak = s["peaks"][0] if s["peaks"] else None
+            print(f"  {s['speaker']}: {s['talk_seconds']:.1f} s in {s['segments']} segment(s); mostly {shares}"
+                  + (f"; most intense: {peak['label']} {peak['probability']:.0%} at {peak['start']:.1f}-{peak['end']:.1f} s" if peak else "")
+                  + f" [{s['head']}]")
     for out, write in ((csv_path, tl.to_csv), (json_path, tl.to_json), (plot_path, lambda p: plot_timeline(tl, p))):
         if out:
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -162,7 +162,7 @@ def _file_rows(rec: EmotionRecognizer, paths: Sequence[str], stats: dict[str, tu
     if rows.segments:
         for path in paths:
             try:
-                yield rows.timeline(base(path), rec.timeline(path, vad=vad))
+                yield rows.timeline(base(path), rec.timeline(path, vad=vad, speakers=rows.voices))
             except AudioError as err:
                 yield rows.error(base(path), err)
         return
@@ -226,6 +226,7 @@ def run_batch(
     actors: int | None = None,
     speaker_column: str | None = None,
     speaker_from_path: str | None = None,
+    voices: str | int = 1,
 ) -> BatchSummary:
     """Annotate ``inputs`` (files, folders, manifests; paths or URLs) into the Parquet dataset ``out`` (see the
     module docstring).
@@ -235,7 +236,9 @@ def run_batch(
     detector of the timelines (``segments=True``). ``speaker_column`` (a column of the manifests) or
     ``speaker_from_path`` (a regular expression; its first group) give each input's speaker: a speaker's inputs
     join its running statistics, kept in ``<out>/speakers.npz`` so that a resumed or extended run goes on from
-    them, and are classified by the speaker head once enough are in (rows: ``speaker``, ``head``)."""
+    them, and are classified by the speaker head once enough are in (rows: ``speaker``, ``head``). ``voices``
+    (with ``segments``): ``"auto"`` or a number tells the voices of each recording apart (rows: ``speaker`` S1, S2
+    ..., ``head``)."""
     _require_pyarrow()
     if engine not in ENGINES:
         raise EmovoxError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
@@ -260,8 +263,14 @@ def run_batch(
             from ..inference.speakers import SpeakerBook
 
             rec.speakers = SpeakerBook.from_bytes(saved, f"{store}/{SPEAKERS_FILE}")
-    rows = RowMaker(tuple(rec.labels), model_identity(rec), float(uncertain_below), segments, speaker_of is not None)
-    schema = output_schema(rec.labels, segments, speaker_of is not None)
+    from ..inference.voices import parse_speakers
+
+    voices = parse_speakers(voices)
+    if voices != 1 and not segments:
+        raise EmovoxError("telling voices apart (--speakers) needs timelines (--segments)")
+    who = speaker_of is not None or voices != 1
+    rows = RowMaker(tuple(rec.labels), model_identity(rec), float(uncertain_below), segments, who, voices)
+    schema = output_schema(rec.labels, segments, who)
     parts = store.parts()
     if parts:
         existing = store.read_schema(parts[0])

@@ -91,7 +91,7 @@ class _Predict:
             raise ModelError(f"{origin['path']}: the model on this worker ({found}) is not the one the job started with "
                              f"({rows.model}); every node needs the same model folder")
         self.rows, self.batch_size, self.vad = rows, batch_size, vad
-        self.schema = output_schema(rows.labels, rows.segments)
+        self.schema = output_schema(rows.labels, rows.segments, rows.speakers)
 
     def _prepared(self, r: dict[str, Any]):
         from ..inference.frontend import Prepared
@@ -110,7 +110,7 @@ class _Predict:
             for r in records:
                 base = rows.base(r["path"], r["size"], r["mtime_ns"], r["duration"])
                 try:
-                    out += rows.timeline(base, self.rec.timeline(r["path"], vad=self.vad))
+                    out += rows.timeline(base, self.rec.timeline(r["path"], vad=self.vad, speakers=rows.voices))
                 except AudioError as err:
                     out += rows.error(base, err)
             return pa.Table.from_pylist(out, schema=self.schema)

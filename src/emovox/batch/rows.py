@@ -75,6 +75,8 @@ class RowMaker:
     threshold: float
     segments: bool
     speakers: bool = False
+    #: timelines (``segments``): ``1`` one voice, or ``"auto"`` / a number: voices told apart (rows: ``speaker``)
+    voices: str | int = 1
 
     def base(self, path: str, size: int, mtime_ns: int, duration: float | None) -> dict[str, Any]:
         return {"path": path, "size": size, "mtime_ns": mtime_ns, "model": self.model, "duration": duration}
@@ -100,7 +102,8 @@ class RowMaker:
         if not tl.segments:
             return self.error(base, NoSpeechError(base["path"], tl.message or "no speech found"))
         base = base | {"duration": tl.duration}
-        return [base | {"start": s.start, "end": s.end} | self._scored(s.label, s.probabilities) for s in tl.segments]
+        who = (lambda s: {"speaker": s.speaker, "head": s.head}) if self.speakers else (lambda s: {})
+        return [base | {"start": s.start, "end": s.end} | self._scored(s.label, s.probabilities) | who(s) for s in tl.segments]
 
 
 def failed_inputs(rows: Iterable[dict[str, Any]]) -> set[str]:

@@ -1,6 +1,7 @@
 """Pictures of a timeline: a band of the top emotion over a heatmap of every label's probability."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -69,26 +70,36 @@ def plot_timeline(timeline: Timeline, path: str | Path, *, title: str | None = N
     path = Path(path)
     labels = timeline.labels
     duration = max(timeline.duration, 1e-3)
-    fig, (band, heat) = plt.subplots(2, 1, figsize=(11, 1.6 + 0.32 * len(labels) + 0.9), dpi=120, sharex=True,
-                                     gridspec_kw={"height_ratios": [1.0, 0.32 * len(labels)], "hspace": 0.08})
+    band_height = 1.0 + 0.35 * max(0, len(timeline.speakers) - 1)
+    fig, (band, heat) = plt.subplots(2, 1, figsize=(11, 0.6 + band_height + 0.32 * len(labels) + 0.9), dpi=120, sharex=True,
+                                     gridspec_kw={"height_ratios": [band_height, 0.32 * len(labels)], "hspace": 0.08})
     for s, e in timeline.speech:
         band.axvspan(s, e, ymin=0.0, ymax=0.12, color="0.85", lw=0)
     handles, seen = [], set()
-    for start, end, seg in _ownership(timeline):
-        i = labels.index(seg.label)
-        unsure = seg.confidence < uncertain_below
-        band.axvspan(start, end, ymin=0.15, ymax=1.0, facecolor=label_color(seg.label, i), alpha=0.45 if unsure else 0.95,
-                     hatch="///" if unsure else None, edgecolor="white", lw=0.3)
-        seen.add(seg.label)
+    voices = timeline.speakers  # a conversation: one lane per speaker, the first on top
+    lanes = [(who, replace(timeline, segments=[s for s in timeline.segments if s.speaker == who])) for who in voices] or [(None, timeline)]
+    height = 0.85 / len(lanes)
+    for k, (who, part) in enumerate(lanes):
+        top = 1.0 - k * height
+        for start, end, seg in _ownership(part):
+            i = labels.index(seg.label)
+            unsure = seg.confidence < uncertain_below
+            band.axvspan(start, end, ymin=top - height + 0.02, ymax=top, facecolor=label_color(seg.label, i),
+                         alpha=0.45 if unsure else 0.95, hatch="///" if unsure else None, edgecolor="white", lw=0.3)
+            seen.add(seg.label)
+    if voices:
+        band.set_yticks([1.0 - (k + 0.5) * height for k in range(len(lanes))], voices, fontsize=8)
     for i, lab in enumerate(labels):
         if lab in seen:
             handles.append(Patch(facecolor=label_color(lab, i), label=lab))
     if any(seg.confidence < uncertain_below for seg in timeline.segments):
         handles.append(Patch(facecolor="0.7", hatch="///", edgecolor="white", label=f"uncertain (< {uncertain_below:g})"))
-    band.set_yticks([])
+    if not voices:
+        band.set_yticks([])
     band.set_ylim(0, 1)
     band.set_title(title or Path(timeline.source).name, loc="left", fontsize=10)
     note = "speaker-adapted" if timeline.adaptation == "speaker" else "per segment"
+    note += f", {len(voices)} speakers" if voices else ""
     band.set_title(f"{len(timeline.segments)} segments, {note}", loc="right", fontsize=8, color="0.35")
     if handles:
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 9), fontsize=8, frameon=False)

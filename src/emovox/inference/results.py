@@ -70,13 +70,15 @@ class Prediction:
 @dataclass(frozen=True)
 class Segment:
     """One classified window: ``start``/``end`` in seconds, its label and probabilities; ``head``: which head
-    answered (``"file"`` or ``"speaker"``) where that was decided per segment (a live stream)."""
+    answered (``"file"`` or ``"speaker"``) where that was decided per segment (a live stream, a conversation);
+    ``speaker``: whose voice it is (``"S1"``, ``"S2"`` ...) when the recording's speakers were told apart."""
 
     start: float
     end: float
     label: str
     probabilities: dict[str, float]
     head: str | None = None
+    speaker: str | None = None
 
     @property
     def confidence(self) -> float:
@@ -84,6 +86,7 @@ class Segment:
 
     def to_dict(self) -> dict[str, Any]:
         extra = {"head": self.head} if self.head is not None else {}
+        extra |= {"speaker": self.speaker} if self.speaker is not None else {}
         return {"start": round(self.start, 3), "end": round(self.end, 3), "label": self.label,
                 "confidence": self.confidence, "probabilities": dict(self.probabilities)} | extra
 
@@ -103,6 +106,8 @@ class Timeline:
         adaptation: ``"speaker"`` when the segments were normalised with the recording's own statistics and
             classified by the speaker-normalised head, ``"none"`` when each was classified alone.
         adaptation_note: why adaptation was or was not used.
+        speaker_notes: per speaker (``"S1"`` ...), which head classified its segments and why, when the
+            recording's speakers were told apart (``speakers="auto"`` or a number).
     """
 
     source: str
@@ -114,6 +119,7 @@ class Timeline:
     message: str | None = None
     adaptation: str = "none"
     adaptation_note: str | None = None
+    speaker_notes: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.segments)
@@ -140,6 +146,36 @@ class Timeline:
         probs = self.overall()
         return max(probs, key=probs.__getitem__) if probs else None
 
+    @property
+    def speakers(self) -> list[str]:
+        """The speakers told apart, in order of first appearance (empty when they were not)."""
+        return list(dict.fromkeys(s.speaker for s in self.segments if s.speaker is not None))
+
+    def by_speaker(self, peaks: int = 3) -> list[dict[str, Any]]:
+        """Per speaker: talk time (its windows, overlaps counted once), segments, the head used, the
+        length-weighted share of each emotion, the most probable one, and its ``peaks`` most intense moments
+        (the segments whose top non-neutral emotion is most probable)."""
+        out = []
+        for who in self.speakers:
+            segs = [s for s in self.segments if s.speaker == who]
+            spans = sorted((s.start, s.end) for s in segs)
+            talk, end = 0.0, -np.inf
+            for a, b in spans:
+                talk += max(0.0, b - max(a, end))
+                end = max(end, b)
+            w = np.array([max(s.end - s.start, 1e-6) for s in segs])
+            p = np.array([[s.probabilities[lab] for lab in self.labels] for s in segs])
+            shares = {lab: float(v) for lab, v in zip(self.labels, (w[:, None] * p).sum(0) / w.sum())}
+            moving = [lab for lab in self.labels if lab not in ("neutral", "calm")] or list(self.labels)
+            top = sorted(segs, key=lambda s: -max(s.probabilities[lab] for lab in moving))[:peaks]
+            out.append({"speaker": who, "talk_seconds": round(talk, 3), "segments": len(segs),
+                        "head": self.speaker_notes.get(who), "label": max(shares, key=shares.__getitem__),
+                        "shares": shares,
+                        "peaks": [{"start": round(s.start, 3), "end": round(s.end, 3),
+                                   "label": max(moving, key=lambda lab, s=s: s.probabilities[lab]),
+                                   "probability": max(s.probabilities[lab] for lab in moving)} for s in top]})
+        return out
+
     def rows(self) -> list[dict[str, Any]]:
         """One dict per segment: start, end, label, confidence, probabilities."""
         return [s.to_dict() for s in self.segments]
@@ -157,7 +193,7 @@ class Timeline:
             "segments": self.rows(),
             "overall": None if overall is None else {"label": self.label, "probabilities": overall},
             "message": self.message,
-        }
+        } | ({"speakers": self.by_speaker()} if self.speakers else {})
 
     def to_json(self, path: str | Path | None = None, indent: int | None = 2) -> str:
         """The timeline as JSON; also written to ``path`` when given."""
@@ -167,12 +203,14 @@ class Timeline:
         return text
 
     def to_csv(self, path: str | Path | None = None) -> str:
-        """One CSV row per segment (start, end, label, confidence, one column per label)."""
+        """One CSV row per segment (start, end, the speaker when speakers were told apart, label, confidence, one
+        column per label)."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["start", "end", "label", "confidence", *self.labels])
+        who = bool(self.speakers)
+        w.writerow(["start", "end", *(["speaker"] if who else []), "label", "confidence", *self.labels])
         for s in self.segments:
-            w.writerow([f"{s.start:.3f}", f"{s.end:.3f}", s.label, f"{s.confidence:.4f}",
+            w.writerow([f"{s.start:.3f}", f"{s.end:.3f}", *([s.speaker] if who else []), s.label, f"{s.confidence:.4f}",
                         *(f"{s.probabilities[lab]:.4f}" for lab in self.labels)])
         text = buf.getvalue()
         if path is not None:

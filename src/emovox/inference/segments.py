@@ -24,9 +24,11 @@ import numpy as np
 
 from ..audio.decode import SILENCE_PEAK
 from ..audio.stream import MAX_WHOLE_MB, ArraySource, Source, cut_spans, open_source
-from ..audio.vad import VAD_METHODS, detect
+from ..audio.decode import resample
+from ..audio.vad import VAD_METHODS, VAD_RATE, detect
 from ..errors import AudioError, EmovoxError
 from .results import Segment, Timeline
+from .voices import VOICE_THRESHOLD, VoiceEmbedder, cluster_voices, parse_speakers, speaker_name
 
 if TYPE_CHECKING:
     from .recognizer import EmotionRecognizer
@@ -56,6 +58,10 @@ class SegmentOptions:
             (``True``/``False`` accepted).
         adapt_min_segments: segments ``adapt="auto"`` needs.
         max_duration_s: longer files are refused (``None``: no limit).
+        speakers: ``1`` (one voice: today's recording-wide adaptation), a number of speakers, or ``"auto"``
+            (estimated): windows are told apart by voice (:mod:`emovox.inference.voices`), each gets its
+            ``speaker`` (``S1``, ``S2`` ...) and each speaker is adapted to on its own.
+        voice_threshold: cosine distance at which ``speakers="auto"`` stops merging voices.
     """
 
     max_segment_s: float = 4.0
@@ -70,9 +76,14 @@ class SegmentOptions:
     adapt: str = "auto"
     adapt_min_segments: int = ADAPT_MIN_SEGMENTS
     max_duration_s: float | None = None
+    speakers: str | int = 1
+    voice_threshold: float = VOICE_THRESHOLD
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "adapt", _adapt_mode(self.adapt))
+        object.__setattr__(self, "speakers", parse_speakers(self.speakers))
+        if not 0 < self.voice_threshold < 2:
+            raise EmovoxError(f"voice_threshold must be a cosine distance between 0 and 2, not {self.voice_threshold}")
         if self.vad not in VAD_METHODS:
             raise EmovoxError(f"vad must be one of {', '.join(VAD_METHODS)}, not {self.vad!r}")
         if self.block_s <= 0:
@@ -139,23 +150,27 @@ def timeline_of(recognizer: EmotionRecognizer, source: Source, options: SegmentO
     spans = windows(regions, o.max_segment_s, o.hop_s)
     rate = recognizer.sample_rate
     labels = recognizer.labels
+    voices = VoiceEmbedder.shared() if o.speakers != 1 else None
     keep_vectors = can_adapt and mode != "off"
     done: list[tuple[float, float]] = []
     probs: list[np.ndarray] = []
     vectors: list[Any] = []  # the heads' input per segment, kept (a few KB each) when adaptation may follow
-    pending: list[tuple[tuple[float, float], Any]] = []
+    embeddings: list[np.ndarray] = []  # each segment's voice, when the speakers are told apart
+    pending: list[tuple[tuple[float, float], Any, np.ndarray]] = []
 
     def flush() -> None:
         if not pending:
             return
-        items = [spec for _, spec in pending]
+        items = [spec for _, spec, _ in pending]
         if keep_vectors:
             v = recognizer.vectors(items, o.batch_size)
             vectors.append(v)
             probs.extend(recognizer.classify(v))
         else:
             probs.extend(recognizer.probabilities(items, o.batch_size))
-        done.extend(span for span, _ in pending)
+        if voices is not None:
+            embeddings.append(voices.embed_many([y if rate == VAD_RATE else resample(y, rate, VAD_RATE) for _, _, y in pending]))
+        done.extend(span for span, _, _ in pending)
         pending.clear()
 
     for i, y in cut_spans(source, spans, rate, o.block_s):
@@ -164,11 +179,19 @@ def timeline_of(recognizer: EmotionRecognizer, source: Source, options: SegmentO
             spec = recognizer.featurize(y, rate, source=f"{source.name} [{s:.2f}-{e:.2f} s]", gate=False)
         except AudioError:
             continue  # a window that is silent after all: no prediction for it
-        pending.append(((s, e), spec))
+        pending.append(((s, e), spec, y if voices is not None else y[:0]))
         if len(pending) >= o.batch_size:
             flush()
     flush()
     n = len(done)
+    if voices is not None:
+        who = cluster_voices(np.concatenate(embeddings) if embeddings else np.zeros((0, 256)), o.speakers, o.voice_threshold)
+        heads = _adapt_each(recognizer, tl, o, who, probs, vectors, can_adapt)
+        tl.segments = [Segment(s, e, *_labelled(p, labels), heads[k], speaker_name(int(who[k])))
+                       for k, ((s, e), p) in enumerate(zip(done, probs))]
+        if not tl.segments:
+            tl.message = f"{source.name}: the speech regions were too quiet to classify; the timeline is empty"
+        return tl
     if mode == "off":
         tl.adaptation_note = "turned off"
     elif not can_adapt:
@@ -187,6 +210,38 @@ def timeline_of(recognizer: EmotionRecognizer, source: Source, options: SegmentO
     if not tl.segments:
         tl.message = f"{source.name}: the speech regions were too quiet to classify; the timeline is empty"
     return tl
+
+
+def _adapt_each(recognizer: EmotionRecognizer, tl: Timeline, o: SegmentOptions, who: np.ndarray, probs: list[np.ndarray],
+                vectors: list[Any], can_adapt: bool) -> list[str]:
+    """Adapt to each speaker on its own (its segments normalised by its own statistics, the speaker head), where
+    it has enough segments; fills ``probs`` in place, the notes in ``tl``; the head of every segment."""
+    heads = ["file"] * len(who)
+    need = 2 if o.adapt == "on" else o.adapt_min_segments
+    stacked = None
+    if can_adapt and o.adapt != "off" and vectors:
+        import torch
+
+        stacked = torch.cat(vectors)
+    for k in sorted(set(who.tolist())):
+        rows = np.flatnonzero(who == k)
+        name = speaker_name(k)
+        if o.adapt == "off":
+            tl.speaker_notes[name] = "file head (adaptation turned off)"
+        elif not can_adapt:
+            tl.speaker_notes[name] = "file head (the model has no speaker-normalised head)"
+        elif len(rows) < need:
+            tl.speaker_notes[name] = f"file head: {len(rows)} segment(s), fewer than the {need} needed to learn this voice"
+        else:
+            for r, p in zip(rows, recognizer.classify(stacked[rows], same_speaker=True)):
+                probs[r] = p
+                heads[r] = "speaker"
+            tl.speaker_notes[name] = f"speaker head: normalised with this speaker's own statistics over {len(rows)} segments"
+    count = len(set(who.tolist()))
+    tl.adaptation = "speaker" if "speaker" in heads else "none"
+    tl.adaptation_note = (f"{count} speaker(s) told apart by voice; each adapted to on its own where it has {need} "
+                          f"segments or more" if o.adapt != "off" else f"{count} speaker(s) told apart by voice; adaptation turned off")
+    return heads
 
 
 def _labelled(p: np.ndarray, labels: list[str]) -> tuple[str, dict[str, float]]:

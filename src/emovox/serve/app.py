@@ -3,7 +3,8 @@
 Endpoints:
     ``POST /v1/predict``  audio upload (multipart field ``file``, or the raw body);
                           ``segments=true`` (form field or query) adds the timeline,
-                          ``adapt=auto|on|off`` its speaker adaptation. Several ``file``
+                          ``adapt=auto|on|off`` its speaker adaptation, ``speakers=auto|N``
+                          tells its voices apart (a conversation). Several ``file``
                           parts give one result per file; with ``same_speaker=true`` they
                           are one speaker's recordings, classified together by the
                           model's speaker head; ``speaker=KEY`` names a known speaker whose
@@ -37,6 +38,7 @@ from .._version import __version__
 from ..errors import AudioError, EmovoxError
 from ..inference.results import scored
 from ..inference.segments import segment_file
+from ..inference.voices import parse_speakers
 from .config import ServeConfig
 from .guard import LOOPBACK, same_origin
 from .live import Streams
@@ -68,15 +70,22 @@ class PredictRequest:
     adapt: str
     same_speaker: bool
     speaker: str | None = None
+    voices: str | int = 1
 
     @classmethod
     def of(cls, upload: Upload, segments: str | None, adapt: str | None, same_speaker: str | None,
-           has_speaker_head: bool, speaker: str | None = None) -> PredictRequest:
+           has_speaker_head: bool, speaker: str | None = None, speakers: str | None = None) -> PredictRequest:
         key = upload.fields.get("speaker", speaker)
         key = key.strip() if key is not None else None
+        try:
+            voices = parse_speakers(upload.fields.get("speakers", speakers) or "1")
+        except EmovoxError as err:
+            raise Reject(422, str(err)) from None
         req = cls(flag(upload.fields.get("segments", segments), "segments"),
                   (upload.fields.get("adapt", adapt) or "auto").strip().lower(),
-                  flag(upload.fields.get("same_speaker", same_speaker), "same_speaker"), key or None)
+                  flag(upload.fields.get("same_speaker", same_speaker), "same_speaker"), key or None, voices)
+        if req.voices != 1 and not req.segments:
+            raise Reject(422, "speakers=auto (or a number) tells the voices of a timeline apart: send segments=true too")
         if req.speaker is not None:
             if len(req.speaker) > MAX_SPEAKER_KEY or not req.speaker.isprintable():
                 raise Reject(422, f"speaker must be a printable key of at most {MAX_SPEAKER_KEY} characters")
@@ -115,8 +124,8 @@ class Predictor:
         status = 415 if ("not a readable audio file" in problem or "cannot be read" in problem) else 422
         return Reject(status, f"{name}: {problem}")
 
-    def timeline(self, f: UploadedFile, adapt: str) -> dict[str, Any]:
-        timeline = segment_file(self.recognizer, f.path, self.cfg.segment_options, adapt=adapt).to_dict()
+    def timeline(self, f: UploadedFile, adapt: str, voices: str | int = 1) -> dict[str, Any]:
+        timeline = segment_file(self.recognizer, f.path, self.cfg.segment_options, adapt=adapt, speakers=voices).to_dict()
         timeline["source"] = f.filename
         for key in ("message", "adaptation_note"):
             if timeline.get(key):
@@ -134,7 +143,7 @@ class Predictor:
             outs = [self.result(p, f.filename) for p, f in zip(preds, files)]
             if req.segments:
                 for out, f in zip(outs, files):
-                    out["timeline"] = self.timeline(f, req.adapt)
+                    out["timeline"] = self.timeline(f, req.adapt, req.voices)
         except AudioError as err:
             raise self.audio_error(err, files) from None
         except EmovoxError as err:
@@ -229,6 +238,9 @@ def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None,
         speaker: str | None = Query(None, description="the key of a known speaker (a user, an agent): the files join its running "
                                                       "statistics, kept by this service in memory, and are classified by the speaker "
                                                       "head once it has enough recordings (also a form field)"),
+        speakers: str | None = Query(None, description="with segments=true: auto (or a number) tells the voices of the recording "
+                                                       "apart; each segment gets its speaker (S1, S2 ...), each speaker is adapted "
+                                                       "to on its own, and the timeline gains a per-speaker summary (also a form field)"),
     ) -> dict[str, Any]:
         """Upload audio as multipart field ``file`` (or as the raw body); get the emotion and its probabilities.
 
@@ -241,7 +253,7 @@ def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None,
                     await receive(request, upload, cfg.max_upload_bytes)
             except TimeoutError:
                 raise Reject(408, f"the upload did not arrive within {cfg.upload_timeout_s:g} s") from None
-            req = PredictRequest.of(upload, segments, adapt, same_speaker, recognizer.model.has_speaker_head, speaker)
+            req = PredictRequest.of(upload, segments, adapt, same_speaker, recognizer.model.has_speaker_head, speaker, speakers)
             # Only a request whose body has arrived takes a slot; when all are taken it queues briefly, then 503.
             return await admission.run(predictor, upload.files, req)
         finally:

@@ -57,6 +57,7 @@ PREDICT_BODY = {
                     "adapt": {"type": "string", "enum": ["auto", "on", "off"], "description": "speaker adaptation of the timeline"},
                     "same_speaker": {"type": "boolean", "description": "several files of ONE speaker: classify them together with the speaker head"},
                     "speaker": {"type": "string", "description": "key of a known speaker: adapt to it with running statistics"},
+                    "speakers": {"type": "string", "description": "with segments: 'auto' or a number tells the timeline's voices apart"},
                 },
             }
         },

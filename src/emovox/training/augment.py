@@ -26,6 +26,10 @@ from .extract import extract_arrays
 
 #: Bump when the chain changes: cached features of copies are keyed by it.
 CHAIN_VERSION = "v1"
+#: Bump when the timeline's cut changes (its voice activity or padding): cached cut copies are keyed by it.
+CUT_VERSION = "v1"
+#: The speaker suffix of a timeline cut: normalised among the cuts of its speaker, as timeline segments are.
+CUT_SUFFIX = "~aug-cut"
 
 
 def augmenter():
@@ -54,6 +58,44 @@ def augmented_signal(path: str | Path, copy: int, sample_rate: int = 16000) -> n
 def input_of_copy(path: str, copy: int, prep: Preparer) -> np.ndarray:
     """An encoder's input (through its preparer) of augmented copy ``copy`` of ``path``."""
     return prep(augmented_signal(path, copy, prep.sample_rate), prep.sample_rate, f"{path} (augmented copy {copy})")
+
+
+def cut_signal(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """The file at ``path`` as the timeline cuts it: from the start of its first voice-activity region to the end
+    of its last, with the timeline's padding (:class:`~emovox.inference.segments.SegmentOptions`); the whole file
+    when no speech is found."""
+    from ..audio.vad import speech_regions
+
+    y = load_audio(path, sample_rate)
+    regions = speech_regions(y, sample_rate, vad="auto", min_speech_s=0.3, min_silence_s=0.3, pad_s=0.1, name=str(path))
+    if not regions:
+        return y
+    return y[int(regions[0][0] * sample_rate) : int(np.ceil(regions[-1][1] * sample_rate))]
+
+
+def input_of_cut(path: str, prep: Preparer) -> np.ndarray:
+    """An encoder's input (through its preparer) of the timeline's cut of ``path``."""
+    return prep(cut_signal(path, prep.sample_rate), prep.sample_rate, f"{path} (timeline cut)")
+
+
+def cut_inputs(
+    utts: Sequence[Utterance], preparers: Sequence[Preparer], *, cache_dir: Path | None = None,
+    workers: int | None = None, progress: bool = True,
+) -> tuple[list[Utterance], list[list[np.ndarray]], list[str | None]]:
+    """``(utterances, inputs per preparer, cache keys)`` of the timeline's cut of every utterance: the clip as a
+    timeline segment of it would be (its speech, :func:`cut_signal`). Its speaker gets :data:`CUT_SUFFIX`, so
+    speaker normalisation groups a speaker's cuts together, as the timeline's adaptation groups its segments."""
+    paths = [u.path for u in utts]
+    opts = dict(cache_dir=cache_dir, use_cache=cache_dir is not None, workers=workers, progress=progress)
+    ns = f"cut-{CUT_VERSION}"
+    done = [extract_arrays(paths, partial(input_of_cut, prep=prep), f"{ns}/inputs/{prep.digest()}", desc="timeline cuts",
+                           **opts) for prep in preparers]
+    errors = {i: e for ext in done for i, e in ext.errors.items()}
+    if errors:
+        raise EmovoxError("timeline cuts failed: " + "; ".join(errors.values()))
+    out_utts = [replace(u, speaker=f"{u.speaker}{CUT_SUFFIX}") for u in utts]
+    keys = [f"{k}-cut{CUT_VERSION}" if k else None for k in done[0].keys]
+    return out_utts, [ext.specs for ext in done], keys
 
 
 def augmented_inputs(

@@ -133,8 +133,9 @@ def run_benchmark(
         probe = EmotionClassifier(encoders, sort_labels({u.emotion for u in data.utts}), finetune=tc.finetune)
         inputs = model_inputs(probe, data, progress=progress)
         # Augmented copies of every file some fold trains on, computed once for all folds.
-        aug = augment_inputs(probe, data, np.unique(np.concatenate([f.train for f in folds])), tc.augment,
-                             progress=progress) if tc.augment else None
+        trained = np.unique(np.concatenate([f.train for f in folds]))
+        extra = [augment_inputs(probe, data, trained, tc.augment, progress=progress)] if tc.augment else []
+        extra += [augment_inputs(probe, data, trained, 1, progress=progress, kind="cut")] if tc.timeline_cuts else []
         variants = [("per file", False, False)] + ([("per speaker", True, False)] if tc.normalize == "speaker" else [])
         if cell.get("restrict_labels"):  # the same heads, argmax over the labels the test part uses
             variants += [(f"{name}, test labels", speaker, True) for name, speaker, _ in variants]
@@ -149,8 +150,8 @@ def run_benchmark(
             fold_encoders = list(probe.encoders) if tc.finetune == "none" else copy.deepcopy(list(probe.encoders))
             model = EmotionClassifier(fold_encoders, labels, finetune=tc.finetune, dropout=tc.dropout, normalize=tc.normalize)
             fold_inputs, fold_y, fold_utts = inputs, y, data.utts
-            if aug is not None:  # copies of this fold's training files join its training part only
-                fold_inputs, fold_y, fold_utts, split = with_augmented(inputs, y, data.utts, split, aug)
+            for aug in extra:  # copies of this fold's training files join its training part only
+                fold_inputs, fold_y, fold_utts, split = with_augmented(fold_inputs, fold_y, fold_utts, split, aug)
             fitted: set[bool] = set()
             for variant, speaker, restricted in variants:
                 t_fold = time.perf_counter()
@@ -183,7 +184,7 @@ def _method(tc: TrainConfig) -> str:
     """Short name of what a cell trains: backbone/finetune, plus acoustic features, solver, augmentation
     and, for Adam, the learning rate and its schedule."""
     shown = [(tc.acoustic, f"+{tc.acoustic}"), (tc.solver != "adam", f" {tc.solver}"),
-             (tc.solver == "logreg" and tc.logreg_c != TrainConfig.logreg_c, f" C={tc.logreg_c:g}"), (tc.augment, f" aug×{tc.augment}"),
+             (tc.solver == "logreg" and tc.logreg_c != TrainConfig.logreg_c, f" C={tc.logreg_c:g}"), (tc.augment, f" aug×{tc.augment}"), (tc.timeline_cuts, " +cuts"),
              (tc.balance, " balanced"), (tc.balance_corpora, " corpora balanced"),
              (tc.encoders and len(tc.encoders) > 1, f" ({tc.fusion})"), (tc.calibration != "validation", f" T:{tc.calibration}")]
     if tc.solver == "adam" and tc.finetune != "none":

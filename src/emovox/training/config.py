@@ -52,6 +52,9 @@ class TrainConfig:
     logreg_c: float = 0.01
     #: seeded augmented copies of every training file (:mod:`emovox.augment`; frozen backbone only)
     augment: int = 0
+    #: also train on every training file as the timeline cuts it (its voice-activity span): timeline segments
+    #: then look like what the heads saw (frozen backbone only; measured in bench/window_match.py)
+    timeline_cuts: bool = False
     #: learning-rate schedule of ``solver="adam"``: ``"constant"`` or ``"cosine"`` (decay to 0 by the last epoch)
     schedule: str = "constant"
     #: epochs of linear learning-rate warm-up from 0 (``solver="adam"``)
@@ -86,6 +89,8 @@ class TrainConfig:
             raise EmovoxError(f"solver must be one of {', '.join(SOLVER_NAMES)}, not {self.solver!r}")
         if self.augment < 0:
             raise EmovoxError(f"augment must be 0 or more copies, not {self.augment}")
+        if self.timeline_cuts and self.finetune != "none":
+            raise EmovoxError("timeline_cuts adds vectors of a frozen backbone (finetune='none')")
         if self.schedule not in SCHEDULES:
             raise EmovoxError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
         if self.warmup_epochs < 0 or self.warmup_epochs >= max(self.epochs, 1):
@@ -130,13 +135,13 @@ class TrainConfig:
 #: pooled intermediate stages, ComParE functionals, two augmented copies of each
 #: training file, per-speaker normalisation, L2 logistic regression. ``speech``: the frozen
 #: Whisper tiny.en encoder (mean/std of every hidden state), per-speaker normalisation,
-#: L2 logistic regression.
+#: L2 logistic regression, trained on every file and on its timeline cut (its speech, as timeline segments are).
 RECIPES: dict[str, dict[str, Any]] = {
     "plain": {},
     "robust": {"backbone": "efficientnet_lite0_stages", "finetune": "none", "acoustic": "compare", "normalize": "speaker",
                "solver": "logreg", "logreg_c": 0.01, "augment": 2},
     "speech": {"backbone": "whisper_tiny_en", "finetune": "none", "acoustic": None, "normalize": "speaker", "solver": "logreg",
-               "logreg_c": 0.01, "augment": 0},
+               "logreg_c": 0.01, "augment": 0, "timeline_cuts": True},
 }
 
 

@@ -60,17 +60,25 @@ class Augmented:
 
 def augment_inputs(
     model: EmotionClassifier, data: Prepared, idx: Sequence[int], copies: int, tag: str | None = None, *, progress: bool = True,
+    kind: str = "chain",
 ) -> Augmented:
     """Vectors of ``copies`` augmented copies of the prepared utterances ``idx`` (every encoder's input through its
-    preparer; inputs and vectors cached like the originals'). ``tag`` is accepted for compatibility."""
-    from .augment import augmented_inputs
+    preparer; inputs and vectors cached like the originals'). ``kind="cut"``: one copy, the timeline's cut of each
+    (:func:`~emovox.training.augment.cut_inputs`). ``tag`` is accepted for compatibility."""
+    from .augment import augmented_inputs, cut_inputs
 
     del tag
     if model.finetune != "none":
         raise EmovoxError("augmented copies are added to frozen-encoder vectors (finetune='none')")
     source = np.asarray(idx, dtype=np.int64)
-    utts, inputs, keys = augmented_inputs([data.utts[i] for i in source], copies, [e.preparer() for e in model.encoders],
-                                          cache_dir=data.cache_root, progress=progress)
+    preparers = [e.preparer() for e in model.encoders]
+    if kind == "cut":
+        copies = 1
+        utts, inputs, keys = cut_inputs([data.utts[i] for i in source], preparers, cache_dir=data.cache_root,
+                                        progress=progress)
+    else:
+        utts, inputs, keys = augmented_inputs([data.utts[i] for i in source], copies, preparers,
+                                              cache_dir=data.cache_root, progress=progress)
     parts = [encoder_vectors(enc, keys, lambda todo, col=col: (col[i] for i in todo), data.cache_root, progress=progress)
              for enc, col in zip(model.encoders, inputs)]
     return Augmented(source, copies, torch.from_numpy(np.concatenate(parts, axis=1)), utts)
@@ -85,9 +93,10 @@ def with_augmented(
     test parts are unchanged.
     """
     train_idx = np.asarray(split.train, dtype=np.int64)
-    rows = aug.rows(train_idx)
+    src = train_idx[np.isin(train_idx, aug.source)]  # copies of the originals (not of other copies)
+    rows = aug.rows(src)
     n = len(utts)
-    return (torch.cat([inputs, aug.vectors[rows]]), torch.cat([y, y[np.tile(train_idx, aug.copies)]]),
+    return (torch.cat([inputs, aug.vectors[rows]]), torch.cat([y, y[np.tile(src, aug.copies)]]),
             list(utts) + [aug.utts[r] for r in rows],
             Split(np.concatenate([train_idx, np.arange(n, n + len(rows))]), split.val, split.test, split.description))
 
@@ -189,12 +198,15 @@ def train(
     if cfg.finetune != "all":
         timings["backbone_pass_s"] = time.perf_counter() - t0
     utts_all = list(data.utts)
-    if cfg.augment:
+    if cfg.augment or cfg.timeline_cuts:
         t0 = time.perf_counter()
-        aug = augment_inputs(model, data, split.train, cfg.augment, progress=progress)
-        inputs, y, utts_all, split = with_augmented(inputs, y, data.utts, split, aug)
+        extra = [augment_inputs(model, data, split.train, cfg.augment, progress=progress)] if cfg.augment else []
+        extra += [augment_inputs(model, data, split.train, 1, progress=progress, kind="cut")] if cfg.timeline_cuts else []
+        for aug in extra:
+            inputs, y, utts_all, split = with_augmented(inputs, y, utts_all, split, aug)
         timings["augment_s"] = time.perf_counter() - t0
-        log(f"added {cfg.augment} augmented copy(ies) of each training file: {split.sizes()}")
+        what = ([f"{cfg.augment} augmented copy(ies)"] if cfg.augment else []) + (["the timeline's cut"] if cfg.timeline_cuts else [])
+        log(f"added {' and '.join(what)} of each training file: {split.sizes()}")
     t0 = time.perf_counter()
     corpora = [u.corpus for u in utts_all]
     history = fit(model, inputs, y, split, cfg, features, progress=progress, corpora=corpora)

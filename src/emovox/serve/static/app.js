@@ -85,7 +85,9 @@
     }
     const body = new FormData();
     body.append("file", blob, filename);
-    body.append("segments", segmentsBox.checked ? "true" : "false");
+    const voices = $("speakers").checked;
+    body.append("segments", segmentsBox.checked || voices ? "true" : "false");
+    if (voices) body.append("speakers", "auto");
     setBusy(true);
     setStatus(`Analysing ${filename}…`);
     try {
@@ -217,14 +219,19 @@
     chart.replaceChildren();
     // Overlapping windows: each instant belongs to the segment whose centre is nearest (as in the PNG plot).
     const owned = ownership(tl.segments);
-    const [bandRow, bandTrack] = lane("top emotion", "band");
-    for (const [start, end, s] of owned) {
-      const unsure = s.confidence < threshold;
-      block(bandTrack, start, end, duration, colorOf(s.label), null,
-        `${s.label} ${pct(s.confidence)} at ${s.start.toFixed(1)}–${s.end.toFixed(1)} s` + (unsure ? " (uncertain)" : ""),
-        unsure ? "uncertain" : "");
+    // A conversation (speakers told apart): one band per speaker, each instant owned within that speaker's windows.
+    const voices = [...new Set(tl.segments.map((s) => s.speaker).filter((v) => v))];
+    const bands = voices.length ? voices.map((v) => [v, tl.segments.filter((s) => s.speaker === v)]) : [["top emotion", tl.segments]];
+    for (const [name, segs] of bands) {
+      const [bandRow, bandTrack] = lane(name, "band");
+      for (const [start, end, s] of ownership(segs)) {
+        const unsure = s.confidence < threshold;
+        block(bandTrack, start, end, duration, colorOf(s.label), null,
+          `${s.speaker ? `${s.speaker}: ` : ""}${s.label} ${pct(s.confidence)} at ${s.start.toFixed(1)}–${s.end.toFixed(1)} s` +
+          (unsure ? " (uncertain)" : ""), unsure ? "uncertain" : "");
+      }
+      chart.appendChild(bandRow);
     }
-    chart.appendChild(bandRow);
     const [speechRow, speechTrack] = lane("speech", "speech");
     for (const r of tl.speech) block(speechTrack, r.start, r.end, duration, null, null, `speech ${r.start.toFixed(1)}–${r.end.toFixed(1)} s`);
     chart.appendChild(speechRow);
@@ -249,7 +256,7 @@
     tbody.replaceChildren();
     for (const s of tl.segments) {
       const tr = document.createElement("tr");
-      const cells = [s.start.toFixed(2), s.end.toFixed(2), s.label, pct(s.confidence)];
+      const cells = [s.start.toFixed(2), s.end.toFixed(2), s.speaker ? `${s.speaker}: ${s.label}` : s.label, pct(s.confidence)];
       cells.forEach((text, i) => {
         const td = document.createElement("td");
         td.textContent = text;
