@@ -153,24 +153,35 @@ def voices(pools: dict[str, list], n_conv: int, embedder: VoiceEmbedder, tmp: Pa
     return out
 
 
+def models(utts_r, others, args, tmp: Path):
+    """``(fold, held-out actors, recognizer)``: ``--model`` folders (their held-out RAVDESS actors), then the
+    ``--folds`` fold models."""
+    for m in args.model:
+        rec = EmotionRecognizer.load(m)
+        held = sorted(k for k in rec.config.get("training", {}).get("test_speakers") or [] if k.startswith("ravdess:"))
+        yield Path(m).name, held, rec
+    if args.folds:
+        for k, split in enumerate(speaker_kfold(utts_r, k=args.folds, seed=0)):
+            test = sorted({utts_r[i].speaker_key for i in split.test})
+            enc = {"encoders": tuple(args.encoders.split(","))} if args.encoders else {"weights": args.weights}
+            cfg = recipe_config("speech", **enc, split="speaker", test_speakers=tuple(test), seed=0, balance_corpora=True)
+            train(others + utts_r, tmp / f"fold{k}", cfg, progress=False, log=lambda m: None)
+            yield k + 1, test, EmotionRecognizer.load(tmp / f"fold{k}" / "model")
+
+
 def emotions(utts_r, others, args, tmp: Path) -> list[dict]:
     rows = []
     by_actor: dict[str, list] = {}
     for u in utts_r:
         by_actor.setdefault(u.speaker_key, []).append(u)
-    for k, split in enumerate(speaker_kfold(utts_r, k=args.folds, seed=0)):
-        test = sorted({utts_r[i].speaker_key for i in split.test})
-        enc = {"encoders": tuple(args.encoders.split(","))} if args.encoders else {"weights": args.weights}
-        cfg = recipe_config("speech", **enc, split="speaker", test_speakers=tuple(test), seed=0, balance_corpora=True)
-        train(others + utts_r, tmp / f"fold{k}", cfg, progress=False, log=lambda m: None)
-        rec = EmotionRecognizer.load(tmp / f"fold{k}" / "model")
-        rng = np.random.default_rng(100 + k)
+    for k, test, rec in models(utts_r, others, args, tmp):
+        rng = np.random.default_rng(100 + len(rows))
         groups = [list(p) for p in itertools.combinations(test, 2)] + ([test] if len(test) >= 3 else [])
         for spk in groups:
             y, spans = conversation(by_actor, spk, rng, clips_each=30 if len(spk) == 2 else 24)
-            path = tmp / f"conv{k}-{len(spk)}.flac"
+            path = tmp / f"conv{k}-{'-'.join(a[-2:] for a in spk)}.flac"
             sf.write(path, y, RATE)
-            res = {"fold": k + 1, "speakers": len(spk), "actors": spk, "seconds": round(y.size / RATE, 1)}
+            res = {"fold": k, "speakers": len(spk), "actors": spk, "seconds": round(y.size / RATE, 1)}
             for tag, opts in (("off", {"adapt": "off"}), ("one", {"adapt": "auto", "speakers": 1}),
                               ("per_voice", {"adapt": "auto", "speakers": "auto"})):
                 t0 = time.perf_counter()
@@ -184,15 +195,15 @@ def emotions(utts_r, others, args, tmp: Path) -> list[dict]:
                     res["attribution"] = attribution(pred, truth) * 100
                     res["found_speakers"] = len(tl.speakers)
             rows.append(res)
-            print(f"  fold {k + 1} {spk}: off {res['off']:.1f}, one {res['one']:.1f}, per voice {res['per_voice']:.1f} "
+            print(f"  fold {k} {spk}: off {res['off']:.1f}, one {res['one']:.1f}, per voice {res['per_voice']:.1f} "
                   f"(attribution {res['attribution']:.1f}, {res['found_speakers']} found)", file=sys.stderr, flush=True)
         for actor in test:  # the single-voice figure: the same model, one actor's clips in one recording, adapted
             y, spans = conversation(by_actor, [actor], rng, clips_each=30)
-            path = tmp / f"solo{k}.flac"
+            path = tmp / f"solo{k}-{actor[-2:]}.flac"
             sf.write(path, y, RATE)
             tl = segment_file(rec, path, adapt="auto")
             hits = [s.label == overlap_owner(s.start, s.end, spans, 3) for s in tl.segments]
-            rows.append({"fold": k + 1, "speakers": 1, "actors": [actor], "single_voice": float(np.mean(hits)) * 100})
+            rows.append({"fold": k, "speakers": 1, "actors": [actor], "single_voice": float(np.mean(hits)) * 100})
     return rows
 
 
@@ -204,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default="pretrained")
     ap.add_argument("--encoders", default="whisper_base")
     ap.add_argument("--voices", type=int, default=20, help="conversations per speaker count and speaker half (default %(default)s)")
-    ap.add_argument("--folds", type=int, default=6, help="emotion part: RAVDESS folds (0: skip)")
+    ap.add_argument("--folds", type=int, default=6, help="emotion part: RAVDESS folds (0: none)")
+    ap.add_argument("--model", action="append", default=[], help="emotion part: a trained model folder, scored on the "
+                                                                 "RAVDESS actors its config lists as held out (repeatable)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     utts_r = load_corpus("ravdess", args.ravdess)
@@ -221,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_s)
         result["voices"] = voices(pools, args.voices, VoiceEmbedder.shared(), tmp)
         print(f"voices: {json.dumps(result['voices']['cv'])}", file=sys.stderr, flush=True)
-        if args.folds:
+        if args.folds or args.model:
             result["emotions"] = emotions(utts_r, others, args, tmp)
     print(f"\n{len(pools)} speakers, {time.time() - t0:.0f} s\n")
     print("| speakers | tuned on / tested on | cut-off | attribution, auto | number right | attribution, number given |")
