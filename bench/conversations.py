@@ -83,7 +83,7 @@ def conversation(pool: dict[str, list], speakers: list[str], rng: np.random.Gene
             k = min(int(rng.integers(1, 4)), budget[who], len(left[who]))
             turns.append((who, [left[who].pop() for _ in range(k)]))
             budget[who] -= k
-        others = [s for s in speakers if s != who and budget[s] > 0 and left[s]] or [s for s in speakers if s != who]
+        others = [s for s in speakers if s != who and budget[s] > 0 and left[s]] or [s for s in speakers if s != who] or [who]
         who = others[int(rng.integers(len(others)))]
     return build(turns, rng)
 
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             m = {k: np.mean([r[k] for r in sel]) for k in ("off", "one", "per_voice", "attribution")}
             cost = np.mean([r["per_voice_seconds"] / r["one_seconds"] - 1 for r in sel]) * 100
             print(f"| {n_spk} speakers | {len(sel)} | {m['off']:.1f} | {m['one']:.1f} | {m['per_voice']:.1f} | "
-                  f"{m['attribution']:.1f} | {np.mean(solo):.1f} | +{cost:.0f} % |")
+                  f"{m['attribution']:.1f} | {np.mean(solo):.1f} | {cost:+.0f} % |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         clean = json.loads(json.dumps(result, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))

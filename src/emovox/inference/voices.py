@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import EmovoxError
 
 #: Cosine distance at which ``speakers="auto"`` stops merging two groups of windows (measured, see above).
-VOICE_THRESHOLD = 0.35
+VOICE_THRESHOLD = 0.45
 RATE = 16000
 PARTIAL_FRAMES = 160  # 1.6 s of 10-ms frames
 HOP = 160
