@@ -133,6 +133,8 @@ def test_pcm_bytes_and_bad_blocks(tmp_path):
         stream.feed(np.zeros(10, np.float32))
     with pytest.raises(AudioError, match="sample rate"):
         rec.stream(sample_rate=10)
+    with pytest.raises(EmovoxError, match="one voice"):
+        rec.stream(sample_rate=16000, speakers="auto")
 
 
 @needs_silero

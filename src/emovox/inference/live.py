@@ -108,6 +108,8 @@ class EmotionStream:
     def __init__(self, recognizer: EmotionRecognizer, sample_rate: int, options: SegmentOptions | None = None, *,
                  channels: int = 1, name: str = "<stream>", **changes: Any):
         o = SegmentOptions.of(options, **changes)
+        if o.speakers != 1:
+            raise EmovoxError("a live stream is one voice; telling speakers apart (speakers=) is for recorded timelines")
         self.recognizer, self.options, self.name = recognizer, o, name
         self.sample_rate = check_sample_rate(sample_rate, name)
         if channels < 1:
