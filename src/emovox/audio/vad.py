@@ -36,6 +36,11 @@ MIN_SPEECH_S = 0.25
 #: needs the vad extra), ``off``.
 SPEECH_GATES = ("energy", "silero", "off")
 
+#: Hysteresis of the detectors (the file's and the live tracker's alike): silero's speech probability to start /
+#: keep a region; the energy detector keeps a region down to this many dB under its start threshold.
+SILERO_ON, SILERO_OFF = 0.5, 0.35
+ENERGY_HOLD_DB = 3.0
+
 _silero = threading.local()
 
 
@@ -59,16 +64,20 @@ def resolve_vad(vad: str) -> str:
     return vad
 
 
+def _load_silero():
+    """A new silero-vad model (the model file bundled in the wheel)."""
+    from silero_vad import load_silero_vad
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_silero_vad()
+
+
 def _silero_model():
     """This thread's silero-vad model (it keeps state between frames, so threads must not share it)."""
     model = getattr(_silero, "model", None)
     if model is None:
-        from silero_vad import load_silero_vad
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = load_silero_vad()  # the model file bundled in the wheel
-        _silero.model = model
+        model = _silero.model = _load_silero()
     return model
 
 
@@ -183,12 +192,12 @@ def detect(source: Source, vad: str, block_s: float, min_speech_s: float, min_si
     if not len(scores) or peak < SILENCE_PEAK:
         return [], duration, method, peak
     if method == "silero":
-        active = _hysteresis(scores, 0.5, 0.35)
+        active = _hysteresis(scores, SILERO_ON, SILERO_OFF)
     else:
         level, flatness = scores[:, 0], scores[:, 1]
         thr = _energy_threshold(level)
         voiced = np.where(flatness <= MAX_FLATNESS, level, -np.inf)
-        active = _hysteresis(voiced, thr, thr - 3.0)
+        active = _hysteresis(voiced, thr, thr - ENERGY_HOLD_DB)
     return _regions(active, duration, min_speech_s, min_silence_s, pad_s), duration, method, peak
 
 
@@ -235,11 +244,7 @@ class VoiceTracker:
         self._model = None
         if self.method == "silero":
             try:
-                from silero_vad import load_silero_vad
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    self._model = load_silero_vad()  # its own: the detector keeps state between frames
+                self._model = _load_silero()  # its own: the detector keeps state between frames
             except Exception as err:
                 if vad == "silero":
                     raise EmovoxError(f"cannot load the silero-vad model ({err})") from None
@@ -295,7 +300,7 @@ class VoiceTracker:
             with torch.inference_mode():
                 probs = [float(self._model(torch.from_numpy(f), VAD_RATE)) for f in frames]
             for p in probs:
-                self._state = p >= (0.35 if self._state else 0.5)
+                self._state = p >= (SILERO_OFF if self._state else SILERO_ON)
                 self._mask.append(self._state)
         else:
             scores = _energy_scores(frames)
@@ -304,7 +309,7 @@ class VoiceTracker:
             thr = _energy_threshold(np.asarray(self._levels))
             for level, flat in scores:
                 v = level if flat <= MAX_FLATNESS else -np.inf
-                self._state = v >= (thr - 3.0 if self._state else thr)
+                self._state = v >= (thr - ENERGY_HOLD_DB if self._state else thr)
                 self._mask.append(bool(self._state))
         self.frames += len(frames)
 
