@@ -165,12 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (default: %(default)s)")
     x.add_argument("--overwrite", action="store_true", help="replace existing ONNX files")
 
-    d = sub.add_parser("download", help="fetch a public corpus", description="Download, verify and extract a public corpus into the layout its loader reads, printing its license first. Idempotent and resumable; corpora that need registration or Git LFS get exact instructions instead.")
+    d = sub.add_parser("download", help="fetch a public corpus", description="Download, verify and extract a public corpus into the layout its loader reads, printing its license first. Idempotent: the archive is checked against its published checksum and kept in a download cache, so a second run needs no network; an interrupted download is not resumed but starts again. Corpora that need registration or Git LFS get exact instructions instead.")
     from .corpora.download import SOURCES
 
     d.add_argument("corpus", choices=list(SOURCES), help="corpus to fetch")
     d.add_argument("--to", type=Path, default=Path("data"), help="parent folder; the corpus goes to TO/<corpus> (default: %(default)s)")
     d.add_argument("--url", help="fetch the archive from this URL instead (a mirror); a published checksum still applies")
+    d.add_argument("--cache-dir", type=Path, default=None, help="where downloaded archives are kept (default: $EMOVOX_CACHE/downloads or ~/.cache/emovox/downloads); an archive fetched by hand can be put there under its name")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
     b = sub.add_parser("benchmark", help="run a matrix of corpus x protocol x backbone", description="Run the evaluation matrix of a TOML config (see bench/protocols.toml) and write REPORT_DIR/report.md, results.json and one confusion-matrix PNG per row. Features and frozen embeddings are cached, so a re-run recomputes neither.")
@@ -412,7 +413,7 @@ def cmd_export(args) -> int:
 def cmd_download(args) -> int:
     from .corpora.download import download
 
-    path = download(args.corpus, args.to, url=args.url, progress=not args.quiet)
+    path = download(args.corpus, args.to, url=args.url, cache_dir=args.cache_dir, progress=not args.quiet)
     print(f"{args.corpus} is in {path}; train with: emovox train --corpus {args.corpus} --data {path} ...")
     return 0
 
