@@ -19,6 +19,8 @@ EPILOG = """examples:
   emovox timeline --model runs/tess/model interview.flac --csv t.csv --plot t.png
   ffmpeg -i talk.mp3 -f s16le -ar 16000 -ac 1 - | emovox listen --rate 16000
   emovox serve runs/tess/model --port 8000
+  emovox push runs/tess/model user/tess-emotions
+  emovox predict --model hf:user/tess-emotions clip.wav
 """
 
 
@@ -44,6 +46,15 @@ def _backbone(value: str) -> str:
         raise argparse.ArgumentTypeError(f"unknown backbone {value!r}; choose from {', '.join(names())} or "
                                          "hf:HUB_ID_OR_FOLDER") from None
     return value
+
+
+def _model(value: str) -> str | Path:
+    """A model folder, or ``hf:USER/REPO[@REVISION]`` on the Hugging Face hub (kept as text)."""
+    return value if value.startswith("hf:") else Path(value)
+
+
+#: what --model says it takes
+MODEL_HELP = "model folder (RUN_DIR/model) or hf:USER/REPO[@REVISION] (a model on the Hugging Face hub, downloaded once into its cache)"
 
 
 def _positive_int(value: str) -> int:
@@ -131,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--image-size", type=_positive_int, default=fc.image_size, help="side of the square CNN input image (default: %(default)s)")
 
     e = sub.add_parser("evaluate", help="score a model on a labelled corpus", description="Print and save accuracy, UAR, macro-F1, per-class scores and the confusion matrix of a model on a corpus. Labels the model does not know are reported and left out of the scores.")
-    e.add_argument("model", type=Path, help="model folder (RUN_DIR/model)")
+    e.add_argument("model", type=_model, help=MODEL_HELP)
     _add_data_args(e)
     e.add_argument("--json", type=Path, help="write the metrics to this JSON file")
     e.add_argument("--speaker-norm", action="store_true", help="normalise each speaker's recordings together and score the speaker-normalised head (models trained with --normalize speaker, e.g. --recipe robust)")
@@ -140,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict the emotion of audio files", description="Predict the emotion of audio files or every audio file in folders. Unreadable files are reported on stderr and skipped; the exit status is 1 if any file failed.")
     p.add_argument("inputs", nargs="+", metavar="FILE", help="audio files or folders")
-    p.add_argument("--model", type=Path, default=None, help="model folder (RUN_DIR/model); default: the bundled model, trained on TESS + RAVDESS + nEMO, whose weights are for NON-COMMERCIAL use only (non-commercial data licenses; see MODEL_CARD.md)")
+    p.add_argument("--model", type=_model, default=None, help=MODEL_HELP + "; default: the bundled model, trained on TESS + RAVDESS + nEMO, whose weights are for NON-COMMERCIAL use only (non-commercial data licenses; see MODEL_CARD.md)")
     p.add_argument("--uncertain-below", type=float, default=UNCERTAIN_BELOW, help="report a prediction as uncertain when its top probability is below this (default: %(default)s)")
     p.add_argument("--format", default="table", choices=["table", "json", "csv"], help="output format: aligned table, JSON lines, or CSV (default: %(default)s)")
     p.add_argument("--top-k", type=_positive_int, default=1, help="show the k most probable labels (default: %(default)s)")
@@ -185,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("batch", help="annotate an audio archive into a Parquet dataset (resumable)", description="Predict every input (files, folders, CSV/Parquet manifests with a 'path' column, text lists) into a Parquet dataset: a folder of part files with one row per file (path, label, confidence, one probability column per label, uncertain, no_speech, duration, model, error). Rerunning the same command skips inputs already there (same path, size and modification time) and appends the rest. Inputs and --out may be fsspec URLs (s3://, gs://, ...). Needs: pip install 'emovox[batch]'.")
     b.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders, or manifests (.csv/.parquet with a 'path' column, .txt one path per line)")
     b.add_argument("--out", required=True, metavar="DIR.parquet", help="the dataset folder, a path or an fsspec URL (created; resumed when it exists)")
-    b.add_argument("--model", type=Path, default=None, help="model folder (RUN_DIR/model); default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
+    b.add_argument("--model", type=_model, default=None, help=MODEL_HELP + "; default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
     b.add_argument("--segments", action="store_true", help="one row per timeline segment (start, end) instead of one per file")
     b.add_argument("--batch-size", type=_positive_int, default=32, help="files per inference batch (default: %(default)s)")
     b.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="with --segments: voice activity detector (default: %(default)s)")
@@ -201,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tl = sub.add_parser("timeline", help="emotion over time in a long recording", description="Find the speech in a recording (voice activity detection), classify overlapping windows of it, and print the timeline; optionally save it as CSV, JSON and a PNG plot. The file is read in blocks, so hour-long recordings fit in memory.")
     tl.add_argument("input", type=Path, metavar="FILE", help="audio file")
-    tl.add_argument("--model", type=Path, default=None, help="model folder (RUN_DIR/model); default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
+    tl.add_argument("--model", type=_model, default=None, help=MODEL_HELP + "; default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
     tl.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="voice activity detector: auto uses silero-vad when installed, else an energy threshold (default: %(default)s)")
     tl.add_argument("--max-segment", type=float, default=4.0, help="longest window classified at once, seconds (default: %(default)s)")
     tl.add_argument("--hop", type=float, default=2.0, help="largest step between overlapping windows, seconds (default: %(default)s)")
@@ -214,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     li = sub.add_parser("listen", help="emotion of live audio, one line per segment as it is spoken", description="Listen to live audio -- raw PCM on stdin (e.g. from ffmpeg or arecord), or an audio file, optionally played at real time -- and print the emotion of each speech window as soon as it is classified. Windows and labels are those of 'emovox timeline' on the same audio; speaker adaptation starts once enough segments are in.", epilog="examples:\n  ffmpeg -i rtsp://camera/stream -f s16le -ar 16000 -ac 1 - | emovox listen --rate 16000\n  arecord -f S16_LE -r 16000 -c 1 | emovox listen --format json\n  emovox listen interview.flac --realtime", formatter_class=argparse.RawDescriptionHelpFormatter)
     li.add_argument("input", nargs="?", default="-", metavar="FILE", help="audio file, or - for raw PCM on stdin (default)")
-    li.add_argument("--model", type=Path, default=None, help="model folder (RUN_DIR/model); default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
+    li.add_argument("--model", type=_model, default=None, help=MODEL_HELP + "; default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
     li.add_argument("--rate", type=_positive_int, default=16000, help="sample rate of the PCM on stdin, Hz (default: %(default)s)")
     li.add_argument("--pcm", default="s16le", choices=["s16le", "f32le"], help="sample format of the PCM on stdin (default: %(default)s)")
     li.add_argument("--channels", type=_positive_int, default=1, help="interleaved channels of the PCM on stdin, mixed to mono (default: %(default)s)")
@@ -228,8 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--json", type=Path, help="at the end, write the session's timeline to this JSON file")
 
     sv = sub.add_parser("serve", help="run the web service and web page", description="Serve a model over HTTP on this machine: POST /v1/predict, GET /v1/labels, GET /healthz, a web page at / and API docs at /docs. Needs: pip install 'emovox[serve]'.")
-    sv.add_argument("model", type=Path, nargs="?", default=None, help="model folder (RUN_DIR/model); default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
-    sv.add_argument("--model", dest="model_option", metavar="DIR", type=Path, default=None, help="the same as the model argument")
+    sv.add_argument("model", type=_model, nargs="?", default=None, help=MODEL_HELP + "; default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
+    sv.add_argument("--model", dest="model_option", metavar="MODEL", type=_model, default=None, help="the same as the model argument")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
     sv.add_argument("--port", type=_positive_int, default=8000, help="TCP port (default: %(default)s)")
     sv.add_argument("--max-upload-mb", type=float, default=25.0, help="largest accepted upload, MiB (default: %(default)s)")
@@ -239,6 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN", help="let web pages from this origin (e.g. https://app.example.org) POST to the service; other cross-origin requests get 403 (repeatable)")
     sv.add_argument("--allow-host", action="append", default=None, metavar="NAME", help="Host header names the service answers to (repeatable; default: this machine's names when bound to 127.0.0.1, any otherwise)")
     sv.add_argument("--upload-timeout", type=float, default=60.0, help="seconds a request body may take to arrive (slower: 408; default: %(default)s)")
+
+    pu = sub.add_parser("push", help="upload a model folder to the Hugging Face hub", description="Upload a model folder (config.json, model.safetensors and its ONNX exports, if any; nothing else) to a model repository on the Hugging Face hub, created if needed, as one commit with a model card README.md: the folder's own README.md or MODEL_CARD.md, else one generated from its config (labels, encoders, training, the test scores of its run folder, how to load it). The folder must load, and is not changed. Load it anywhere with --model hf:USER/REPO.")
+    pu.add_argument("model", type=Path, metavar="MODEL_DIR", help="model folder (RUN_DIR/model)")
+    pu.add_argument("repo", metavar="USER/REPO", help="the hub repository (user or organisation / name)")
+    pu.add_argument("--revision", "--branch", dest="revision", default=None, metavar="BRANCH", help="commit to this branch, created from main if needed; load it with hf:USER/REPO@BRANCH (default: main)")
+    pu.add_argument("--private", action="store_true", help="create the repository private (a repository that exists keeps its visibility)")
+    pu.add_argument("--message", default=None, help="commit message (default: 'emovox model: LABELS')")
+    pu.add_argument("--token", default=None, help="hub token with write access (default: $HF_TOKEN, else the login saved by `hf auth login`)")
+    pu.add_argument("--license", default=None, metavar="ID", help="license of the model for the generated card, a hub license id such as mit or cc-by-nc-4.0 (default: the config's 'license', if any)")
 
     sub.add_parser("backbones", help="list the available backbones", description="List the registered pretrained backbones.")
     return parser
@@ -584,6 +604,18 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_push(args) -> int:
+    from .model.hub import push
+
+    r = push(args.model, args.repo, revision=args.revision, private=True if args.private else None,
+             message=args.message, token=args.token, license=args.license)
+    card = "a generated model card" if r.card == "generated" else f"its {r.card} as the model card"
+    print(f"pushed {', '.join(f for f in r.files if f != 'README.md')} and {card} to {r.repo_id} "
+          f"(branch {r.revision}, commit {r.commit[:12]}): {r.url}")
+    print(f"load it with: emovox predict --model {r.spec} FILE  (Python: EmotionRecognizer.load({r.spec!r}))")
+    return 0
+
+
 def cmd_backbones(args) -> int:
     from .encoders import REGISTRY
 
@@ -601,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download, "benchmark": cmd_benchmark,
                "timeline": cmd_timeline, "serve": cmd_serve, "backbones": cmd_backbones, "export": cmd_export,
-               "batch": cmd_batch, "listen": cmd_listen}[args.command]
+               "batch": cmd_batch, "listen": cmd_listen, "push": cmd_push}[args.command]
     try:
         return handler(args)
     except EmovoxError as err:

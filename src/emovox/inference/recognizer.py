@@ -4,6 +4,7 @@
 >>> rec = EmotionRecognizer.load("runs/tess/model")   # doctest: +SKIP
 >>> rec.predict("clip.wav").label                       # doctest: +SKIP
 'happy'
+>>> rec = EmotionRecognizer.load("hf:user/repo")       # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ..audio.vad import MIN_SPEECH_S, SPEECH_GATES
 from ..corpora.base import AUDIO_EXTENSIONS, audio_files
 from ..errors import AudioError, EmovoxError, ModelError, NoSpeechError
 from ..model import EmotionClassifier, load_model
+from ..model.hub import is_hub_model, load_hub_model
 from .engine import Engine, TorchEngine, select_engine
 from .frontend import Frontend, Prepared
 from .live import EmotionStream
@@ -87,7 +89,9 @@ class EmotionRecognizer:
     @classmethod
     def load(cls, path: str | Path | None = None, engine: str = "auto", speech_gate: str = "energy",
              min_speech_s: float = MIN_SPEECH_S, threads: int | None = None) -> EmotionRecognizer:
-        """Load a model folder written by ``emovox train`` (``RUN_DIR/model``), or the bundled default model.
+        """Load a model folder written by ``emovox train`` (``RUN_DIR/model``), one on the Hugging Face hub
+        (``"hf:USER/REPO"``, or ``"hf:USER/REPO@REVISION"``: a branch, tag or commit; see :mod:`emovox.model.hub`),
+        or the bundled default model.
 
         ``engine``: ``"auto"`` (ONNX Runtime when the folder has an up-to-date
         ``model.onnx``, see ``emovox export``, and onnxruntime is installed;
@@ -98,11 +102,17 @@ class EmotionRecognizer:
             if not (DEFAULT_MODEL / "config.json").is_file():
                 raise ModelError(f"{DEFAULT_MODEL}: this installation has no bundled default model; pass a model folder")
             path = DEFAULT_MODEL
-        model, _, config = load_model(path)
+        if is_hub_model(path):
+            model, _, config, hub = load_hub_model(path)
+            path, origin = hub.path, hub.pinned  # workers load the same commit
+        else:
+            model, _, config = load_model(path)
+            origin = str(Path(path).expanduser().resolve())
         rec = cls(model, None, config, select_engine(model, path, engine, threads), speech_gate=speech_gate,
                   min_speech_s=min_speech_s)
-        #: how to load this recognizer again elsewhere (batch workers): the model folder and engine asked for
-        rec.origin = {"path": str(Path(path).expanduser().resolve()), "engine": engine}
+        #: how to load this recognizer again elsewhere (batch workers): the model folder (``hf:USER/REPO@COMMIT`` for
+        #: one from the hub) and the engine asked for
+        rec.origin = {"path": origin, "engine": engine}
         return rec
 
     @property
