@@ -14,7 +14,7 @@ Endpoints:
     ``GET /v1/labels``    the model's labels.
     ``GET /healthz``      liveness and load.
     ``GET /``             the web page (no external resources).
-    ``GET /docs``         OpenAPI documentation.
+    ``GET /docs``         OpenAPI documentation (Swagger UI, served from this service: :mod:`emovox.serve.docs`).
 
 Uploads are streamed into a temporary file (deleted after every request)
 with the size limit enforced while reading; inference runs in worker threads
@@ -40,6 +40,7 @@ from ..inference.results import scored
 from ..inference.segments import segment_file
 from ..inference.voices import parse_speakers
 from .config import ServeConfig
+from .docs import add_docs
 from .guard import LOOPBACK, same_origin
 from .live import Streams
 from .schemas import PREDICT_BODY, BatchResponse, ErrorResponse, HealthResponse, LabelsResponse, PredictResponse
@@ -202,7 +203,7 @@ def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None,
         version=__version__,
         description="Speech emotion recognition. Upload a recording to `POST /v1/predict`; stream live audio to the "
                     "WebSocket `/v1/stream` (binary PCM in, JSON events out; see the README); the web page is at `/`.",
-        docs_url="/docs" if docs else None,
+        docs_url=None,  # add_docs serves Swagger UI from this service (no CDN)
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
@@ -281,6 +282,8 @@ def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None,
                             headers={"Content-Security-Policy": PAGE_CSP.format(ws=ws), "Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if app.openapi_url is not None:
+        add_docs(app, app.openapi_url)
     return app
 
 
