@@ -13,15 +13,17 @@ SMALL = dict(duration=1.0, image_size=64)
 _cache: dict[str, Path] = {}
 
 
-def random_model(root: Path, labels: tuple[str, ...] = ("angry", "happy", "neutral", "sad")) -> Path:
-    """A randomly initialised model: for plumbing tests only (its predictions mean nothing)."""
+def random_model(root: Path, labels: tuple[str, ...] = ("angry", "happy", "neutral", "sad"), normalize: str = "none") -> Path:
+    """A randomly initialised model: for plumbing tests only (its predictions mean nothing). ``normalize="speaker"``
+    gives it a speaker-normalised head too."""
     from emovox.features import FeatureConfig
     from emovox.model import EmotionClassifier, save_model
 
-    key = f"random:{root}"
+    key = f"random:{root}:{normalize}"
     if key not in _cache:
-        model = EmotionClassifier("efficientnet_lite0", list(labels), weights=None)
-        _cache[key] = save_model(model, root / "random-model", FeatureConfig(**SMALL))
+        model = EmotionClassifier("efficientnet_lite0", list(labels), weights=None, normalize=normalize)
+        name = "random-model" if normalize == "none" else f"random-{normalize}-model"
+        _cache[key] = save_model(model, root / name, FeatureConfig(**SMALL))
     return _cache[key]
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -70,6 +71,46 @@ def page(browser, base_url):
     outside = [u for u in requests if not (u.startswith(base_url) or u.startswith(("data:", "blob:")))]
     assert outside == [], f"the page fetched from elsewhere: {outside}"
     assert problems == [], f"errors in the page: {problems}"
+
+
+def test_api_docs_render_offline(browser, base_url):
+    """/docs with every request that leaves this machine refused: Swagger UI still shows the operations, and one
+    can be tried out, under the page's CSP (a violation would be a console error)."""
+    context = browser.new_context()
+    outside: list[str] = []
+
+    def only_loopback(route):
+        if urlsplit(route.request.url).hostname in ("127.0.0.1", "localhost", "::1"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_loopback)
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    problems: list[str] = []
+    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: problems.append(str(e)))
+    try:
+        pg.goto(base_url + "/docs")
+        predict = pg.locator("#operations-default-predict_v1_predict_post")
+        expect(predict).to_be_visible()
+        expect(predict.locator(".opblock-summary-path")).to_have_text("/v1/predict")
+        expect(pg.locator(".opblock")).to_have_count(3)  # predict, labels, health
+        predict.locator(".opblock-summary").click()  # its request body and answers render too
+        expect(predict.locator(".opblock-body")).to_contain_text("multipart/form-data")
+        expect(predict.locator(".responses-table")).to_contain_text("413")
+        health = pg.locator("#operations-default-healthz_healthz_get")
+        health.locator(".opblock-summary").click()
+        health.get_by_role("button", name="Try it out").click()
+        health.get_by_role("button", name="Execute").click()
+        expect(health.locator(".live-responses-table tr.response .response-col_status")).to_have_text("200")
+        expect(health.locator(".live-responses-table")).to_contain_text('"status": "ok"')
+    finally:
+        context.close()
+    assert outside == [], f"the docs page tried to fetch from elsewhere: {outside}"
+    assert problems == [], f"errors in the docs page: {problems}"
 
 
 def write(path: Path, y: np.ndarray) -> Path:

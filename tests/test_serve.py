@@ -1,12 +1,18 @@
 """The HTTP service: predictions, limits, errors, clean-up and concurrency."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
+import json
+import re
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -110,6 +116,72 @@ def test_labels_health_page_and_docs(client):
     assert {"/v1/predict", "/v1/labels", "/healthz"} <= set(spec["paths"])
     assert "multipart/form-data" in spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
     assert client.get("/docs").status_code == 200
+    assert client.get("/redoc").status_code == 404  # no page that would load from a CDN
+
+
+def external_urls(text: str) -> list[str]:
+    """The http(s) URLs in ``text`` that point off this server (TestClient's host is ``testserver``)."""
+    import re
+
+    return [u for u in re.findall(r"https?://[^\s\"'<>)]+", text) if urlsplit(u).hostname not in ("testserver", None)]
+
+
+def test_docs_are_served_from_this_service_under_a_strict_csp(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert external_urls(page.text) == []  # no CDN: the script, style sheet and icon are this service's
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sorted(assets) == ["/docs/assets/favicon-32x32.png", "/docs/assets/swagger-ui-bundle.js",
+                              "/docs/assets/swagger-ui.css"]
+    for asset in assets:
+        r = client.get(asset)
+        assert r.status_code == 200 and len(r.content) > 500 and r.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/docs/assets/swagger-ui-bundle.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/docs/assets/index.html").status_code == 404  # only the files the page loads
+    assert client.get("/docs/assets/..%2F..%2F__init__.py").status_code == 404
+    csp = dict(part.strip().split(" ", 1) for part in page.headers["content-security-policy"].split(";"))
+    assert csp["default-src"] == "'none'" and csp["connect-src"] == "'self'" and csp["style-src"] == "'self'"
+    # the one inline script that starts Swagger UI is allowed by its hash, nothing else inline
+    inline = re.findall(r"<script>(.*?)</script>", page.text, re.DOTALL)
+    assert len(inline) == 1 and "unsafe-inline" not in csp["script-src"]
+    digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
+    assert csp["script-src"] == f"'self' 'sha256-{digest}'"
+    assert client.get("/").headers["content-security-policy"].startswith("default-src 'self'")  # the page's own CSP
+    # the bundled Swagger UI reads OpenAPI 3.0: the page gets the schema as 3.0, /openapi.json stays 3.1
+    assert "/docs/openapi-3.0.json" in inline[0]
+    spec, spec30 = client.get("/openapi.json").json(), client.get("/docs/openapi-3.0.json").json()
+    assert spec["openapi"].startswith("3.1") and spec30["openapi"] == "3.0.3"
+    assert spec30["paths"].keys() == spec["paths"].keys() and '"null"' not in json.dumps(spec30)
+    segments = next(p for p in spec30["paths"]["/v1/predict"]["post"]["parameters"] if p["name"] == "segments")
+    assert segments["schema"]["type"] == "string" and segments["schema"]["nullable"] is True
+
+
+def test_schema_30_rewrites_what_openapi_30_lacks():
+    from emovox.serve.docs import schema_30
+
+    assert schema_30({"anyOf": [{"type": "integer"}, {"type": "null"}], "title": "N"}) == {"type": "integer", "nullable": True, "title": "N"}
+    assert schema_30({"anyOf": [{"$ref": "#/c/A"}, {"type": "null"}]}) == {"allOf": [{"$ref": "#/c/A"}], "nullable": True}
+    assert schema_30({"oneOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]}) == {
+        "oneOf": [{"type": "string"}, {"type": "integer"}], "nullable": True}
+    assert schema_30({"type": ["string", "null"], "const": "x", "examples": ["x", "y"]}) == {
+        "type": "string", "nullable": True, "enum": ["x"], "example": "x"}
+    nested = {"type": "object", "properties": {"const": {"type": "array", "items": {"type": ["number", "null"]}}}}
+    assert schema_30(nested) == {"type": "object", "properties": {"const": {
+        "type": "array", "items": {"type": "number", "nullable": True}}}}  # a property may be called "const"
+
+
+def test_docs_without_swagger_ui_say_what_to_install(rec, upload_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "swagger_ui_bundle", None)  # as if not installed: importing it fails
+    with TestClient(create_app(rec, tmp_dir=upload_dir)) as c:
+        page = c.get("/docs")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        assert "swagger-ui-bundle" in page.text and "pip install 'emovox[serve]'" in page.text
+        assert 'href="/openapi.json"' in page.text and "<script" not in page.text and external_urls(page.text) == []
+        assert page.headers["content-security-policy"].startswith("default-src 'none'")
+        assert c.get("/docs/assets/swagger-ui-bundle.js").status_code == 404
+        assert c.get("/openapi.json").status_code == 200
+    with TestClient(create_app(rec, tmp_dir=upload_dir, docs=False)) as c:
+        assert c.get("/docs").status_code == 404 and c.get("/openapi.json").status_code == 404
 
 
 def test_error_codes_and_messages(rec, client, upload_dir):

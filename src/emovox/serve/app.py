@@ -14,7 +14,7 @@ Endpoints:
     ``GET /v1/labels``    the model's labels.
     ``GET /healthz``      liveness and load.
     ``GET /``             the web page (no external resources).
-    ``GET /docs``         OpenAPI documentation.
+    ``GET /docs``         OpenAPI documentation (Swagger UI, served from this service: :mod:`emovox.serve.docs`).
 
 Uploads are streamed into a temporary file (deleted after every request)
 with the size limit enforced while reading; inference runs in worker threads
@@ -40,15 +40,25 @@ from ..inference.results import scored
 from ..inference.segments import segment_file
 from ..inference.voices import parse_speakers
 from .config import ServeConfig
+from .docs import add_docs
 from .guard import LOOPBACK, same_origin
 from .live import Streams
-from .schemas import PREDICT_BODY, BatchResponse, ErrorResponse, HealthResponse, LabelsResponse, PredictResponse
+from .schemas import (
+    MAX_SPEAKER_KEY,
+    PREDICT_BODY,
+    SPEAKERS_PATTERN,
+    BatchResponse,
+    ErrorResponse,
+    HealthResponse,
+    LabelsResponse,
+    PredictResponse,
+)
 from .upload import Reject, Upload, UploadedFile, flag, receive
 
 if TYPE_CHECKING:
     from ..inference.recognizer import EmotionRecognizer
 
-__all__ = ["ServeConfig", "create_app", "serve"]
+__all__ = ["ServeConfig", "create_app", "serve", "serve_app"]
 
 log = logging.getLogger("emovox.serve")
 
@@ -58,8 +68,8 @@ PAGE_CSP = (
     "connect-src 'self' {ws}; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 ADAPT_MODES = ("auto", "on", "off", "true", "false")
-#: Longest speaker key a request may give.
-MAX_SPEAKER_KEY = 200
+#: How the query parameters of ``POST /v1/predict`` are documented (they are read as text, like its form fields).
+FLAG = {"enum": ["true", "false"]}
 
 
 @dataclass(frozen=True)
@@ -202,9 +212,10 @@ def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None,
         version=__version__,
         description="Speech emotion recognition. Upload a recording to `POST /v1/predict`; stream live audio to the "
                     "WebSocket `/v1/stream` (binary PCM in, JSON events out; see the README); the web page is at `/`.",
-        docs_url="/docs" if docs else None,
+        docs_url=None,  # add_docs serves Swagger UI from this service (no CDN)
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
+        responses={403: {"model": ErrorResponse, "description": "an unexpected Host header, or a foreign page's request"}},
     )
     app.state.config = cfg
     app.state.recognizer = recognizer
@@ -223,6 +234,7 @@ def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None,
         summary="Predict the emotion of an audio file",
         openapi_extra={"requestBody": PREDICT_BODY},
         responses={
+            408: {"model": ErrorResponse, "description": "the upload did not arrive in time"},
             413: {"model": ErrorResponse, "description": "upload too large"},
             415: {"model": ErrorResponse, "description": "not a readable audio file"},
             422: {"model": ErrorResponse, "description": "no file, empty, silent or otherwise unusable audio"},
@@ -231,16 +243,23 @@ def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None,
     )
     async def predict(
         request: Request,
-        segments: str | None = Query(None, description="true: also return the emotion timeline (also accepted as a form field)"),
-        adapt: str | None = Query(None, description="timeline speaker adaptation: auto (default), on or off (also a form field)"),
-        same_speaker: str | None = Query(None, description="true: the files are ONE speaker's recordings; classify them together "
-                                                           "with the model's speaker head (also a form field)"),
-        speaker: str | None = Query(None, description="the key of a known speaker (a user, an agent): the files join its running "
-                                                      "statistics, kept by this service in memory, and are classified by the speaker "
-                                                      "head once it has enough recordings (also a form field)"),
-        speakers: str | None = Query(None, description="with segments=true: auto (or a number) tells the voices of the recording "
-                                                       "apart; each segment gets its speaker (S1, S2 ...), each speaker is adapted "
-                                                       "to on its own, and the timeline gains a per-speaker summary (also a form field)"),
+        segments: str | None = Query(None, json_schema_extra=FLAG,
+                                     description="true: also return the emotion timeline (also accepted as a form field)"),
+        adapt: str | None = Query(None, json_schema_extra={"enum": ["auto", "on", "off"]},
+                                  description="timeline speaker adaptation: auto (default), on or off (also a form field)"),
+        same_speaker: str | None = Query(None, json_schema_extra=FLAG,
+                                         description="true: the files are ONE speaker's recordings; classify them together "
+                                                     "with the model's speaker head (also a form field)"),
+        speaker: str | None = Query(None, json_schema_extra={"maxLength": MAX_SPEAKER_KEY},
+                                    description="the key of a known speaker (a user, an agent): the files join its running "
+                                                "statistics, kept by this service in memory, and are classified by the speaker "
+                                                "head once it has enough recordings (also a form field)"),
+        speakers: str | None = Query(None, json_schema_extra={"pattern": SPEAKERS_PATTERN},
+                                     description="with segments=true: auto (or a number) tells the voices of the recording "
+                                                 "apart; each segment gets its speaker (S1, S2 ...), each speaker is adapted "
+                                                 "to on its own, and the timeline gains a per-speaker summary (also a form field)"),
+        filename: str | None = Query(None, description="with the audio as the raw body: its name in the answer "
+                                                       "(default: upload)"),
     ) -> dict[str, Any]:
         """Upload audio as multipart field ``file`` (or as the raw body); get the emotion and its probabilities.
 
@@ -250,7 +269,7 @@ def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None,
         try:
             try:
                 with anyio.fail_after(cfg.upload_timeout_s):
-                    await receive(request, upload, cfg.max_upload_bytes)
+                    await receive(request, upload, cfg.max_upload_bytes, filename)
             except TimeoutError:
                 raise Reject(408, f"the upload did not arrive within {cfg.upload_timeout_s:g} s") from None
             req = PredictRequest.of(upload, segments, adapt, same_speaker, recognizer.model.has_speaker_head, speaker, speakers)
@@ -281,7 +300,21 @@ def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None,
                             headers={"Content-Security-Policy": PAGE_CSP.format(ws=ws), "Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if app.openapi_url is not None:
+        add_docs(app, app.openapi_url)
     return app
+
+
+def serve_app(model_dir: str | Path, host: str = "127.0.0.1", **options: Any) -> FastAPI:
+    """The app :func:`serve` runs on ``host``: the model in ``model_dir``, ``options`` to :func:`create_app`; bound to
+    a loopback address it answers only to this machine's names unless ``allowed_hosts`` says otherwise."""
+    from ..inference.recognizer import EmotionRecognizer
+
+    recognizer = EmotionRecognizer.load(model_dir)
+    if options.get("allowed_hosts") is None and host in LOOPBACK:
+        # a service on this machine only answers to this machine's names (no DNS rebinding)
+        options["allowed_hosts"] = sorted({"127.0.0.1", "localhost", "[::1]", host if ":" not in host else f"[{host}]"})
+    return create_app(recognizer, **options)
 
 
 def serve(
@@ -298,12 +331,6 @@ def serve(
     """
     import uvicorn
 
-    from ..inference.recognizer import EmotionRecognizer
-
-    recognizer = EmotionRecognizer.load(model_dir)
-    if options.get("allowed_hosts") is None and host in LOOPBACK:
-        # a service on this machine only answers to this machine's names (no DNS rebinding)
-        options["allowed_hosts"] = sorted({"127.0.0.1", "localhost", "[::1]", host if ":" not in host else f"[{host}]"})
-    app = create_app(recognizer, **options)
+    app = serve_app(model_dir, host, **options)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(levelname)s: %(message)s")
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -5,6 +5,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from .upload import MAX_FILES
+
+#: Longest speaker key a request may give.
+MAX_SPEAKER_KEY = 200
+#: What ``speakers`` may be: ``auto``, or a number of voices from 1 to 20.
+SPEAKERS_PATTERN = "^(auto|[1-9]|1[0-9]|20)$"
+
 
 class PredictResponse(BaseModel):
     filename: str = Field(description="name of the uploaded file")
@@ -51,13 +58,16 @@ PREDICT_BODY = {
                 "type": "object",
                 "required": ["file"],
                 "properties": {
-                    "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                    "file": {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1,
+                             "maxItems": MAX_FILES,
                              "description": "audio file(s) (wav, flac, ogg, mp3, ...); several give one result each"},
                     "segments": {"type": "boolean", "description": "also return the emotion timeline"},
                     "adapt": {"type": "string", "enum": ["auto", "on", "off"], "description": "speaker adaptation of the timeline"},
                     "same_speaker": {"type": "boolean", "description": "several files of ONE speaker: classify them together with the speaker head"},
-                    "speaker": {"type": "string", "description": "key of a known speaker: adapt to it with running statistics"},
-                    "speakers": {"type": "string", "description": "with segments: 'auto' or a number tells the timeline's voices apart"},
+                    "speaker": {"type": "string", "maxLength": MAX_SPEAKER_KEY,
+                                "description": "key of a known speaker: adapt to it with running statistics"},
+                    "speakers": {"type": "string", "pattern": SPEAKERS_PATTERN,
+                                 "description": "with segments: 'auto' or a number tells the timeline's voices apart"},
                 },
             }
         },

@@ -153,8 +153,9 @@ def safe_name(name: str) -> str:
     return "".join(c for c in base if c.isprintable())[:200] or "upload"
 
 
-async def receive(request: Request, upload: Upload, max_bytes: int) -> Upload:
-    """Stream the request body into ``upload``'s temporary files; raises :class:`Reject` for a bad or oversized upload."""
+async def receive(request: Request, upload: Upload, max_bytes: int, filename: str | None = None) -> Upload:
+    """Stream the request body into ``upload``'s temporary files (a raw body: one file, named ``filename``); raises
+    :class:`Reject` for a bad or oversized upload."""
     body_limit = max_bytes + BODY_OVERHEAD
     too_large_msg = f"upload is larger than the limit of {round(max_bytes / MIB, 3):g} MiB"
     ctype = request.headers.get("content-type", "")
@@ -175,7 +176,7 @@ async def receive(request: Request, upload: Upload, max_bytes: int) -> Upload:
     elif kind == b"application/x-www-form-urlencoded":
         raise Reject(415, "send the audio as multipart/form-data (field 'file') or as the raw request body, not as a URL-encoded form")
     else:
-        upload.new_file(safe_name(request.query_params.get("filename", "upload")), ctype or None)
+        upload.new_file(safe_name(filename or "upload"), ctype or None)
 
     stream = request.stream()
     received = 0
