@@ -181,7 +181,7 @@ def test_offline_load_from_the_cache_matches_the_folder(models, published, offli
     assert rec.labels == list(B_LABELS)
     np.testing.assert_allclose(probabilities(rec), probabilities(local), rtol=1e-5, atol=1e-6)
     commit = published["b"].commit
-    assert rec.origin == {"path": f"hf:user/emo@{commit}", "engine": "auto"}  # workers load exactly this commit
+    assert rec.origin == {"path": f"hf:user/emo@{commit}", "engine": "auto", "ood_gate": True}  # workers load exactly this commit
     path = Path(offline) / "models--user--emo" / "snapshots" / commit
     assert sorted(os.listdir(path)) == ["README.md", "config.json", "model.safetensors"]
 

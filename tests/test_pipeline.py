@@ -44,7 +44,10 @@ def test_training_writes_a_complete_run_folder(run_dir):
     m = json.loads((out / "metrics.json").read_text())
     assert m["n"] == 9  # speaker s4 holds every 4th file of each class
     assert m["accuracy"] >= 0.8  # chance is 1/3
-    assert set(summary["timings"]) == {"features_s", "backbone_pass_s", "epochs_s"}
+    assert set(summary["timings"]) == {"features_s", "backbone_pass_s", "epochs_s", "familiarity_s"}
+    # the familiarity gate, its threshold from the training speakers' cross-validation
+    gate = json.loads((out / "model" / "config.json").read_text())["familiarity"]
+    assert (out / "model" / gate["file"]).is_file() and gate["threshold"] >= gate["speaker_cv_quantile"] > 0
 
 
 def test_refuses_to_overwrite_a_run(run_dir, tone_corpus):

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ._version import __version__
-from .errors import AudioError, EmovoxError, NoSpeechError
+from .errors import AudioError, EmovoxError, NoSpeechError, UnknownSoundError
 
 UNCERTAIN_BELOW = 0.4  # same as emovox.inference.results.UNCERTAIN_BELOW, without importing torch for --help
 
@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapt", default="auto", choices=["auto", "on", "off"], help="with --segments: adapt to the speaker of each recording (one speaker assumed): auto when it has enough segments and the model a speaker head (default: %(default)s)")
     p.add_argument("--voices", default="1", metavar="auto|N", help="with --segments: tell the voices of each recording apart (as 'emovox timeline --speakers'; default: 1)")
     p.add_argument("--speech-gate", default="energy", choices=["energy", "silero", "off"], help="voice-activity check before predicting: a file with less than --min-speech seconds of speech is reported as 'no speech', never given an emotion; energy rejects silence, noise, DC and very short clips, silero (vad extra) also tones and music (default: %(default)s)")
+    p.add_argument("--ood-gate", default="on", choices=["on", "off"], help="familiarity check after encoding: a file unlike all the speech the model was trained on (a tone, a chord, a sweep, coloured noise) is reported as 'not speech I know' with its ood_score, never given an emotion; models saved without familiarity statistics are not checked (said once) (default: %(default)s)")
     p.add_argument("--min-speech", type=float, default=0.25, help="seconds of voice activity a file needs for a prediction (default: %(default)s)")
     p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"], help="inference engine: auto uses ONNX Runtime when the model folder has an up-to-date model.onnx (see 'emovox export'), else PyTorch (default: %(default)s)")
 
@@ -337,7 +338,8 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from .inference import DEFAULT_MODEL_NOTICE, EmotionRecognizer, expand_inputs
 
-    rec = EmotionRecognizer.load(args.model, engine=args.engine, speech_gate=args.speech_gate, min_speech_s=args.min_speech)
+    rec = EmotionRecognizer.load(args.model, engine=args.engine, speech_gate=args.speech_gate, min_speech_s=args.min_speech,
+                                 ood_gate=args.ood_gate == "on")
     if args.model is None:
         print(f"note: {DEFAULT_MODEL_NOTICE}", file=sys.stderr)
     paths = expand_inputs(args.inputs)
@@ -374,12 +376,17 @@ def cmd_predict(args) -> int:
         return 2
     for result in rec.predict_files(paths, batch_size=args.batch_size, same_speaker=args.same_speaker, speaker_of=speaker_of):
         if isinstance(result, NoSpeechError):  # read fine, but nothing to classify: a row that says so
+            unknown = isinstance(result, UnknownSoundError)
+            what = "not speech I know" if unknown else "no speech"
             if writer:
-                writer.writerow([result.source, "no speech", "", "", *([""] * len(rec.labels))])
+                writer.writerow([result.source, what, "", "", *([""] * len(rec.labels))])
             elif args.format == "json":
-                print(json.dumps({"source": result.source, "label": None, "no_speech": True, "message": result.problem}))
+                extra = {"unknown": True, "ood_score": round(result.score, 4)} if unknown else {}
+                print(json.dumps({"source": result.source, "label": None, "no_speech": not unknown} | extra
+                                 | {"message": result.problem}))
             else:
-                print(f"{result.source:<{width}}  {'no speech':<9}   -    ({result.problem})")
+                why = f"ood_score {result.score:.2f} > 1: unlike all the speech the model was trained on" if unknown else result.problem
+                print(f"{result.source:<{width}}  {what:<9}   -    ({why})")
             sys.stdout.flush()
             continue
         if isinstance(result, AudioError):

@@ -25,6 +25,17 @@ class NoSpeechError(AudioError):
     """The input holds no speech (noise, a tone, near-silence, a few milliseconds): there is no emotion to report."""
 
 
+class UnknownSoundError(NoSpeechError):
+    """The input is unlike all the speech the model was trained on (a tone, a chord, a sweep, coloured noise): its
+    ``ood_score`` (distance from the training speech as a multiple of the model's threshold) is above 1, so the
+    model gives it no emotion. A :class:`NoSpeechError`: every path that reports "no speech" reports it too."""
+
+    def __init__(self, source: str | Path, score: float):
+        self.score = float(score)
+        super().__init__(source, f"not speech this model knows (ood_score {self.score:.2f} > 1: unlike all its training "
+                                 "speech, e.g. a tone, music or noise)")
+
+
 class UnknownLabelError(EmovoxError, ValueError):
     """A label is not in the canonical vocabulary or a corpus's label map."""
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import AudioError, EmovoxError, ModelError, NoSpeechError
+from ..errors import AudioError, EmovoxError, ModelError, NoSpeechError, UnknownSoundError
 from ..storage import run_id
 from .rows import failed_inputs, file_duration, model_identity, output_schema
 
@@ -84,7 +84,8 @@ class _Predict:
 
         if threads:
             torch.set_num_threads(threads)
-        self.rec = EmotionRecognizer.load(origin["path"], engine=origin["engine"], speech_gate=speech_gate,
+        self.rec = EmotionRecognizer.load(origin["path"], engine=origin["engine"], ood_gate=bool(origin.get("ood_gate", True)),
+                                          speech_gate=speech_gate,
                                           min_speech_s=min_speech_s, threads=threads)
         found = model_identity(self.rec)
         if found != rows.model:
@@ -121,11 +122,19 @@ class _Predict:
                     items[k] = self.rec.vectors([self._prepared(r)])  # one by one: a bad input fails alone
                 except AudioError as err:
                     r["error"], r["no_speech"] = err.problem, isinstance(err, NoSpeechError)
-        probs = dict(zip(items, self.rec.classify(torch.cat(list(items.values()))))) if items else {}
+        probs: dict[int, Any] = {}
+        ood: dict[int, float] = {}
+        if items:
+            vecs = torch.cat(list(items.values()))
+            probs = dict(zip(items, self.rec.classify(vecs)))
+            scores = self.rec.ood_scores(vecs.numpy())
+            ood = dict(zip(items, map(float, scores))) if scores is not None else {}
         for k, r in enumerate(records):
             base = rows.base(r["path"], r["size"], r["mtime_ns"], r["duration"])
-            if k in probs:
-                out += rows.prediction(base, self.rec._prediction(probs[k], r["path"]))
+            if k in ood and ood[k] > 1.0:  # unlike any speech the model knows: a "no speech" row with its score
+                out += rows.error(base, UnknownSoundError(r["path"], ood[k]))
+            elif k in probs:
+                out += rows.prediction(base, self.rec._prediction(probs[k], r["path"], ood_score=ood.get(k)))
             else:
                 err = (NoSpeechError if r["no_speech"] else AudioError)(r["path"], r["error"])
                 out += rows.error(base, err)

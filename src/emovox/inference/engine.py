@@ -53,7 +53,13 @@ class Engine:
 
     def probabilities(self, inputs: Sequence[Sequence[np.ndarray]], same_speaker: bool = False) -> np.ndarray:
         """Calibrated probabilities ``(n, n_labels)``; ``same_speaker``: the inputs are one speaker's (speaker head)."""
-        return self.model.probabilities(self.model.vectors(inputs), same_speaker)
+        return self.outputs(inputs, same_speaker)[0]
+
+    def outputs(self, inputs: Sequence[Sequence[np.ndarray]], same_speaker: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(probabilities, vectors)``: :meth:`probabilities` and the vectors the heads read ``(n, vector_dim)``
+        (``None`` from an engine that never sees them: a whole exported network)."""
+        v = self.model.vectors(inputs)
+        return self.model.probabilities(v, same_speaker), v.numpy()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -112,9 +118,14 @@ class OnnxEngine(Engine):
             raise ModelError(f"{self.path}: ONNX Runtime failed on images of shape {x.shape} "
                              f"({str(err).strip().splitlines()[0]})") from None
 
+    def outputs(self, inputs: Sequence[Sequence[np.ndarray]], same_speaker: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        if same_speaker or self.model is None:  # the speaker head reads vectors normalised together: PyTorch
+            return super().outputs(inputs, same_speaker)
+        return self.probabilities(inputs), None
+
     def probabilities(self, inputs: Sequence[Sequence[np.ndarray]], same_speaker: bool = False) -> np.ndarray:
         if same_speaker or self.model is None:  # the speaker head reads vectors normalised together: PyTorch
-            return super().probabilities(inputs, same_speaker)
+            return super().outputs(inputs, same_speaker)[0]
         if not len(inputs[0]):
             return np.zeros((0, len(self.model.labels)), dtype=np.float32)
         enc = self.model.encoders[0]

@@ -127,6 +127,8 @@ class EmotionStream:
         self._announced: set[float] = set()
         self.regions: list[tuple[float, float]] = []  # final speech regions
         self.segments: list[Segment] = []
+        #: windows of voice activity given no segment: unlike all the speech the model knows (``ood_score`` above 1)
+        self.unknown: list[tuple[float, float]] = []
         can_adapt = recognizer.model.has_speaker_head
         if o.adapt == "on" and not can_adapt:
             raise EmovoxError("adapt='on' needs a model with a speaker-normalised head (trained with --recipe speech or robust)")
@@ -176,7 +178,7 @@ class EmotionStream:
     def timeline(self) -> Timeline:
         """The session so far as a :class:`~emovox.inference.results.Timeline` (download it as CSV/JSON)."""
         tl = Timeline(self.name, self.seconds, self.recognizer.labels, list(self.regions) + list(self.tracker.open_regions),
-                      list(self.segments), self.vad)
+                      list(self.segments), self.vad, unknown=list(self.unknown))
         tl.adaptation = "speaker" if any(s.head == "speaker" for s in self.segments) else "none"
         tl.adaptation_note = self.adaptation_note
         if not self.segments:
@@ -266,6 +268,10 @@ class EmotionStream:
     def _classify(self, spans: list[tuple[float, float]]) -> list[StreamEvent]:
         rec, events = self.recognizer, []
         for (s, e), v in self._vectors(spans):
+            ood = rec.ood_scores(v[None])
+            if ood is not None and ood[0] > 1.0:  # unlike any speech the model knows: no segment, and it never
+                self.unknown.append((s, e))      # joins the speaker's statistics
+                continue
             p, head = rec.classify_known(v[None], SESSION if self.adapting else None, self.book)
             probs = {lab: float(x) for lab, x in zip(rec.labels, p[0])}
             seg = Segment(s, e, max(probs, key=probs.__getitem__), probs, head)

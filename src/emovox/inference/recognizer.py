@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+import warnings
 from pathlib import Path
 from typing import Any, Union
 
@@ -17,10 +18,10 @@ import torch
 
 from ..audio.vad import MIN_SPEECH_S, SPEECH_GATES
 from ..corpora.base import AUDIO_EXTENSIONS, audio_files
-from ..errors import AudioError, EmovoxError, ModelError, NoSpeechError
+from ..errors import AudioError, EmovoxError, ModelError, NoSpeechError, UnknownSoundError
 from ..model import EmotionClassifier, load_model
 from ..model.hub import is_hub_model, load_hub_model
-from .engine import Engine, TorchEngine, select_engine
+from .engine import Engine, OnnxEngine, TorchEngine, select_engine
 from .frontend import Frontend, Prepared
 from .live import EmotionStream
 from .results import UNCERTAIN_BELOW, Prediction, Timeline, prediction_of
@@ -55,7 +56,8 @@ class EmotionRecognizer:
     preparer) and an :class:`~emovox.inference.engine.Engine` that runs its networks."""
 
     def __init__(self, model: EmotionClassifier, features: Any = None, config: dict[str, Any] | None = None,
-                 engine: Engine | None = None, speech_gate: str = "energy", min_speech_s: float = MIN_SPEECH_S):
+                 engine: Engine | None = None, speech_gate: str = "energy", min_speech_s: float = MIN_SPEECH_S,
+                 ood_gate: bool = True):
         del features  # accepted for compatibility: each encoder carries its own settings
         self.model = model.eval()
         self.config = config or {}
@@ -66,6 +68,16 @@ class EmotionRecognizer:
         self.origin: dict[str, str] | None = None  # set by load()
         #: running statistics of the speakers predictions were asked for by key (``predict(..., speaker=KEY)``)
         self.speakers = SpeakerBook()
+        #: the out-of-distribution gate: inputs unlike all training speech get no emotion (``None``: off, or a model
+        #: saved without familiarity statistics; :attr:`ood_note` says which)
+        self.familiarity = model.familiarity if ood_gate else None
+        self.ood_note: str | None = None
+        if ood_gate and model.familiarity is None:
+            self.ood_note = ("this model has no familiarity statistics (saved before emovox fitted them, or fine-tuned): "
+                             "inputs unlike any speech it knows (tones, music, noise) still get an emotion; re-train it to "
+                             "add the gate")
+        elif ood_gate and isinstance(self.engine, OnnxEngine):
+            self.ood_note = f"the {self.engine.name} engine runs the whole network: its inputs are not checked for familiarity"
 
     @property
     def speech_gate(self) -> str:
@@ -88,7 +100,7 @@ class EmotionRecognizer:
 
     @classmethod
     def load(cls, path: str | Path | None = None, engine: str = "auto", speech_gate: str = "energy",
-             min_speech_s: float = MIN_SPEECH_S, threads: int | None = None) -> EmotionRecognizer:
+             min_speech_s: float = MIN_SPEECH_S, threads: int | None = None, ood_gate: bool = True) -> EmotionRecognizer:
         """Load a model folder written by ``emovox train`` (``RUN_DIR/model``), one on the Hugging Face hub
         (``"hf:USER/REPO"``, or ``"hf:USER/REPO@REVISION"``: a branch, tag or commit; see :mod:`emovox.model.hub`),
         or the bundled default model.
@@ -96,7 +108,8 @@ class EmotionRecognizer:
         ``engine``: ``"auto"`` (ONNX Runtime when the folder has an up-to-date
         ``model.onnx``, see ``emovox export``, and onnxruntime is installed;
         else PyTorch), ``"torch"``, ``"onnx"`` or ``"onnx-int8"``. ``threads``: ONNX Runtime's / PyTorch's
-        intra-op threads (default: theirs).
+        intra-op threads (default: theirs). ``ood_gate=False``: give an emotion to everything that passes the
+        speech gate, however unlike the training speech (see :attr:`familiarity`).
         """
         if path is None or str(path) == "default":
             if not (DEFAULT_MODEL / "config.json").is_file():
@@ -109,10 +122,12 @@ class EmotionRecognizer:
             model, _, config = load_model(path)
             origin = str(Path(path).expanduser().resolve())
         rec = cls(model, None, config, select_engine(model, path, engine, threads), speech_gate=speech_gate,
-                  min_speech_s=min_speech_s)
+                  min_speech_s=min_speech_s, ood_gate=ood_gate)
+        if rec.ood_note:
+            warnings.warn(f"{path}: {rec.ood_note}", stacklevel=2)
         #: how to load this recognizer again elsewhere (batch workers): the model folder (``hf:USER/REPO@COMMIT`` for
         #: one from the hub) and the engine asked for
-        rec.origin = {"path": origin, "engine": engine}
+        rec.origin = {"path": origin, "engine": engine, "ood_gate": ood_gate}
         return rec
 
     @property
@@ -155,7 +170,8 @@ class EmotionRecognizer:
         return out, names, single
 
     def probabilities(self, items: Sequence[Item], batch_size: int = 32, same_speaker: bool = False) -> np.ndarray:
-        """Calibrated class probabilities ``(n, n_labels)`` of :meth:`featurize` results.
+        """Calibrated class probabilities ``(n, n_labels)`` of :meth:`featurize` results (for every input, familiar
+        or not: see :meth:`assess`).
 
         ``same_speaker=True`` says all ``items`` are recordings of one speaker:
         their vectors are normalised by their own statistics and the model's
@@ -163,14 +179,38 @@ class EmotionRecognizer:
         ``normalize="speaker"``, e.g. ``--recipe speech``). Give several
         recordings, ideally in more than one emotion.
         """
+        return self.assess(items, batch_size, same_speaker)[0]
+
+    def assess(self, items: Sequence[Item], batch_size: int = 32,
+               same_speaker: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(probabilities, ood_scores)`` of :meth:`featurize` results: :meth:`probabilities`, and each input's
+        distance from the training speech as a multiple of the model's threshold (above 1: unlike any speech the
+        model knows; ``None`` when the gate is off or the model has none). With ``same_speaker``, unfamiliar
+        inputs are left out of the speaker's statistics (their probabilities are the per-file head's)."""
+        n = len(self.labels)
         if same_speaker:
             self.model.require_speaker_head()
         if not len(items):
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
+            return np.zeros((0, n), dtype=np.float32), (np.zeros(0, np.float32) if self.familiarity is not None else None)
         if same_speaker:
-            return self.classify(self.vectors(items, batch_size), same_speaker=True)
-        return np.concatenate([self.engine.probabilities(self._columns(items[i : i + batch_size]))
-                               for i in range(0, len(items), batch_size)])
+            vecs = self.vectors(items, batch_size)
+            ood = self.ood_scores(vecs.numpy())
+            probs = self.classify(vecs)
+            known = np.ones(len(items), bool) if ood is None else ood <= 1.0
+            if known.any():
+                probs[known] = self.classify(vecs[torch.from_numpy(known)], same_speaker=True)
+            return probs, ood
+        probs, vecs = [], []
+        for i in range(0, len(items), batch_size):
+            p, v = self.engine.outputs(self._columns(items[i : i + batch_size]))
+            probs.append(p)
+            vecs.append(v)
+        ood = None if any(v is None for v in vecs) else self.ood_scores(np.concatenate(vecs))
+        return np.concatenate(probs), ood
+
+    def ood_scores(self, vectors: np.ndarray) -> np.ndarray | None:
+        """The ``ood_score`` of each of :meth:`vectors` (``None`` without a familiarity gate)."""
+        return None if self.familiarity is None else self.familiarity.score(np.asarray(vectors, dtype=np.float32))
 
     def vectors(self, items: Sequence[Item], batch_size: int = 32) -> torch.Tensor:
         """What the heads read, ``(n, vector_dim)``, of :meth:`featurize` results (see :meth:`classify`)."""
@@ -191,22 +231,30 @@ class EmotionRecognizer:
         speaker-normalised head (``"speaker"``), before that by the per-file head (``"file"``), as are items whose
         key is ``None``. The more of a speaker's archive has gone through, the better its statistics.
         """
+        probs, heads, _ = self._adapted(items, keys, batch_size)
+        return probs, heads
+
+    def _adapted(self, items: Sequence[Item], keys: Sequence[str | None],
+                 batch_size: int = 32) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+        """:meth:`adapted` and the ``ood_score`` of each item; unfamiliar items never join a speaker's statistics."""
         self.model.require_speaker_head()
         if len(keys) != len(items):
             raise EmovoxError(f"{len(keys)} speaker keys for {len(items)} inputs")
         probs = np.zeros((len(items), len(self.labels)), dtype=np.float32)
         heads = ["file"] * len(items)
         if not len(items):
-            return probs, heads
+            return probs, heads, None
         vecs = self.vectors(items, batch_size).numpy()
+        ood = self.ood_scores(vecs)
         groups: dict[str | None, list[int]] = {}
         for i, key in enumerate(keys):
-            groups.setdefault(None if key is None else str(key), []).append(i)
+            unknown = ood is not None and ood[i] > 1.0
+            groups.setdefault(None if key is None or unknown else str(key), []).append(i)
         for key, rows in groups.items():
             probs[rows], head = self.classify_known(vecs[rows], key, self.speakers)
             for i in rows:
                 heads[i] = head
-        return probs, heads
+        return probs, heads, ood
 
     def classify_known(self, vectors: np.ndarray, key: str | None, book: SpeakerBook) -> tuple[np.ndarray, str]:
         """``(probabilities, head)`` of one speaker's new vectors: they join ``book``'s running statistics of
@@ -242,21 +290,39 @@ class EmotionRecognizer:
         normalise them together (see :meth:`probabilities`). ``speaker``: the key of the speaker of all inputs
         (or one key per input, ``None`` for unknown): they join that speaker's running statistics and are
         classified by the speaker head once enough of its recordings are in (see :meth:`adapted`); each
-        prediction says which head answered. Raises :class:`AudioError` for an unusable input; use
-        :meth:`predict_files` to skip bad files in a batch.
+        prediction says which head answered. Raises :class:`AudioError` for an unusable input (and
+        :class:`~emovox.errors.UnknownSoundError`, a "no speech" error, for one unlike all the speech the model knows:
+        its ``ood_score`` is above 1); use :meth:`predict_files` to skip bad files in a batch.
         """
         specs, names, single = self._items(x, sample_rate)
-        if speaker is not None:
-            keys = [speaker] * len(specs) if isinstance(speaker, str) else list(speaker)
-            probs, heads = self.adapted(specs, keys)
-            preds = [self._prediction(p, n, k, h) for p, n, k, h in zip(probs, names, keys, heads)]
+        keys = None if speaker is None else [speaker] * len(specs) if isinstance(speaker, str) else list(speaker)
+        answers = self._answers(specs, names, keys, same_speaker)
+        for a in answers:
+            if isinstance(a, UnknownSoundError):
+                raise a
+        return answers[0] if single else answers  # type: ignore[return-value]
+
+    def _answers(self, items: Sequence[Item], names: Sequence[str], keys: Sequence[str | None] | None = None,
+                 same_speaker: bool = False, batch_size: int = 32) -> list[Prediction | UnknownSoundError]:
+        """A :class:`Prediction` of each item, or the :class:`UnknownSoundError` of one the familiarity gate stops."""
+        heads: Sequence[str | None]
+        if keys is not None:
+            probs, heads, ood = self._adapted(items, keys, batch_size)
         else:
-            preds = [self._prediction(p, n) for p, n in zip(self.probabilities(specs, same_speaker=same_speaker), names)]
-        return preds[0] if single else preds
+            probs, ood = self.assess(items, batch_size, same_speaker)
+            keys, heads = [None] * len(items), [None] * len(items)
+        out: list[Prediction | UnknownSoundError] = []
+        for i, name in enumerate(names):
+            score = None if ood is None else float(ood[i])
+            if score is not None and score > 1.0:
+                out.append(UnknownSoundError(name, score))
+            else:
+                out.append(self._prediction(probs[i], name, keys[i], heads[i], score))
+        return out
 
     def _prediction(self, probs: np.ndarray, source: str | None, speaker: str | None = None,
-                    head: str | None = None) -> Prediction:
-        return prediction_of(probs, self.labels, source, None if speaker is None else str(speaker), head)
+                    head: str | None = None, ood_score: float | None = None) -> Prediction:
+        return prediction_of(probs, self.labels, source, None if speaker is None else str(speaker), head, ood_score)
 
     def timeline(self, x: str | Path | np.ndarray, sample_rate: int | None = None, options: SegmentOptions | None = None,
                  **changes: Any) -> Timeline:
@@ -289,20 +355,11 @@ class EmotionRecognizer:
 
         def flush() -> Iterator[Prediction | AudioError]:
             good = [(n, s) for n, s in batch if not isinstance(s, AudioError)]
-            keys: list[str | None] = [speaker_of(n) for n, _ in good] if speaker_of else [None] * len(good)
-            heads: list[str | None] = [None] * len(good)
-            if good and speaker_of is not None:
-                p, heads = self.adapted([s for _, s in good], keys, batch_size)
-                probs = iter(p)
-            else:
-                probs = iter(self.probabilities([s for _, s in good], batch_size, same_speaker)) if good else iter(())
-            known = iter(zip(keys, heads))
-            for name, s in batch:
-                if isinstance(s, AudioError):
-                    yield s
-                else:
-                    key, head = next(known)
-                    yield self._prediction(next(probs), name, key, head)
+            keys = [speaker_of(n) for n, _ in good] if speaker_of else None
+            answers = iter(self._answers([s for _, s in good], [n for n, _ in good], keys, same_speaker, batch_size)
+                           if good else ())
+            for _, s in batch:
+                yield s if isinstance(s, AudioError) else next(answers)
             batch.clear()
 
         for path in paths:

@@ -33,9 +33,10 @@ def flat(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def prediction_of(probs: np.ndarray, labels: Sequence[str], source: str | None = None, speaker: str | None = None,
-                  head: str | None = None) -> Prediction:
+                  head: str | None = None, ood_score: float | None = None) -> Prediction:
     """The :class:`Prediction` of a row of probabilities over ``labels``."""
-    return Prediction(labels[int(np.argmax(probs))], {lab: float(v) for lab, v in zip(labels, probs)}, source, speaker, head)
+    return Prediction(labels[int(np.argmax(probs))], {lab: float(v) for lab, v in zip(labels, probs)}, source, speaker, head,
+                      ood_score)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class Prediction:
     #: which head answered when speaker keys were given: ``"speaker"`` (normalised by that speaker's running
     #: statistics) or ``"file"`` (an unknown speaker, or too few of its recordings so far)
     head: str | None = None
+    #: distance from the model's training speech as a multiple of its threshold (below 1 here: familiar);
+    #: ``None`` when the model has no familiarity gate
+    ood_score: float | None = None
 
     @property
     def confidence(self) -> float:
@@ -64,6 +68,7 @@ class Prediction:
 
     def to_dict(self, threshold: float = UNCERTAIN_BELOW) -> dict[str, Any]:
         extra = {"speaker": self.speaker, "head": self.head} if self.head is not None else {}
+        extra |= {"ood_score": round(self.ood_score, 4)} if self.ood_score is not None else {}
         return {"source": self.source} | scored(self.label, self.probabilities, threshold) | extra
 
 
@@ -108,6 +113,8 @@ class Timeline:
         adaptation_note: why adaptation was or was not used.
         speaker_notes: per speaker (``"S1"`` ...), which head classified its segments and why, when the
             recording's speakers were told apart (``speakers="auto"`` or a number).
+        unknown: windows of voice activity left out because they are unlike all the speech the model knows
+            (their ``ood_score`` is above 1: a tone, music, noise), ``(start, end)`` in seconds.
     """
 
     source: str
@@ -120,6 +127,7 @@ class Timeline:
     adaptation: str = "none"
     adaptation_note: str | None = None
     speaker_notes: dict[str, str] = field(default_factory=dict)
+    unknown: list[tuple[float, float]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.segments)
@@ -193,7 +201,8 @@ class Timeline:
             "segments": self.rows(),
             "overall": None if overall is None else {"label": self.label, "probabilities": overall},
             "message": self.message,
-        } | ({"speakers": self.by_speaker()} if self.speakers else {})
+        } | ({"speakers": self.by_speaker()} if self.speakers else {}) \
+          | ({"unknown": [{"start": round(s, 3), "end": round(e, 3)} for s, e in self.unknown]} if self.unknown else {})
 
     def to_json(self, path: str | Path | None = None, indent: int | None = 2) -> str:
         """The timeline as JSON; also written to ``path`` when given."""

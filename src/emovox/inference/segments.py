@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from ..audio.decode import SILENCE_PEAK
 from ..audio.stream import MAX_WHOLE_MB, ArraySource, Source, cut_spans, open_source
@@ -162,9 +163,18 @@ def timeline_of(recognizer: EmotionRecognizer, source: Source, options: SegmentO
         if not pending:
             return
         items = [spec for _, spec, _ in pending]
-        if keep_vectors:
+        if keep_vectors or recognizer.familiarity is not None:
             v = recognizer.vectors(items, o.batch_size)
-            vectors.append(v)
+            ood = recognizer.ood_scores(v.numpy())
+            if ood is not None and (ood > 1.0).any():  # unlike any speech the model knows: no emotion for it
+                keep = ood <= 1.0
+                tl.unknown.extend(span for (span, _, _), k in zip(pending, keep) if not k)
+                pending[:] = [p for p, k in zip(pending, keep) if k]
+                v = v[torch.from_numpy(keep)]
+                if not pending:
+                    return
+            if keep_vectors:
+                vectors.append(v)
             probs.extend(recognizer.classify(v))
         else:
             probs.extend(recognizer.probabilities(items, o.batch_size))
@@ -190,7 +200,7 @@ def timeline_of(recognizer: EmotionRecognizer, source: Source, options: SegmentO
         tl.segments = [Segment(s, e, *_labelled(p, labels), heads[k], speaker_name(int(who[k])))
                        for k, ((s, e), p) in enumerate(zip(done, probs))]
         if not tl.segments:
-            tl.message = f"{source.name}: the speech regions were too quiet to classify; the timeline is empty"
+            tl.message = _empty_message(source.name, tl)
         return tl
     if mode == "off":
         tl.adaptation_note = "turned off"
@@ -208,8 +218,15 @@ def timeline_of(recognizer: EmotionRecognizer, source: Source, options: SegmentO
         tl.adaptation_note = f"{n} segment(s): too few to normalise"
     tl.segments = [Segment(s, e, *_labelled(p, labels)) for (s, e), p in zip(done, probs)]
     if not tl.segments:
-        tl.message = f"{source.name}: the speech regions were too quiet to classify; the timeline is empty"
+        tl.message = _empty_message(source.name, tl)
     return tl
+
+
+def _empty_message(name: str, tl: Timeline) -> str:
+    if tl.unknown:
+        return (f"{name}: the voice activity found is unlike all the speech the model knows (a tone, music, noise?); "
+                "the timeline is empty")
+    return f"{name}: the speech regions were too quiet to classify; the timeline is empty"
 
 
 def _adapt_each(recognizer: EmotionRecognizer, tl: Timeline, o: SegmentOptions, who: np.ndarray, probs: list[np.ndarray],

@@ -17,6 +17,7 @@ from torch import nn
 from ..encoders import Encoder, build_encoder
 from ..errors import ModelError
 from ..features import FeatureConfig
+from .familiar import Familiarity
 from .heads import linear_head, speaker_normalize
 
 FINETUNE = ("none", "last", "all")
@@ -96,6 +97,8 @@ class EmotionClassifier(nn.Module):
             heads["speaker"] = linear_head(self.vector_dim, len(labels), dropout)
         self.heads = nn.ModuleDict(heads)
         self.temperatures_ = {name: 1.0 for name in heads}
+        #: how far inputs lie from the training speech (:class:`~emovox.model.familiar.Familiarity`), when fitted
+        self.familiarity: Familiarity | None = None
 
     # -- what it is -----------------------------------------------------------
     @property

@@ -23,11 +23,13 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import ModelError
+from .familiar import FAMILIARITY_FILE
 from .io import CONFIG_FILE, FORMAT, LEGACY_FORMAT, WEIGHTS_FILE, load_model
 
 PREFIX = "hf:"
-#: files of a model folder that travel to and from the hub: the config, the weights, the ONNX exports
-MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, "model.onnx", "model.int8.onnx")
+#: files of a model folder that travel to and from the hub: the config, the weights, the familiarity gate, the ONNX
+#: exports
+MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, FAMILIARITY_FILE, "model.onnx", "model.int8.onnx")
 CARD_FILE = "README.md"
 #: what a download fetches (``allow_patterns``): the model files and the card; nothing else a repository may hold
 HUB_FILES = (*MODEL_FILES, CARD_FILE)

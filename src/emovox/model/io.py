@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from ..errors import EmovoxError, ModelError
 from ..features import FeatureConfig
 from ..identity import digest
 from .classifier import FINETUNE, EmotionClassifier
+from .familiar import FAMILIARITY_FILE, Familiarity
 
 FORMAT = "emovox-model/2"
 LEGACY_FORMAT = "emovox-model/1"
@@ -46,11 +47,14 @@ class ModelConfig:
     digest: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     format: str = FORMAT
+    #: the familiarity gate's file, digest, threshold and how it was fitted (absent in older folders)
+    familiarity: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": self.format, "labels": self.labels, "encoders": self.encoders, "heads": self.heads,
-                "finetune": self.finetune, "dropout": self.dropout, "digest": self.digest, "training": self.training,
-                "versions": self.versions}
+        out = {"format": self.format, "labels": self.labels, "encoders": self.encoders, "heads": self.heads,
+               "finetune": self.finetune, "dropout": self.dropout, "digest": self.digest, "training": self.training,
+               "versions": self.versions}
+        return out | ({"familiarity": self.familiarity} if self.familiarity is not None else {})
 
     @classmethod
     def from_json(cls, d: Any) -> ModelConfig:
@@ -84,7 +88,11 @@ class ModelConfig:
         stored = d.get("digest")
         if stored is not None and not isinstance(stored, str):
             raise ValueError("'digest' must be a hex string")
-        return cls(list(labels), encoders, heads, finetune, float(dropout), training, stored, versions, d.get("format", FORMAT))
+        familiar = d.get("familiarity")
+        if familiar is not None and not (isinstance(familiar, dict) and isinstance(familiar.get("sha256"), str)):
+            raise ValueError("'familiarity' must be an object with the 'sha256' of its file")
+        return cls(list(labels), encoders, heads, finetune, float(dropout), training, stored, versions, d.get("format", FORMAT),
+                   familiar)
 
 
 def software_versions() -> dict[str, str]:
@@ -114,6 +122,23 @@ def model_config(model: EmotionClassifier, training: dict[str, Any] | None = Non
                        model.dropout, training or {}, model_digest(state, list(model.labels)), software_versions())
 
 
+def save_familiarity(familiarity: Familiarity, directory: str | Path) -> dict[str, Any]:
+    """Write a model's familiarity gate into its folder; returns the config entry that describes it."""
+    path = familiarity.save(Path(directory) / FAMILIARITY_FILE)
+    return {"file": FAMILIARITY_FILE, "sha256": digest(path), "threshold": familiarity.threshold,
+            "components": familiarity.components} | familiarity.info
+
+
+def load_familiarity(directory: Path, entry: dict[str, Any]) -> Familiarity:
+    """The familiarity gate a config entry describes, its file checked against the recorded digest."""
+    path = directory / FAMILIARITY_FILE
+    if not path.is_file():
+        raise ModelError(f"{directory}: config.json lists familiarity statistics but {FAMILIARITY_FILE} is missing")
+    if digest(path) != entry["sha256"]:
+        raise ModelError(f"{path}: differs from the file the model was saved with (digest mismatch); re-save the model")
+    return Familiarity.load(path, {k: v for k, v in entry.items() if k not in ("file", "sha256")})
+
+
 def save_model(model: EmotionClassifier, directory: str | Path, features: FeatureConfig | None = None,
                training: dict[str, Any] | None = None, *, half: bool = False, overwrite: bool = False) -> Path:
     """Write ``model`` to ``directory`` (safetensors weights + JSON config).
@@ -133,6 +158,10 @@ def save_model(model: EmotionClassifier, directory: str | Path, features: Featur
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
     config = model_config(model, training, state)
+    if model.familiarity is not None:
+        config = replace(config, familiarity=save_familiarity(model.familiarity, directory))
+    elif (directory / FAMILIARITY_FILE).exists():
+        (directory / FAMILIARITY_FILE).unlink()  # the model being written over had one; this one has none
     (directory / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n")
     return directory
 
@@ -179,6 +208,11 @@ def load_model(directory: str | Path) -> tuple[EmotionClassifier, FeatureConfig,
         raise ModelError(f"{w_path}: weights do not match the encoders {model.backbone!r}: {str(err).splitlines()[0]}") from None
     for name, h in config.heads.items():
         model.temperatures_[name] = _temperature(h.get("temperature"), f"head {name} temperature")
+    if config.familiarity is not None:
+        model.familiarity = load_familiarity(directory, config.familiarity)
+        if model.familiarity.dim != model.vector_dim:
+            raise ModelError(f"{directory / FAMILIARITY_FILE}: statistics of vectors of length {model.familiarity.dim}, "
+                             f"but the model's are {model.vector_dim}")
     return model.eval(), model.features, config.to_json()
 
 

@@ -35,7 +35,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from .._version import __version__
-from ..errors import AudioError, EmovoxError
+from ..errors import AudioError, EmovoxError, UnknownSoundError
 from ..inference.results import scored
 from ..inference.segments import segment_file
 from ..inference.voices import parse_speakers
@@ -122,6 +122,7 @@ class Predictor:
 
     def result(self, pred: Any, filename: str) -> dict[str, Any]:
         who = {"speaker": pred.speaker, "head": pred.head} if pred.head is not None else {}
+        who |= {"ood_score": round(pred.ood_score, 4)} if pred.ood_score is not None else {}
         return {"filename": filename} | scored(pred.label, pred.probabilities, self.cfg.uncertain_below,
                                                self.recognizer.labels) | {"threshold": self.cfg.uncertain_below} | who
 
@@ -132,7 +133,8 @@ class Predictor:
             problem = problem.replace(str(f.path), f.filename)
         name = next((f.filename for f in files if str(f.path) == err.source), files[0].filename)
         status = 415 if ("not a readable audio file" in problem or "cannot be read" in problem) else 422
-        return Reject(status, f"{name}: {problem}")
+        extra = {"unknown": True, "ood_score": round(err.score, 4)} if isinstance(err, UnknownSoundError) else {}
+        return Reject(status, f"{name}: {problem}", **extra)
 
     def timeline(self, f: UploadedFile, adapt: str, voices: str | int = 1) -> dict[str, Any]:
         timeline = segment_file(self.recognizer, f.path, self.cfg.segment_options, adapt=adapt, speakers=voices).to_dict()
@@ -225,7 +227,7 @@ def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None,
     @app.exception_handler(Reject)
     async def _rejected(request: Request, exc: Reject) -> JSONResponse:
         headers = {"Retry-After": "1"} if exc.status == 503 else None
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
+        return JSONResponse({"detail": exc.detail} | exc.extra, status_code=exc.status, headers=headers)
 
     @app.post(
         "/v1/predict",

@@ -24,6 +24,8 @@ class PredictResponse(BaseModel):
     speaker: str | None = Field(None, description="the speaker key given with the request")
     head: str | None = Field(None, description="with a speaker key: 'speaker' (normalised by that speaker's running statistics) "
                                                "or 'file' (too few of its recordings so far)")
+    ood_score: float | None = Field(None, description="distance from the model's training speech as a multiple of its threshold "
+                                                      "(below 1 here; a file above 1 is refused with 422, unknown=true)")
 
 
 class BatchResponse(BaseModel):
@@ -48,6 +50,10 @@ class HealthResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str
+    unknown: bool | None = Field(None, description="true when the file is unlike all the speech the model knows (a tone, "
+                                                   "music, noise): it gets no emotion")
+    ood_score: float | None = Field(None, description="with unknown=true: its distance from the training speech as a "
+                                                      "multiple of the model's threshold (above 1)")
 
 
 PREDICT_BODY = {

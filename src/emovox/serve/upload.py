@@ -31,9 +31,11 @@ FALSE = {"0", "false", "no", "off", ""}
 class Reject(Exception):
     """Ends a request with an HTTP error (after the body has been dealt with)."""
 
-    def __init__(self, status: int, detail: str):
+    def __init__(self, status: int, detail: str, **extra: object):
         super().__init__(detail)
         self.status, self.detail = status, detail
+        #: more fields of the error body (``unknown``, ``ood_score``)
+        self.extra = extra
 
 
 class TooLarge(Exception):

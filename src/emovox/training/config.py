@@ -79,6 +79,9 @@ class TrainConfig:
     #: weight every corpus by the inverse of its share of the training part, so that a corpus of many files
     #: from few voices does not dominate the head (``solver="logreg"``)
     balance_corpora: bool = False
+    #: fit the familiarity gate (:mod:`emovox.model.familiar`): inputs unlike all training speech get no emotion
+    #: (frozen backbone only; its threshold by cross-validation over speakers and corpora)
+    familiarity: bool = True
 
     def __post_init__(self) -> None:
         if self.encoders is not None:

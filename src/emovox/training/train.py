@@ -24,9 +24,10 @@ from ..corpora.base import Utterance
 from ..errors import EmovoxError
 from ..features import FeatureConfig
 from ..labels import sort_labels
-from ..model import EmotionClassifier, save_model
+from ..model import EmotionClassifier, Familiarity, save_model
 from .calibration import calibration_report, fit_temperature
 from .config import RECIPES, SCHEDULES, SOLVER_NAMES, TrainConfig, recipe_config
+from .familiar import fit_familiarity
 from .data import Log, Prepared, encoder_vectors, logits_for, model_inputs, prepare, score, speaker_inputs
 from .metrics import format_metrics, plot_confusion
 from .solvers import (class_weights, fit, fit_adam, fit_logreg, group_weights, lr_factor, param_groups, resolve_device,
@@ -221,6 +222,10 @@ def train(
                   corpora=corpora)
         heads.append((True, spk_inputs))
     timings["epochs_s"] = time.perf_counter() - t0
+    if cfg.familiarity and isinstance(inputs, torch.Tensor):
+        t0 = time.perf_counter()
+        model.familiarity = familiarity_of(inputs, y, split, utts_all, log=log)
+        timings["familiarity_s"] = time.perf_counter() - t0
 
     out_dir.mkdir(parents=True, exist_ok=True)
     training = cfg.to_dict() | {"weights": _portable(cfg.weights), "split_description": split.description, "sizes": split.sizes(), "n_skipped": len(data.skipped)}
@@ -243,6 +248,22 @@ def train(
             summary["metrics_speaker" if speaker else "metrics"] = metrics
     (out_dir / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     return summary
+
+
+def familiarity_of(inputs: torch.Tensor, y: torch.Tensor, split: Split, utts: Sequence[Utterance], *,
+                   log: Log = print) -> Familiarity | None:
+    """The familiarity gate of a run's training and validation vectors (``None``, said, when it cannot be fitted)."""
+    rows = np.concatenate([split.train, split.val]).astype(np.int64)
+    rows = rows[(y[rows] >= 0).numpy()]
+    try:
+        fam = fit_familiarity(inputs[rows].numpy(), y[rows].numpy(), [utts[i].speaker_key for i in rows],
+                              [utts[i].corpus for i in rows])
+    except EmovoxError as err:
+        log(f"no familiarity gate: {err}")
+        return None
+    log(f"familiarity gate: {fam.components} directions, threshold {fam.threshold:.3g} "
+        f"(99.5 % of held-out speakers' speech below it)")
+    return fam
 
 
 def _portable(weights: str | Path | None) -> str | None:

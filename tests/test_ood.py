@@ -1,0 +1,186 @@
+"""The familiarity (out-of-distribution) gate: statistics, threshold by speaker CV, saving, and the paths that use it."""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emovox.errors import ModelError, NoSpeechError, UnknownSoundError
+from emovox.model import FAMILIARITY_FILE, Familiarity, load_model, save_model
+from emovox.training.familiar import fit_familiarity
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def clusters(n_per: int, speakers: int, dim: int = 48, seed: int = 0, shift: float = 0.0):
+    """Vectors of 3 classes in a low-dimensional subspace, each speaker with its own offset."""
+    rng = np.random.default_rng(seed)
+    basis = np.random.default_rng(99).standard_normal((6, dim))
+    centres = np.random.default_rng(98).standard_normal((3, 6)) * 3
+    x, y, spk = [], [], []
+    for s in range(speakers):
+        offset = rng.standard_normal(6) * 0.5
+        for c in range(3):
+            z = centres[c] + offset + rng.standard_normal((n_per, 6))
+            x.append(z @ basis + 0.3 * rng.standard_normal((n_per, dim)) + shift)
+            y += [c] * n_per
+            spk += [f"s{s}"] * n_per
+    return np.concatenate(x).astype(np.float32), np.array(y), spk
+
+
+def test_familiarity_scores_new_speakers_low_and_other_sounds_high(tmp_path):
+    x, y, spk = clusters(40, 8)
+    fam = fit_familiarity(x, y, spk, components=8)
+    assert fam.threshold >= fam.info["speaker_cv_quantile"] > 0
+    new_x, _, _ = clusters(40, 4, seed=5)  # new speakers of the same kind of data
+    assert (fam.score(new_x) <= 1).mean() >= 0.98
+    basis = np.random.default_rng(99).standard_normal((6, x.shape[1]))
+    far = (np.random.default_rng(3).standard_normal((50, 6)) * 12) @ basis  # far along the directions speech varies in
+    assert (fam.score(far.astype(np.float32)) > 1).all()
+    assert (fam.score(x + 25.0) > 1).all()  # a shifted cloud
+    # saved and loaded: the same scores (the projection is stored in fp16)
+    back = Familiarity.load(fam.save(tmp_path / "f.safetensors"), fam.info)
+    np.testing.assert_allclose(back.score(new_x), fam.score(new_x), rtol=2e-2, atol=1e-3)
+    with pytest.raises(ModelError, match="length 48"):
+        fam.score(x[:, :10])
+
+
+def test_threshold_by_corpus_is_at_least_by_speaker():
+    a, ya, sa = clusters(30, 6, seed=1)
+    b, yb, sb = clusters(30, 6, seed=2, shift=0.8)
+    x, y = np.concatenate([a, b]), np.concatenate([ya, yb])
+    spk = [f"a:{s}" for s in sa] + [f"b:{s}" for s in sb]
+    fam = fit_familiarity(x, y, spk, ["a"] * len(a) + ["b"] * len(b), components=8)
+    assert fam.info["corpora"] == ["a", "b"]
+    assert fam.threshold == pytest.approx(max(fam.info["speaker_cv_quantile"], fam.info["corpus_cv_quantile"]), rel=1e-3)
+    with pytest.raises(Exception, match="at least 2 speakers"):
+        fit_familiarity(x, y, ["one"] * len(x))
+
+
+def test_model_folder_round_trip_digest_and_old_models(tmp_path):
+    from helpers_models import random_model
+
+    from emovox.inference import EmotionRecognizer
+
+    src = random_model(tmp_path)
+    model, features, _ = load_model(src)
+    assert model.familiarity is None
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((60, model.vector_dim)).astype(np.float32)
+    model.familiarity = Familiarity.fit(vecs, rng.integers(0, 4, 60), components=4).with_threshold(1e-9)
+    out = save_model(model, tmp_path / "gated", features)
+    entry = json.loads((out / "config.json").read_text())["familiarity"]
+    assert entry["file"] == FAMILIARITY_FILE and entry["components"] == 4
+    back, _, _ = load_model(out)
+    assert back.familiarity is not None and back.familiarity.threshold == pytest.approx(1e-9)
+
+    # every input is unfamiliar at this threshold: predict refuses with a "no speech" error that says why
+    rec = EmotionRecognizer.load(out)
+    y = (0.3 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)).astype(np.float32)
+    with pytest.raises(UnknownSoundError, match="not speech this model knows") as err:
+        rec.predict(y, sample_rate=16000)
+    assert isinstance(err.value, NoSpeechError) and err.value.score > 1
+    results = list(rec.predict_files([tmp_path / "missing.wav"]))
+    assert not isinstance(results[0], UnknownSoundError)  # a missing file is still a plain error
+    # the gate can be turned off: an emotion again, no score
+    pred = EmotionRecognizer.load(out, ood_gate=False).predict(y, sample_rate=16000)
+    assert pred.label in rec.labels and pred.ood_score is None
+
+    # an old folder without statistics: no gate, said once when loading
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = EmotionRecognizer.load(src)
+    assert any("no familiarity statistics" in str(w.message) for w in caught)
+    assert old.predict(y, sample_rate=16000).ood_score is None
+
+    # a changed statistics file is refused
+    raw = bytearray((out / FAMILIARITY_FILE).read_bytes())
+    raw[-10] ^= 0xFF
+    (out / FAMILIARITY_FILE).write_bytes(bytes(raw))
+    with pytest.raises(ModelError, match="digest mismatch"):
+        load_model(out)
+    (out / FAMILIARITY_FILE).unlink()
+    with pytest.raises(ModelError, match="is missing"):
+        load_model(out)
+
+
+def test_cli_and_http_report_unknown(tmp_path, capsys):
+    from helpers_models import random_model
+
+    from emovox.cli import main
+
+    model, features, _ = load_model(random_model(tmp_path))
+    rng = np.random.default_rng(0)
+    model.familiarity = Familiarity.fit(rng.standard_normal((40, model.vector_dim)), rng.integers(0, 4, 40),
+                                        components=4).with_threshold(1e-9)
+    gated = save_model(model, tmp_path / "gated", features)
+    import soundfile as sf
+
+    wav = tmp_path / "hum.wav"
+    sf.write(wav, (0.3 * np.sin(2 * np.pi * 150 * np.arange(32000) / 16000)).astype(np.float32), 16000)
+    assert main(["predict", "--model", str(gated), "--format", "json", str(wav)]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["unknown"] is True and row["label"] is None and row["ood_score"] > 1
+    assert main(["predict", "--model", str(gated), str(wav)]) == 0
+    assert "not speech I know" in capsys.readouterr().out
+
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from emovox.inference import EmotionRecognizer
+    from emovox.serve import create_app
+
+    (tmp_path / "up").mkdir()
+    with TestClient(create_app(EmotionRecognizer.load(gated), tmp_dir=tmp_path / "up")) as c:
+        r = c.post("/v1/predict", files={"file": ("hum.wav", wav.read_bytes(), "audio/wav")})
+    assert r.status_code == 422
+    body = r.json()
+    assert body["unknown"] is True and body["ood_score"] > 1 and body["detail"].startswith("hum.wav: not speech")
+
+
+@pytest.fixture(scope="module")
+def default_rec():
+    from emovox.inference import EmotionRecognizer
+
+    rec = EmotionRecognizer.load()
+    if rec.familiarity is None:
+        pytest.skip("the bundled model has no familiarity gate")
+    return rec
+
+
+def test_bundled_model_refuses_synthetic_non_speech(default_rec):
+    from emovox.audio import probes
+
+    passed = []
+    for kind, name, y in probes.non_speech():
+        try:
+            default_rec.predict(y, sample_rate=probes.RATE)
+        except NoSpeechError:  # the energy gate or the familiarity gate
+            continue
+        passed.append(name)
+    assert not passed, f"given an emotion: {passed}"
+
+
+def test_bundled_model_passes_held_out_and_distorted_speech(default_rec):
+    import soundfile as sf
+
+    from emovox.audio import probes
+
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.flac"))
+    clips = list(examples)
+    held = default_rec.config.get("training", {}).get("held_out", [])
+    rav = SHARED / "ravdess"
+    if rav.is_dir():  # actors the model never heard
+        for key in held:
+            actor = key.split(":")[-1]
+            clips += sorted(rav.glob(f"**/03-01-*-{actor}.flac"))[::12]
+    scores = []
+    for path in clips:
+        y, sr = sf.read(path, dtype="float32", always_2d=True)
+        for _, z in [("as recorded", y.mean(1)), *probes.speech_variants(y.mean(1), sr)]:
+            pred = default_rec.predict(z, sample_rate=sr)  # raises if refused
+            scores.append(pred.ood_score)
+    assert len(scores) >= 15 and max(scores) < 1.0
