@@ -24,7 +24,7 @@ import soundfile as sf
 
 from emovox.audio import probes
 from emovox.corpora import load_corpus
-from emovox.errors import NoSpeechError, UnknownSoundError
+from emovox.errors import NoSpeechError
 from emovox.inference.recognizer import DEFAULT_MODEL, EmotionRecognizer
 from emovox.model import Familiarity
 

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from emovox.corpora import load_corpus
-from emovox.training.familiar import add_familiarity
+from emovox.training.train import add_familiarity
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

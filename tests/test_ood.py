@@ -184,3 +184,24 @@ def test_bundled_model_passes_held_out_and_distorted_speech(default_rec):
             pred = default_rec.predict(z, sample_rate=sr)  # raises if refused
             scores.append(pred.ood_score)
     assert len(scores) >= 15 and max(scores) < 1.0
+
+
+def test_timeline_leaves_unfamiliar_windows_out(default_rec):
+    import soundfile as sf
+
+    from emovox.audio import probes
+
+    path = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.flac"))[0]
+    y, sr = sf.read(path, dtype="float32", always_2d=True)
+    z = y.mean(1)
+    if sr != probes.RATE:
+        import soxr
+
+        z = soxr.resample(z, sr, probes.RATE).astype(np.float32)
+    gap = np.zeros(probes.RATE, np.float32)
+    signal = np.concatenate([z, gap, probes.tone(440.0, 3.0), gap])
+    tone_start = (len(z) + len(gap)) / probes.RATE
+    tl = default_rec.timeline(signal, sample_rate=probes.RATE, vad="energy")
+    assert tl.segments and all(s.end <= tone_start + 0.3 for s in tl.segments)
+    assert tl.unknown and all(s >= tone_start - 0.5 for s, _ in tl.unknown)
+    assert "unknown" in tl.to_dict()

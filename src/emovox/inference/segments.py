@@ -209,7 +209,6 @@ def timeline_of(recognizer: EmotionRecognizer, source: Source, options: SegmentO
     elif n < o.adapt_min_segments and mode == "auto":
         tl.adaptation_note = f"{n} segment(s), fewer than the {o.adapt_min_segments} needed to learn the speaker's baseline"
     elif n >= 2:
-        import torch
 
         probs = list(recognizer.classify(torch.cat(vectors), same_speaker=True))
         tl.adaptation = "speaker"
@@ -237,7 +236,6 @@ def _adapt_each(recognizer: EmotionRecognizer, tl: Timeline, o: SegmentOptions, 
     need = 2 if o.adapt == "on" else o.adapt_min_segments
     stacked = None
     if can_adapt and o.adapt != "off" and vectors:
-        import torch
 
         stacked = torch.cat(vectors)
     for k in sorted(set(who.tolist())):

@@ -34,7 +34,7 @@ from .solvers import (class_weights, fit, fit_adam, fit_logreg, group_weights, l
                       seed_everything, spec_augment)
 from .splits import Split, make_split
 
-__all__ = ["RECIPES", "SCHEDULES", "SOLVER_NAMES", "Augmented", "TrainConfig", "augment_inputs", "calibrate", "class_weights",
+__all__ = ["RECIPES", "SCHEDULES", "SOLVER_NAMES", "Augmented", "TrainConfig", "add_familiarity", "augment_inputs", "calibrate", "class_weights",
            "fit", "fit_adam", "fit_logreg", "group_weights", "lr_factor", "param_groups", "plot_curves", "recipe_config",
            "resolve_device", "seed_everything", "spec_augment", "train", "with_augmented"]
 
@@ -263,6 +263,43 @@ def familiarity_of(inputs: torch.Tensor, y: torch.Tensor, split: Split, utts: Se
         return None
     log(f"familiarity gate: {fam.components} directions, threshold {fam.threshold:.3g} "
         f"(99.5 % of held-out speakers' speech below it)")
+    return fam
+
+
+def add_familiarity(directory: str | Path, utts: Sequence[Utterance], *, exclude: Sequence[str] = (),
+                    exclude_texts: Sequence[str] = (), cuts: bool | None = None, cache_dir: str | Path | None = None,
+                    progress: bool = True, log: Log = print) -> Familiarity:
+    """Fit the familiarity gate of an existing model folder on (some of) the speech it was trained on and write it
+    there (``familiarity.safetensors`` + its ``config.json`` entry; the weights are not touched).
+
+    ``exclude``: speaker keys left out (held-out test speakers); ``exclude_texts``: ``corpus:text`` left out;
+    ``cuts``: also the timeline's cut of each file (default: as the model was trained, ``timeline_cuts``)."""
+    from ..model import CONFIG_FILE, load_model
+    from ..model.io import save_familiarity
+
+    directory = Path(directory)
+    model, _, config = load_model(directory)
+    if model.finetune != "none":
+        raise EmovoxError(f"{directory}: a fine-tuned model's vectors are not cached; fit the gate when training it")
+    skip, skip_texts = set(exclude), set(exclude_texts)
+    keep = [u for u in utts if u.emotion in model.labels and u.speaker_key not in skip
+            and f"{u.corpus}:{u.text}" not in skip_texts]
+    if not keep:
+        raise EmovoxError(f"none of the {len(utts)} utterances has one of the model's labels ({', '.join(model.labels)})")
+    data = prepare(keep, model.encoders[0].preparer(), cache_dir=cache_dir, progress=progress, log=log)
+    x = model_inputs(model, data, progress=progress).numpy()
+    used = list(data.utts)
+    if cuts if cuts is not None else bool(config.get("training", {}).get("timeline_cuts")):
+        cut = augment_inputs(model, data, np.arange(len(used)), 1, progress=progress, kind="cut")
+        x = np.concatenate([x, cut.vectors.numpy()])
+        used += list(cut.utts)
+    y = np.array([model.labels.index(u.emotion) for u in used])
+    fam = fit_familiarity(x, y, [u.speaker_key for u in used], [u.corpus for u in used])
+    entry = save_familiarity(fam, directory)
+    raw = json.loads((directory / CONFIG_FILE).read_text())
+    (directory / CONFIG_FILE).write_text(json.dumps(raw | {"familiarity": entry}, indent=2) + "\n")
+    log(f"{directory}: familiarity gate fitted on {len(x)} vectors of {len({u.speaker_key.split('~aug')[0] for u in used})} "
+        f"speakers; threshold {fam.threshold:.3g}")
     return fam
 
 
