@@ -636,8 +636,20 @@ def cmd_backbones(args) -> int:
     return 0
 
 
+def _faithful_streams() -> None:
+    """File names that are not valid UTF-8 (their bytes kept as surrogate escapes) are written back as the same bytes
+    on stdout (tables, CSV) and with backslash escapes on stderr; JSON escapes them itself (``\\udcXX``)."""
+    for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
+        if hasattr(stream, "reconfigure") and getattr(stream, "encoding", "").lower().replace("-", "") in ("utf8", "utf8sig"):
+            try:
+                stream.reconfigure(errors=errors)
+            except (ValueError, OSError):
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _faithful_streams()
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download, "benchmark": cmd_benchmark,
                "timeline": cmd_timeline, "serve": cmd_serve, "backbones": cmd_backbones, "export": cmd_export,
                "batch": cmd_batch, "listen": cmd_listen, "push": cmd_push}[args.command]

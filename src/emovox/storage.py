@@ -21,6 +21,13 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 PART_PREFIX = "part-"
 
 
+def text_name(name: str | Path) -> str:
+    """A file name as valid UTF-8 text (Parquet strings, logs): bytes that are not UTF-8 (kept by Python as surrogate
+    escapes) become ``\\xNN``, as Python itself shows them; every other name is unchanged."""
+    s = os.fspath(name)
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") if isinstance(s, str) else repr(s)
+
+
 def is_url(p: str | Path) -> bool:
     """True for ``scheme://…`` other than ``file://`` (a local path)."""
     return isinstance(p, str) and bool(_SCHEME.match(p)) and not p.startswith("file://")

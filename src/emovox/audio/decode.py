@@ -5,6 +5,8 @@ the problem, so callers can report and skip bad inputs.
 """
 from __future__ import annotations
 
+import os
+
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -87,6 +89,12 @@ def load_audio(
     return prepare_signal(y, sr, sample_rate, trim=trim, top_db=top_db, duration=duration, source=path)
 
 
+def os_path(path: str | Path) -> bytes:
+    """A file name as the filesystem holds it (bytes): names that are not valid UTF-8 (Python keeps their bytes as
+    surrogate escapes) open in libsndfile too."""
+    return os.fsencode(path)
+
+
 def decode(path: str | Path | BinaryIO, max_seconds: float = MAX_DECODE_SECONDS, name: str | None = None) -> tuple[np.ndarray, int]:
     """The file as ``(mono float32 signal, sample rate)``: libsndfile, else librosa's audioread backend.
 
@@ -98,7 +106,7 @@ def decode(path: str | Path | BinaryIO, max_seconds: float = MAX_DECODE_SECONDS,
     is_file = hasattr(path, "read")
     source = name or (str(getattr(path, "name", "<file>")) if is_file else str(path))
     try:
-        f = sf.SoundFile(path if is_file else str(path))
+        f = sf.SoundFile(path if is_file else os_path(path))
     except Exception as sf_err:  # libsndfile cannot read it: try audioread/ffmpeg
         if is_file:  # the ffmpeg fallback reads named files only
             raise AudioError(source, f"not a readable audio file ({sf_err})") from None

@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import AudioError, EmovoxError
-from .decode import check_sample_rate, decode, mono_signal
+from .decode import check_sample_rate, decode, mono_signal, os_path
 
 #: Files libsndfile cannot stream are decoded whole only up to this size (MB).
 MAX_WHOLE_MB = 64.0
@@ -61,7 +61,7 @@ class ArraySource(Source):
 class FileSource(Source):
     def __init__(self, path: Path):
         self.path, self.name = path, str(path)
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(os_path(path)) as f:
             self.sample_rate = check_sample_rate(f.samplerate, path)
             self.frames = int(f.frames)
             if f.frames == 0:
@@ -70,7 +70,7 @@ class FileSource(Source):
     def native_blocks(self, block_s: float) -> Iterator[np.ndarray]:
         n = max(1, int(block_s * self.sample_rate))
         try:
-            with sf.SoundFile(str(self.path)) as f:
+            with sf.SoundFile(os_path(self.path)) as f:
                 while True:
                     data = f.read(n, dtype="float32", always_2d=True)
                     if not len(data):

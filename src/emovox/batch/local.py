@@ -38,7 +38,7 @@ from ..errors import AudioError, EmovoxError
 from ..inference.recognizer import expand_inputs
 from ..inference.results import UNCERTAIN_BELOW
 from ..inference.speakers import key_from_path
-from ..storage import PartStore, is_url, list_audio, local, run_id, stat
+from ..storage import PartStore, is_url, list_audio, local, run_id, stat, text_name
 from .rows import RowMaker, _require_pyarrow, failed_inputs, file_duration, model_identity, output_schema
 
 if TYPE_CHECKING:
@@ -168,7 +168,7 @@ def _file_rows(rec: EmotionRecognizer, paths: Sequence[str], stats: dict[str, tu
         return
     for path, result in zip(paths, rec.predict_files(paths, batch_size=batch_size, speaker_of=speaker_of)):
         if speaker_of is not None and isinstance(result, AudioError):  # a prediction carries its own key
-            yield rows.error(base(path) | {"speaker": speaker_of(path)}, result)
+            yield rows.error(base(path) | {"speaker": text_name(speaker_of(path) or "") or None}, result)
             continue
         yield rows.error(base(path), result) if isinstance(result, AudioError) else rows.prediction(base(path), result)
 
@@ -280,7 +280,7 @@ def run_batch(
                               f"{'on' if 'speaker' in existing.names else 'off'}); write to another folder")
     done = done_keys(store)
     stats = {p: stat(p) for p in paths}  # stat once: the resume key and the row agree
-    todo = [p for p in paths if (p, *stats[p]) not in done]
+    todo = [p for p in paths if (text_name(p), *stats[p]) not in done]
     store.prepare()
     if not todo:
         failed, written = 0, 0

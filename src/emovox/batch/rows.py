@@ -6,10 +6,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..audio.decode import os_path
 from ..errors import AudioError, NoSpeechError
 from ..identity import digest
 from ..inference.results import flat, scored
-from ..storage import is_url
+from ..storage import is_url, text_name
 
 if TYPE_CHECKING:
     from ..inference.recognizer import EmotionRecognizer
@@ -61,7 +62,7 @@ def file_duration(path: str) -> float | None:
 
             with open_input(path) as f:
                 return float(sf.info(f).duration)
-        return float(sf.info(path).duration)
+        return float(sf.info(os_path(path)).duration)
     except Exception:
         return None
 
@@ -79,12 +80,12 @@ class RowMaker:
     voices: str | int = 1
 
     def base(self, path: str, size: int, mtime_ns: int, duration: float | None) -> dict[str, Any]:
-        return {"path": path, "size": size, "mtime_ns": mtime_ns, "model": self.model, "duration": duration}
+        return {"path": text_name(path), "size": size, "mtime_ns": mtime_ns, "model": self.model, "duration": duration}
 
     def error(self, base: dict[str, Any], err: Exception) -> list[dict[str, Any]]:
         problem = err.problem if isinstance(err, AudioError) else str(err)
         row = base | {"label": None, "confidence": None, "uncertain": None, "no_speech": isinstance(err, NoSpeechError),
-                      "error": problem} | {f"prob_{lab}": None for lab in self.labels}
+                      "error": text_name(problem)} | {f"prob_{lab}": None for lab in self.labels}
         if self.segments:
             row |= {"start": None, "end": None}
         if self.speakers:
@@ -95,7 +96,7 @@ class RowMaker:
         return flat(scored(label, probabilities, self.threshold, self.labels)) | {"no_speech": False, "error": None}
 
     def prediction(self, base: dict[str, Any], p: Prediction) -> list[dict[str, Any]]:
-        who = {"speaker": p.speaker, "head": p.head} if self.speakers else {}
+        who = {"speaker": None if p.speaker is None else text_name(p.speaker), "head": p.head} if self.speakers else {}
         return [base | self._scored(p.label, p.probabilities) | who]
 
     def timeline(self, base: dict[str, Any], tl: Timeline) -> list[dict[str, Any]]:
