@@ -70,6 +70,32 @@ def speech_table(rec: EmotionRecognizer, utts) -> dict[str, dict]:
     return {k: v | {"pass_rate": v["passed"] / max(v["n"], 1)} for k, v in out.items()}
 
 
+def long_table(rec: EmotionRecognizer, utts, per: int = 24, seed: int = 0) -> dict[str, dict]:
+    """Long inputs: ``n`` held-out clips of one speaker joined with pauses (speech), and 20 s probes (not)."""
+    from emovox.audio import load_audio
+
+    rng = np.random.default_rng(seed)
+    by_speaker: dict[str, list] = defaultdict(list)
+    for u in utts:
+        by_speaker[u.speaker_key].append(u)
+    out = {}
+    for n in (2, 4, 8):
+        scores = []
+        for t in range(per):
+            group = by_speaker[sorted(by_speaker)[t % len(by_speaker)]]
+            pick = rng.choice(len(group), size=min(n, len(group)), replace=False)
+            pause = lambda: (0.0005 * rng.standard_normal(int(0.6 * 16000))).astype(np.float32)  # noqa: E731
+            y = np.concatenate([p for i in pick for p in (pause(), load_audio(group[i].path, 16000))] + [pause()])
+            scores.append(verdict(rec, y, 16000, f"{n} clips")[1] or 0.0)
+        out[f"{n} clips joined"] = {"n": per, "pass_rate": float(np.mean(np.array(scores) <= 1)), "max_ood": float(max(scores))}
+    refused = 0
+    kinds = list(probes.non_speech(seconds=20.0))
+    for kind, name, y in kinds:
+        refused += verdict(rec, y, probes.RATE, name)[0] != "passed"
+    out["20 s probes"] = {"n": len(kinds), "refused": refused}
+    return out
+
+
 def cross_validated(rec: EmotionRecognizer, model_dir: Path, utts, cuts: bool) -> dict:
     """Pass rates at the model's threshold of the gate refitted without each speaker fold / each corpus."""
     from sklearn.model_selection import GroupKFold
@@ -170,6 +196,12 @@ def main() -> None:
         result["held_out_speech"][group] = table
         for variant, r in table.items():
             print(f"{group:<26} {variant:<18} {r['n']:>5} {r['pass_rate']:>7.1%} {r['max_ood']:>8.2f}")
+
+    result["long_inputs"] = longs = long_table(rec, [u for u in utts if u.speaker_key in held_spk or
+                                                     f"{u.corpus}:{u.text}" in held_words])
+    print()
+    for name, r in longs.items():
+        print(f"{name:<18} " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()))
 
     if not args.no_cv:
         train_utts = [u for u in utts if u.speaker_key not in held_spk and f"{u.corpus}:{u.text}" not in held_words

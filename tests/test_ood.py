@@ -184,6 +184,13 @@ def test_bundled_model_passes_held_out_and_distorted_speech(default_rec):
             pred = default_rec.predict(z, sample_rate=sr)  # raises if refused
             scores.append(pred.ood_score)
     assert len(scores) >= 15 and max(scores) < 1.0
+    # several sentences in one file (longer than the training clips): judged by their loudest stretch, they pass
+    from emovox.audio import load_audio
+
+    joined = np.concatenate([p for c in examples for p in (np.zeros(8000, np.float32), load_audio(c, 16000))])
+    assert len(joined) > 10 * 16000 and default_rec.predict(joined, sample_rate=16000).ood_score < 1.0
+    with pytest.raises(UnknownSoundError):
+        default_rec.predict(np.tile(probes.chords(3.0), 5), sample_rate=probes.RATE)  # 15 s of music
 
 
 def test_timeline_leaves_unfamiliar_windows_out(default_rec):
@@ -205,3 +212,74 @@ def test_timeline_leaves_unfamiliar_windows_out(default_rec):
     assert tl.segments and all(s.end <= tone_start + 0.3 for s in tl.segments)
     assert tl.unknown and all(s >= tone_start - 0.5 for s, _ in tl.unknown)
     assert "unknown" in tl.to_dict()
+
+
+def _gated_copy(tmp_path, threshold_from_tones: bool, normalize: str = "none"):
+    """A random model whose gate knows synthetic tones (fitted on their vectors) and not a chirp (its threshold
+    between the two), saved."""
+    from helpers_models import random_model
+
+    from conftest import tone
+    from emovox.audio import probes
+    from emovox.inference import EmotionRecognizer
+
+    src = random_model(tmp_path, normalize=normalize)
+    model, features, _ = load_model(src)
+    rec = EmotionRecognizer(model)
+    items = [rec.featurize(tone(f0, 4.0, seconds=1.2, seed=s), 16000) for f0 in (180, 220, 260) for s in range(6)]
+    vecs = rec.vectors(items).numpy()
+    fam = Familiarity.fit(vecs, np.repeat([0, 1, 2], 6), components=4)
+    known = float(fam.distances(vecs).max())
+    candidates = [probes.chirp(100, 7000, 2.0), probes.wave("square", 1000, 2.0), probes.noise("brown", 2.0),
+                  probes.dtmf(), probes.chords(2.0)]
+    far = fam.distances(rec.vectors([rec.featurize(y, 16000) for y in candidates]).numpy())
+    odd = candidates[int(np.argmax(far))]
+    assert far.max() > known * 1.2, "the random network tells none of the probes from the tones"
+    model.familiarity = fam.with_threshold((known * float(far.max())) ** 0.5 if threshold_from_tones else 1e-9)
+    return save_model(model, tmp_path / f"gated-{normalize}", features), odd
+
+
+def test_a_refused_request_leaves_speaker_statistics_alone(tmp_path):
+    from conftest import tone
+    from emovox.inference import EmotionRecognizer
+
+    folder, odd = _gated_copy(tmp_path, True, normalize="speaker")
+    rec = EmotionRecognizer.load(folder)
+    voice = [tone(220, 4.0, seconds=1.2, seed=s) for s in range(3)]
+    assert rec.predict(voice[0], sample_rate=16000, speaker="ann").ood_score <= 1
+    assert rec.speakers.count("ann") == 1
+    with pytest.raises(UnknownSoundError):
+        rec.predict([voice[1], odd], sample_rate=16000, speaker="ann")
+    assert rec.speakers.count("ann") == 1  # the familiar file of the refused request did not count
+    # NaN scores count as unfamiliar
+    from emovox.model.familiar import unfamiliar
+
+    assert unfamiliar(np.array([0.5, 1.0, 1.5, np.nan])).tolist() == [False, False, True, True]
+
+
+def test_same_speaker_with_one_familiar_file_keeps_its_own_answer(tmp_path):
+    from conftest import tone
+    from emovox.inference import EmotionRecognizer
+
+    folder, odd = _gated_copy(tmp_path, True, normalize="speaker")
+    rec = EmotionRecognizer.load(folder)
+    items = [rec.featurize(tone(220, 4.0, seconds=1.2, seed=1), 16000), rec.featurize(odd, 16000)]
+    probs, ood = rec.assess(items, same_speaker=True)
+    assert ood[0] <= 1 < ood[1]
+    np.testing.assert_allclose(probs[0], rec.probabilities(items[:1])[0], rtol=1e-5)  # not a zero vector's answer
+
+
+def test_an_exported_network_still_gets_the_gate(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from emovox.inference import EmotionRecognizer
+    from emovox.inference.export import export_onnx
+
+    folder, odd = _gated_copy(tmp_path, True)
+    export_onnx(folder)
+    with pytest.warns(UserWarning, match="PyTorch runs it"):
+        rec = EmotionRecognizer.load(folder)
+    assert rec.engine.name == "onnx"
+    with pytest.raises(UnknownSoundError):
+        rec.predict(odd, sample_rate=16000)
+    assert EmotionRecognizer.load(folder, ood_gate=False).predict(odd, sample_rate=16000).ood_score is None

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import AudioError, EmovoxError, ModelError, NoSpeechError, UnknownSoundError
+from ..model.familiar import unfamiliar
 from ..storage import run_id
 from .rows import failed_inputs, file_duration, model_identity, output_schema
 
@@ -127,11 +128,11 @@ class _Predict:
         if items:
             vecs = torch.cat(list(items.values()))
             probs = dict(zip(items, self.rec.classify(vecs)))
-            scores = self.rec.ood_scores(vecs.numpy())
+            scores = self.rec.ood_of([self._prepared(records[k]) for k in items], vecs.numpy())
             ood = dict(zip(items, map(float, scores))) if scores is not None else {}
         for k, r in enumerate(records):
             base = rows.base(r["path"], r["size"], r["mtime_ns"], r["duration"])
-            if k in ood and ood[k] > 1.0:  # unlike any speech the model knows: a "no speech" row with its score
+            if k in ood and unfamiliar(ood[k]):  # unlike any speech the model knows: a "no speech" row with its score
                 out += rows.error(base, UnknownSoundError(r["path"], ood[k]))
             elif k in probs:
                 out += rows.prediction(base, self.rec._prediction(probs[k], r["path"], ood_score=ood.get(k)))

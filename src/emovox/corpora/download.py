@@ -153,7 +153,7 @@ def _fetch_and_unpack(src: Source, href: str, cache: Path, dest: Path, *, progre
     else:
         log(f"{src.name}: downloading {href} to {cached}")
     fetcher = pooch.create(
-        path=cache, base_url="", registry=registry(), urls={src.archive_name: href}, retry_if_failed=RETRIES
+        path=cache, base_url="", registry=registry() | {src.archive_name: src.known_hash}, urls={src.archive_name: href}, retry_if_failed=RETRIES
     )
     import requests  # pooch's HTTP client: its exceptions say what went wrong on the network
 
@@ -166,7 +166,7 @@ def _fetch_and_unpack(src: Source, href: str, cache: Path, dest: Path, *, progre
         raise _network_error(href, e) from e
     except ValueError as e:
         if src.known_hash is None or unpack.started:
-            raise
+            raise DownloadError(f"{src.name}: {href}: {e}") from e
         # pooch's message names the file, the expected and the actual hash; it has deleted the bad download
         raise ChecksumError(f"{href}: {e} Run again to download it afresh, or pass another url") from e
     except OSError as e:

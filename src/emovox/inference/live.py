@@ -29,6 +29,7 @@ import numpy as np
 from ..audio.decode import check_sample_rate
 from ..audio.vad import FRAME_S, VAD_RATE, VoiceTracker
 from ..errors import AudioError, EmovoxError
+from ..model.familiar import unfamiliar
 from .results import UNCERTAIN_BELOW, Segment, Timeline, scored
 from .segments import SegmentOptions, windows
 from .speakers import SpeakerBook
@@ -269,7 +270,7 @@ class EmotionStream:
         rec, events = self.recognizer, []
         for (s, e), v in self._vectors(spans):
             ood = rec.ood_scores(v[None])
-            if ood is not None and ood[0] > 1.0:  # unlike any speech the model knows: no segment, and it never
+            if ood is not None and unfamiliar(ood[0]):  # unlike any speech the model knows: no segment, and it never
                 self.unknown.append((s, e))      # joins the speaker's statistics
                 continue
             p, head = rec.classify_known(v[None], SESSION if self.adapting else None, self.book)

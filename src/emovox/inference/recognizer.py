@@ -20,6 +20,7 @@ from ..audio.vad import MIN_SPEECH_S, SPEECH_GATES
 from ..corpora.base import AUDIO_EXTENSIONS, audio_files
 from ..errors import AudioError, EmovoxError, ModelError, NoSpeechError, UnknownSoundError
 from ..model import EmotionClassifier, load_model
+from ..model.familiar import unfamiliar
 from ..model.hub import is_hub_model, load_hub_model
 from .engine import Engine, OnnxEngine, TorchEngine, select_engine
 from .frontend import Frontend, Prepared
@@ -40,6 +41,21 @@ DEFAULT_MODEL_NOTICE = (
     "RAVDESS + nEMO, acted English and Polish speech); its heads inherit the data's non-commercial licenses: "
     "non-commercial use only (see MODEL_CARD.md)"
 )
+
+
+#: the longest stretch of a waveform the familiarity gate judges (about the training clips' length)
+GATE_WINDOW_S = 5.0
+
+
+def _loudest(y: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` samples of ``y`` with the most energy (``y`` itself when it is not longer)."""
+    if y.size <= n:
+        return y
+    power = np.concatenate([[0.0], np.cumsum(np.asarray(y, dtype=np.float64) ** 2)])
+    step = max(1, n // 50)
+    starts = np.arange(0, y.size - n + 1, step)
+    best = int(starts[np.argmax(power[starts + n] - power[starts])])
+    return y[best : best + n]
 
 
 def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
@@ -76,8 +92,13 @@ class EmotionRecognizer:
             self.ood_note = ("this model has no familiarity statistics (saved before emovox fitted them, or fine-tuned): "
                              "inputs unlike any speech it knows (tones, music, noise) still get an emotion; re-train it to "
                              "add the gate")
-        elif ood_gate and isinstance(self.engine, OnnxEngine):
-            self.ood_note = f"the {self.engine.name} engine runs the whole network: its inputs are not checked for familiarity"
+        #: what computes the vectors the gate reads: the engine, or PyTorch beside an engine that runs the whole
+        #: exported network (it never shows them)
+        self._vector_engine: Engine = self.engine
+        if self.familiarity is not None and isinstance(self.engine, OnnxEngine):
+            self._vector_engine = TorchEngine(self.model)
+            self.ood_note = (f"the familiarity gate reads the model's vectors: PyTorch runs it, not the {self.engine.name} "
+                             "export (load with ood_gate=False to use the export)")
 
     @property
     def speech_gate(self) -> str:
@@ -194,23 +215,44 @@ class EmotionRecognizer:
             return np.zeros((0, n), dtype=np.float32), (np.zeros(0, np.float32) if self.familiarity is not None else None)
         if same_speaker:
             vecs = self.vectors(items, batch_size)
-            ood = self.ood_scores(vecs.numpy())
+            ood = self.ood_of(items, vecs.numpy())
             probs = self.classify(vecs)
-            known = np.ones(len(items), bool) if ood is None else ood <= 1.0
-            if known.any():
+            known = np.ones(len(items), bool) if ood is None else ~unfamiliar(ood)
+            if known.sum() >= 2:  # one recording alone normalises to zeros: its per-file answer stays
                 probs[known] = self.classify(vecs[torch.from_numpy(known)], same_speaker=True)
             return probs, ood
         probs, vecs = [], []
         for i in range(0, len(items), batch_size):
-            p, v = self.engine.outputs(self._columns(items[i : i + batch_size]))
+            p, v = self._vector_engine.outputs(self._columns(items[i : i + batch_size]))
             probs.append(p)
             vecs.append(v)
-        ood = None if any(v is None for v in vecs) else self.ood_scores(np.concatenate(vecs))
+        ood = None if any(v is None for v in vecs) else self.ood_of(items, np.concatenate(vecs))
         return np.concatenate(probs), ood
 
     def ood_scores(self, vectors: np.ndarray) -> np.ndarray | None:
         """The ``ood_score`` of each of :meth:`vectors` (``None`` without a familiarity gate)."""
         return None if self.familiarity is None else self.familiarity.score(np.asarray(vectors, dtype=np.float32))
+
+    def ood_of(self, items: Sequence[Item], vectors: np.ndarray) -> np.ndarray | None:
+        """The ``ood_score`` of each of :meth:`featurize` results, given their :meth:`vectors`.
+
+        The gate knows the length of the training clips: a waveform longer than :data:`GATE_WINDOW_S` (several
+        sentences, a long recording) is judged by its loudest :data:`GATE_WINDOW_S` seconds, encoded once more,
+        since a whole long clip's pooled vector lies far from every short one's, speech or not."""
+        if self.familiarity is None:
+            return None
+        vectors = np.asarray(vectors, dtype=np.float32).copy()
+        long_rows, crops = [], []
+        for i, item in enumerate(items):
+            inputs = item.inputs if isinstance(item, Prepared) else (item,)
+            cut = tuple(_loudest(x, int(GATE_WINDOW_S * p.sample_rate)) if x.ndim == 1 else x
+                        for x, p in zip(inputs, self.frontend.preparers))
+            if any(c is not x for c, x in zip(cut, inputs)):
+                long_rows.append(i)
+                crops.append(Prepared(cut, getattr(item, "source", "<array>")))
+        if crops:
+            vectors[long_rows] = self.model.vectors(self._columns(crops)).numpy()
+        return self.familiarity.score(vectors)
 
     def vectors(self, items: Sequence[Item], batch_size: int = 32) -> torch.Tensor:
         """What the heads read, ``(n, vector_dim)``, of :meth:`featurize` results (see :meth:`classify`)."""
@@ -234,9 +276,11 @@ class EmotionRecognizer:
         probs, heads, _ = self._adapted(items, keys, batch_size)
         return probs, heads
 
-    def _adapted(self, items: Sequence[Item], keys: Sequence[str | None],
-                 batch_size: int = 32) -> tuple[np.ndarray, list[str], np.ndarray | None]:
-        """:meth:`adapted` and the ``ood_score`` of each item; unfamiliar items never join a speaker's statistics."""
+    def _adapted(self, items: Sequence[Item], keys: Sequence[str | None], batch_size: int = 32, *,
+                 names: Sequence[str] | None = None) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+        """:meth:`adapted` and the ``ood_score`` of each item; unfamiliar items never join a speaker's statistics.
+        ``names`` given: raise the :class:`UnknownSoundError` of the first unfamiliar item before any statistics
+        change (a request that is refused leaves the speakers as they were)."""
         self.model.require_speaker_head()
         if len(keys) != len(items):
             raise EmovoxError(f"{len(keys)} speaker keys for {len(items)} inputs")
@@ -245,11 +289,14 @@ class EmotionRecognizer:
         if not len(items):
             return probs, heads, None
         vecs = self.vectors(items, batch_size).numpy()
-        ood = self.ood_scores(vecs)
+        ood = self.ood_of(items, vecs)
+        strange = np.zeros(len(items), bool) if ood is None else unfamiliar(ood)
+        if names is not None and strange.any():
+            i = int(np.argmax(strange))
+            raise UnknownSoundError(names[i], float(ood[i]))
         groups: dict[str | None, list[int]] = {}
         for i, key in enumerate(keys):
-            unknown = ood is not None and ood[i] > 1.0
-            groups.setdefault(None if key is None or unknown else str(key), []).append(i)
+            groups.setdefault(None if key is None or strange[i] else str(key), []).append(i)
         for key, rows in groups.items():
             probs[rows], head = self.classify_known(vecs[rows], key, self.speakers)
             for i in rows:
@@ -296,25 +343,26 @@ class EmotionRecognizer:
         """
         specs, names, single = self._items(x, sample_rate)
         keys = None if speaker is None else [speaker] * len(specs) if isinstance(speaker, str) else list(speaker)
-        answers = self._answers(specs, names, keys, same_speaker)
+        answers = self._answers(specs, names, keys, same_speaker, strict=True)
         for a in answers:
             if isinstance(a, UnknownSoundError):
                 raise a
         return answers[0] if single else answers  # type: ignore[return-value]
 
     def _answers(self, items: Sequence[Item], names: Sequence[str], keys: Sequence[str | None] | None = None,
-                 same_speaker: bool = False, batch_size: int = 32) -> list[Prediction | UnknownSoundError]:
-        """A :class:`Prediction` of each item, or the :class:`UnknownSoundError` of one the familiarity gate stops."""
+                 same_speaker: bool = False, batch_size: int = 32, strict: bool = False) -> list[Prediction | UnknownSoundError]:
+        """A :class:`Prediction` of each item, or the :class:`UnknownSoundError` of one the familiarity gate stops
+        (``strict``: raised before speaker statistics change)."""
         heads: Sequence[str | None]
         if keys is not None:
-            probs, heads, ood = self._adapted(items, keys, batch_size)
+            probs, heads, ood = self._adapted(items, keys, batch_size, names=names if strict else None)
         else:
             probs, ood = self.assess(items, batch_size, same_speaker)
             keys, heads = [None] * len(items), [None] * len(items)
         out: list[Prediction | UnknownSoundError] = []
         for i, name in enumerate(names):
             score = None if ood is None else float(ood[i])
-            if score is not None and score > 1.0:
+            if score is not None and unfamiliar(score):
                 out.append(UnknownSoundError(name, score))
             else:
                 out.append(self._prediction(probs[i], name, keys[i], heads[i], score))

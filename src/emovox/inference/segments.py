@@ -28,6 +28,7 @@ from ..audio.stream import MAX_WHOLE_MB, ArraySource, Source, cut_spans, open_so
 from ..audio.decode import resample
 from ..audio.vad import VAD_METHODS, VAD_RATE, detect
 from ..errors import AudioError, EmovoxError
+from ..model.familiar import unfamiliar
 from .results import Segment, Timeline
 from .voices import VOICE_THRESHOLD, VoiceEmbedder, cluster_voices, parse_speakers, speaker_name
 
@@ -165,9 +166,9 @@ def timeline_of(recognizer: EmotionRecognizer, source: Source, options: SegmentO
         items = [spec for _, spec, _ in pending]
         if keep_vectors or recognizer.familiarity is not None:
             v = recognizer.vectors(items, o.batch_size)
-            ood = recognizer.ood_scores(v.numpy())
-            if ood is not None and (ood > 1.0).any():  # unlike any speech the model knows: no emotion for it
-                keep = ood <= 1.0
+            ood = recognizer.ood_of(items, v.numpy())
+            if ood is not None and unfamiliar(ood).any():  # unlike any speech the model knows: no emotion for it
+                keep = ~unfamiliar(ood)
                 tl.unknown.extend(span for (span, _, _), k in zip(pending, keep) if not k)
                 pending[:] = [p for p, k in zip(pending, keep) if k]
                 v = v[torch.from_numpy(keep)]

@@ -34,6 +34,11 @@ COMPONENTS = 256
 PASS_RATE = 0.995
 
 
+def unfamiliar(scores: np.ndarray) -> np.ndarray:
+    """True where an ``ood_score`` says "not speech the model knows": above 1, or not a number."""
+    return ~(np.asarray(scores) <= 1.0)
+
+
 @dataclass
 class Familiarity:
     """Distance of vectors from the training speech, as a multiple of the threshold (``> 1``: unfamiliar).
@@ -70,6 +75,10 @@ class Familiarity:
         """``ood_score`` of each row: its distance as a multiple of the threshold (above 1: unfamiliar)."""
         return self.distances(vectors) / self.threshold
 
+    def unfamiliar(self, vectors: np.ndarray) -> np.ndarray:
+        """True for each row whose score is above 1, or not a number (a vector no speech gives)."""
+        return unfamiliar(self.score(vectors))
+
     def with_threshold(self, threshold: float, **info: Any) -> Familiarity:
         if not threshold > 0:
             raise ModelError(f"a familiarity threshold must be positive, not {threshold!r}")
@@ -91,7 +100,8 @@ class Familiarity:
         sd = x.std(0)
         sd = np.maximum(sd, 0.01 * float(sd.mean()) + 1e-6)  # near-constant dimensions do not explode
         z = (x - mean) / sd
-        k = int(max(1, min(components, len(x) - 1, x.shape[1])))
+        # a covariance is only as good as the vectors behind it: at least 10 per direction kept
+        k = int(max(1, min(components, len(x) // 10, x.shape[1])))
         _, _, vt = randomized_svd(z, k, n_iter=4, random_state=seed)
         t = z @ vt.T
         classes = np.unique(y)
@@ -106,7 +116,9 @@ class Familiarity:
     def tensors(self) -> dict[str, Any]:
         import torch
 
-        return {"mean": torch.from_numpy(self.mean), "projection": torch.from_numpy(self.projection).half(),
+        proj = torch.from_numpy(self.projection)
+        half = proj.half()  # half the size; kept in fp32 when some value does not fit
+        return {"mean": torch.from_numpy(self.mean), "projection": half if torch.isfinite(half).all() else proj,
                 "class_means": torch.from_numpy(self.class_means),
                 "threshold": torch.tensor([self.threshold], dtype=torch.float64)}
 
@@ -127,9 +139,9 @@ class Familiarity:
         except Exception as err:
             raise ModelError(f"{path}: cannot read familiarity statistics ({err})") from None
         if proj.ndim != 2 or mean.shape != (proj.shape[1],) or means.ndim != 2 or means.shape[1] != proj.shape[0] \
-                or not threshold > 0:
+                or not threshold > 0 or not all(np.isfinite(a).all() for a in (mean, proj, means)):
             raise ModelError(f"{path}: malformed familiarity statistics (shapes {mean.shape}, {proj.shape}, {means.shape})")
         return cls(mean, proj, means, threshold, dict(info or {}))
 
 
-__all__ = ["COMPONENTS", "FAMILIARITY_FILE", "PASS_RATE", "Familiarity"]
+__all__ = ["COMPONENTS", "FAMILIARITY_FILE", "PASS_RATE", "Familiarity", "unfamiliar"]

@@ -40,11 +40,17 @@ def fit_familiarity(vectors: np.ndarray, labels: Sequence[int] | np.ndarray, spe
     threshold = by_speaker
     names = np.array([str(c) for c in corpora]) if corpora is not None else None
     if names is not None and len(set(names)) > 1:
-        new_corpus = np.concatenate([Familiarity.fit(x[names != c], y[names != c], components, seed).distances(x[names == c])
-                                     for c in sorted(set(names))])
-        by_corpus = float(np.quantile(new_corpus, pass_rate))
-        info |= {"corpus_cv_quantile": round(by_corpus, 4), "corpora": sorted(set(names))}
-        threshold = max(threshold, by_corpus)
+        parts, left = [], []
+        for c in sorted(set(names)):
+            others = names != c
+            if others.sum() < 3 or len(set(voice[others])) < 2:
+                continue  # too little speech without this corpus to stand for "a new corpus"
+            parts.append(Familiarity.fit(x[others], y[others], components, seed).distances(x[~others]))
+            left.append(c)
+        if parts:
+            by_corpus = float(np.quantile(np.concatenate(parts), pass_rate))
+            info |= {"corpus_cv_quantile": round(by_corpus, 4), "corpora": left}
+            threshold = max(threshold, by_corpus)
     return Familiarity.fit(x, y, components, seed).with_threshold(threshold, **info)
 
 

@@ -222,7 +222,7 @@ def train(
                   corpora=corpora)
         heads.append((True, spk_inputs))
     timings["epochs_s"] = time.perf_counter() - t0
-    if cfg.familiarity and isinstance(inputs, torch.Tensor):
+    if cfg.familiarity and cfg.finetune == "none" and isinstance(inputs, torch.Tensor):
         t0 = time.perf_counter()
         model.familiarity = familiarity_of(inputs, y, split, utts_all, log=log)
         timings["familiarity_s"] = time.perf_counter() - t0
