@@ -406,3 +406,11 @@ def test_cli_download_from_a_mirror_into_a_cache(to, cache, server, ravdess_zip,
     assert f"ravdess is in {to / 'ravdess'}" in capsys.readouterr().out
     assert len(list((to / "ravdess").rglob("*.wav"))) == len(RAVDESS_FILES)
     assert _leftovers(cache) == [ARCHIVE]
+
+
+def test_a_manual_corpus_downloads_from_a_mirror_url(to, cache, server, monkeypatch):
+    names = ["OAF_angry/OAF_back_angry.wav", "YAF_sad/YAF_back_sad.wav", "OAF_neutral/OAF_bar_neutral.wav"]
+    server.files["/tess-mirror.zip"] = _zip({n: b"RIFF" for n in names})
+    monkeypatch.setitem(dl.SOURCES, "tess", dataclasses.replace(dl.SOURCES["tess"], expected_files=3))
+    dest = _get("tess", to, cache, server, "/tess-mirror.zip")
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*.wav")) == sorted(names)
