@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ ray = pytest.importorskip("ray")
 
 from emovox.batch import read_dataset, run_batch  # noqa: E402
 from emovox.inference.recognizer import EmotionRecognizer  # noqa: E402
+from emovox.storage import text_name  # noqa: E402
 
 from helpers_models import quiet, tone_model, tone_signal  # noqa: E402
 
@@ -34,7 +36,7 @@ def rec(tmp_path_factory) -> EmotionRecognizer:
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """12 tone clips (known labels), a corrupt file, a noise file and a long recording with two emotions."""
+    """13 tone clips (known labels; one named in bytes that are not UTF-8), a corrupt file, a noise file and a long recording with two emotions."""
     root = tmp_path_factory.mktemp("archive")
     truth: dict[str, str] = {}
     for k in range(12):
@@ -42,6 +44,9 @@ def archive(tmp_path_factory) -> tuple[Path, dict[str, str]]:
         p = root / f"{k:02d}_{emo}.wav"
         sf.write(p, tone_signal(emo, 1.0 + 0.1 * k, seed=k), SR)
         truth[str(p)] = emo
+    odd = root / os.fsdecode(b"12_sad_caf\xe9.wav")  # a name that is not valid UTF-8
+    sf.write(os.fsencode(odd), tone_signal("sad", 1.3, seed=12), SR)
+    truth[text_name(odd)] = "sad"
     (root / "broken.wav").write_bytes(b"RIFF0000WAVEjunk")
     sf.write(root / "hiss.wav", 0.2 * np.random.default_rng(0).standard_normal(SR), SR)
     return root, truth
@@ -74,7 +79,7 @@ def test_ray_engine_gives_the_local_engines_rows(local_ray, rec, archive, tmp_pa
     root, truth = archive
     local = run_batch(rec, [root], tmp_path / "local", progress=False)
     on_ray = run_batch(rec, [root], tmp_path / "ray", engine="ray", batch_size=4, chunk=5, progress=False)
-    assert (on_ray.inputs, on_ray.annotated, on_ray.failed, on_ray.rows) == (local.inputs, local.annotated, 1, 14)
+    assert (on_ray.inputs, on_ray.annotated, on_ray.failed, on_ray.rows) == (local.inputs, local.annotated, 1, 15)
     a, b = _rows(tmp_path / "local"), _rows(tmp_path / "ray")
     _assert_same(a, b)
     assert all(b[p]["label"] == emo for p, emo in truth.items())
@@ -94,8 +99,8 @@ def test_ray_resumes_a_dataset_and_segments_match(local_ray, rec, archive, tmp_p
 
     assert main(["batch", "--engine", "ray", "--model", rec.origin["path"], "--quiet", str(root), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "14 input(s): 5 already in" in printed and "9 annotated (1 failed" in printed
-    assert len(_rows(out)) == 14
+    assert "15 input(s): 5 already in" in printed and "10 annotated (1 failed" in printed
+    assert len(_rows(out)) == 15
     assert run_batch(rec, [root], out, engine="ray", progress=False).annotated == 0
 
     talk = tmp_path / "talk.wav"

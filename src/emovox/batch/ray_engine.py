@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import AudioError, EmovoxError, ModelError, NoSpeechError, UnknownSoundError
 from ..model.familiar import unfamiliar
-from ..storage import run_id
+from ..storage import run_id, text_name
 from .rows import failed_inputs, file_duration, model_identity, output_schema
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def _decode(batch, frontend: Frontend, segments: bool):
     encoder: raw float32 bytes, shapes ``x_shape``) to a block of ``path, size, mtime_ns``."""
     import pyarrow as pa
 
-    paths = batch.column("path").to_pylist()
+    paths = [os.fsdecode(b) for b in batch.column("fs_path").to_pylist()]  # names as the filesystem holds them
     durations, errors, no_speech, xs, shapes = [], [], [], [], []
     for path in paths:
         durations.append(file_duration(path))
@@ -112,7 +112,8 @@ class _Predict:
             for r in records:
                 base = rows.base(r["path"], r["size"], r["mtime_ns"], r["duration"])
                 try:
-                    out += rows.timeline(base, self.rec.timeline(r["path"], vad=self.vad, speakers=rows.voices))
+                    out += rows.timeline(base, self.rec.timeline(os.fsdecode(r["fs_path"]), vad=self.vad,
+                                                                 speakers=rows.voices))
                 except AudioError as err:
                     out += rows.error(base, err)
             return pa.Table.from_pylist(out, schema=self.schema)
@@ -213,7 +214,9 @@ def run_ray(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[int,
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         actor_cpus = max(0.1, (cpus - decode_cpus) / n_actors)
         threads = threads_per_actor or max(1, math.ceil(actor_cpus))
-        records = [{"path": p, "size": stats[p][0], "mtime_ns": stats[p][1]} for p in todo]
+        # Arrow strings must be UTF-8: the name's bytes travel beside its text form (see storage.text_name)
+        records = [{"path": text_name(p), "fs_path": os.fsencode(p), "size": stats[p][0], "mtime_ns": stats[p][1]}
+                   for p in todo]
         ds = ray.data.from_items(records, override_num_blocks=max(1, math.ceil(len(records) / batch_size)))
         ds = ds.map_batches(_decode, batch_format="pyarrow", batch_size=batch_size, num_cpus=decode_cpus,
                             fn_kwargs={"frontend": rec.frontend, "segments": rows.segments})
