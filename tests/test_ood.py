@@ -283,3 +283,19 @@ def test_an_exported_network_still_gets_the_gate(tmp_path):
     with pytest.raises(UnknownSoundError):
         rec.predict(odd, sample_rate=16000)
     assert EmotionRecognizer.load(folder, ood_gate=False).predict(odd, sample_rate=16000).ood_score is None
+
+
+def test_a_live_stream_says_when_it_hears_something_unfamiliar(default_rec):
+    from emovox.audio import probes
+
+    gap = np.zeros(probes.RATE, np.float32)
+    stream = default_rec.stream(probes.RATE, vad="energy")  # silero would not even call it voice activity
+    events = []
+    for block in np.array_split(np.concatenate([gap, probes.chords(3.0), gap, gap]), 20):
+        events += stream.feed(block)
+    events += stream.close()
+    unknown = [ev for ev in events if ev.kind == "unknown"]
+    assert unknown and not [ev for ev in events if ev.kind == "segment"]
+    d = unknown[0].to_dict()
+    assert d["type"] == "unknown" and d["ood_score"] > 1 and d["end"] > d["start"]
+    assert stream.timeline().unknown

@@ -559,9 +559,11 @@ def cmd_listen(args) -> int:
 
     def show(events) -> None:
         for ev in events:
-            if ev.kind != "segment":
+            if ev.kind not in ("segment", "unknown"):
                 continue
-            if table:
+            if table and ev.kind == "unknown":
+                print(f"{ev.span[0]:>8.2f} {ev.span[1]:>8.2f}  not speech I know (ood_score {ev.ood_score:.2f})", flush=True)
+            elif table:
                 seg = ev.segment
                 print(f"{seg.start:>8.2f} {seg.end:>8.2f}  {seg.label:<9} {seg.confidence:>5.2f}  {seg.head}", flush=True)
             else:

@@ -77,11 +77,14 @@ class _Resampler:
 @dataclass(frozen=True)
 class StreamEvent:
     """What a stream noticed: ``speech_start`` / ``speech_end`` of a region (at ``time``, seconds into the
-    stream), or a classified ``segment`` (its window, label, probabilities and head)."""
+    stream), a classified ``segment`` (its window, label, probabilities and head), or an ``unknown`` window:
+    voice activity unlike all the speech the model knows (``span`` and its ``ood_score``), given no emotion."""
 
     kind: str
     time: float
     segment: Segment | None = None
+    span: tuple[float, float] | None = None
+    ood_score: float | None = None
 
     @property
     def adapted(self) -> bool:
@@ -95,6 +98,10 @@ class StreamEvent:
             s = self.segment
             out |= {"start": round(s.start, 3), "end": round(s.end, 3)} | scored(s.label, s.probabilities, threshold)
             out |= {"head": s.head, "adapted": self.adapted}
+        if self.span is not None:
+            out |= {"start": round(self.span[0], 3), "end": round(self.span[1], 3)}
+        if self.ood_score is not None:
+            out["ood_score"] = round(self.ood_score, 4)
         return out
 
 
@@ -272,6 +279,7 @@ class EmotionStream:
             ood = rec.ood_scores(v[None])
             if ood is not None and unfamiliar(ood[0]):  # unlike any speech the model knows: no segment, and it never
                 self.unknown.append((s, e))      # joins the speaker's statistics
+                events.append(StreamEvent("unknown", e, span=(s, e), ood_score=float(ood[0])))
                 continue
             p, head = rec.classify_known(v[None], SESSION if self.adapting else None, self.book)
             probs = {lab: float(x) for lab, x in zip(rec.labels, p[0])}
@@ -306,5 +314,5 @@ class EmotionStream:
 
 def _ordered(events: list[StreamEvent]) -> list[StreamEvent]:
     """Events by time; at one time a region's start before its segments before its end."""
-    rank = {"speech_start": 0, "segment": 1, "speech_end": 2}
+    rank = {"speech_start": 0, "segment": 1, "unknown": 1, "speech_end": 2}
     return sorted(events, key=lambda ev: (ev.time, rank[ev.kind]))

@@ -442,6 +442,10 @@
     } else if (ev.type === "speech_end") {
       session.regions.push({ start: session.open === null ? ev.time : session.open, end: ev.time });
       session.open = null;
+    } else if (ev.type === "unknown") {
+      liveLabel.textContent = "not speech I know";
+      liveLabel.style.color = "";
+      liveConfidence.textContent = `ood_score ${ev.ood_score.toFixed(2)}: unlike all the speech the model knows`;
     } else if (ev.type === "segment") {
       session.segments.push(ev);
       liveLabel.textContent = ev.label;
