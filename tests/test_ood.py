@@ -215,20 +215,26 @@ def test_timeline_leaves_unfamiliar_windows_out(default_rec):
 
 
 def _gated_copy(tmp_path, threshold_from_tones: bool, normalize: str = "none"):
-    """A random model whose gate knows synthetic tones (fitted on their vectors) and not a chirp (its threshold
-    between the two), saved."""
-    from helpers_models import random_model
+    """A seeded random model whose gate knows synthetic tones (fitted on their vectors) and not the probe farthest
+    from them (its threshold between the two), saved; returns ``(folder, that probe)``."""
+    import torch
+    from helpers_models import SMALL
 
     from conftest import tone
     from emovox.audio import probes
+    from emovox.features import FeatureConfig
     from emovox.inference import EmotionRecognizer
+    from emovox.model import EmotionClassifier
 
-    src = random_model(tmp_path, normalize=normalize)
-    model, features, _ = load_model(src)
+    torch.manual_seed(0)
+    model = EmotionClassifier("efficientnet_lite0", ["angry", "happy", "neutral", "sad"], weights=None, normalize=normalize)
+    features = FeatureConfig(**SMALL)
+    model.encoders[0].features = features
     rec = EmotionRecognizer(model)
-    items = [rec.featurize(tone(f0, 4.0, seconds=1.2, seed=s), 16000) for f0 in (180, 220, 260) for s in range(6)]
+    items = [rec.featurize(tone(f0, vib, seconds=1.2, seed=s), 16000)
+             for f0 in (160, 200, 240, 280) for vib in (3.0, 6.0) for s in range(8)]
     vecs = rec.vectors(items).numpy()
-    fam = Familiarity.fit(vecs, np.repeat([0, 1, 2], 6), components=4)
+    fam = Familiarity.fit(vecs, np.repeat([0, 1, 2, 3], 16), components=8)
     known = float(fam.distances(vecs).max())
     candidates = [probes.chirp(100, 7000, 2.0), probes.wave("square", 1000, 2.0), probes.noise("brown", 2.0),
                   probes.dtmf(), probes.chords(2.0)]
