@@ -12,7 +12,8 @@ timeline's speaker adaptation). Data: TESS + RAVDESS + nEMO.
 Held out, never trained on (the numbers of MODEL_CARD.md): RAVDESS actors 17-18 and 20 TESS words (all their
 files, both voices). Validation (temperature scaling of both heads): RAVDESS actors 15-16. The weights are
 written in fp16 to src/emovox/models/default/ (the encoder inside, so it works offline right after install;
-the ONNX export of the encoder is built on first use and cached), the metrics to
+the ONNX export of the encoder is built on first use and cached), with its familiarity gate (fitted by the
+training run on the training and validation speech; see bench/ood.py), the metrics to
 bench/results/default_model.json.
 
 ``--weights-dir``: a folder of local encoder copies (``$EMOVOX_WEIGHTS``; default ``$EMOVOX_WEIGHTS`` or
