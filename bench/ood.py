@@ -26,7 +26,6 @@ from emovox.audio import probes
 from emovox.corpora import load_corpus
 from emovox.errors import NoSpeechError
 from emovox.inference.recognizer import DEFAULT_MODEL, EmotionRecognizer
-from emovox.model import Familiarity
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -96,31 +95,18 @@ def long_table(rec: EmotionRecognizer, utts, per: int = 24, seed: int = 0) -> di
     return out
 
 
-def cross_validated(rec: EmotionRecognizer, model_dir: Path, utts, cuts: bool) -> dict:
+def cross_validated(rec: EmotionRecognizer, utts, cuts: bool) -> dict:
     """Pass rates at the model's threshold of the gate refitted without each speaker fold / each corpus."""
-    from sklearn.model_selection import GroupKFold
-
-    from emovox.training.data import model_inputs, prepare
-    from emovox.training.train import augment_inputs
+    from emovox.training.familiar import held_out_distances
+    from emovox.training.train import familiarity_vectors
 
     fam = rec.familiarity
-    data = prepare(utts, rec.model.encoders[0].preparer(), progress=False)
-    x = model_inputs(rec.model, data, progress=False).numpy()
-    used = list(data.utts)
-    if cuts:
-        cut = augment_inputs(rec.model, data, np.arange(len(used)), 1, progress=False, kind="cut")
-        x, used = np.concatenate([x, cut.vectors.numpy()]), used + list(cut.utts)
+    x, used = familiarity_vectors(rec.model, utts, cuts, progress=False)
     y = np.array([rec.labels.index(u.emotion) for u in used])
-    voice = np.array([u.speaker_key.split("~aug")[0] for u in used])
     corpus = np.array([u.corpus for u in used])
     is_cut = np.array(["~aug" in u.speaker_key for u in used])
-    k = fam.info.get("components", fam.components)
-    held = np.zeros(len(x))
-    for fit_rows, test_rows in GroupKFold(n_splits=6).split(x, groups=voice):
-        held[test_rows] = Familiarity.fit(x[fit_rows], y[fit_rows], k).distances(x[test_rows])
-    new_corpus = np.zeros(len(x))
-    for c in sorted(set(corpus)):
-        new_corpus[corpus == c] = Familiarity.fit(x[corpus != c], y[corpus != c], k).distances(x[corpus == c])
+    held, new_corpus, _ = held_out_distances(x, y, [u.speaker_key for u in used], corpus,
+                                             components=fam.info.get("components", fam.components))
     out = {}
     for c in sorted(set(corpus)):
         for part, rows in (("files", (corpus == c) & ~is_cut), ("cuts", (corpus == c) & is_cut)):
@@ -206,7 +192,7 @@ def main() -> None:
     if not args.no_cv:
         train_utts = [u for u in utts if u.speaker_key not in held_spk and f"{u.corpus}:{u.text}" not in held_words
                       and u.emotion in rec.labels]
-        cv = cross_validated(rec, args.model, train_utts, bool(training.get("timeline_cuts")))
+        cv = cross_validated(rec, train_utts, bool(training.get("timeline_cuts")))
         result["cross_validated"] = cv
         print(f"\n{'training speech, cross-validated':<32} {'n':>6} {'new speakers':>13} {'new corpus':>11}")
         for name, r in cv.items():

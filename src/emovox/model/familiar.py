@@ -75,10 +75,6 @@ class Familiarity:
         """``ood_score`` of each row: its distance as a multiple of the threshold (above 1: unfamiliar)."""
         return self.distances(vectors) / self.threshold
 
-    def unfamiliar(self, vectors: np.ndarray) -> np.ndarray:
-        """True for each row whose score is above 1, or not a number (a vector no speech gives)."""
-        return unfamiliar(self.score(vectors))
-
     def with_threshold(self, threshold: float, **info: Any) -> Familiarity:
         if not threshold > 0:
             raise ModelError(f"a familiarity threshold must be positive, not {threshold!r}")

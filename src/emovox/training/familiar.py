@@ -16,12 +16,13 @@ from ..errors import EmovoxError
 from ..model.familiar import COMPONENTS, PASS_RATE, Familiarity
 
 
-def fit_familiarity(vectors: np.ndarray, labels: Sequence[int] | np.ndarray, speakers: Sequence[str],
-                    corpora: Sequence[str] | None = None, *, components: int = COMPONENTS, folds: int = 6,
-                    pass_rate: float = PASS_RATE, seed: int = 0) -> Familiarity:
-    """Familiarity statistics of training ``vectors`` (with class ``labels``, the ``speakers`` of each and their
-    ``corpora``), its threshold set by cross-validation over speakers (and corpora). Augmented copies (speaker
-    ``"<speaker>~aug..."``) go with their source speaker."""
+def held_out_distances(vectors: np.ndarray, labels: Sequence[int] | np.ndarray, speakers: Sequence[str],
+                       corpora: Sequence[str] | None = None, *, components: int = COMPONENTS, folds: int = 6,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Each vector's distance from statistics fitted without its speaker's fold, and (with several ``corpora``)
+    without its whole corpus: ``(by_speaker, by_corpus, folds)``. ``by_corpus`` is NaN for a corpus without which
+    too little speech is left to fit, ``None`` with one corpus. Augmented copies (speaker ``"<speaker>~aug..."``)
+    go with their source speaker."""
     from sklearn.model_selection import GroupKFold
 
     x = np.asarray(vectors, dtype=np.float32)
@@ -32,26 +33,36 @@ def fit_familiarity(vectors: np.ndarray, labels: Sequence[int] | np.ndarray, spe
     k = min(folds, len(set(voice)))
     if k < 2:
         raise EmovoxError("a familiarity threshold needs training speech of at least 2 speakers")
-    held = np.zeros(len(x), dtype=np.float32)
+    by_speaker = np.zeros(len(x), dtype=np.float32)
     for fit_rows, test_rows in GroupKFold(n_splits=k).split(x, groups=voice):
-        held[test_rows] = Familiarity.fit(x[fit_rows], y[fit_rows], components, seed).distances(x[test_rows])
-    by_speaker = float(np.quantile(held, pass_rate))
-    info: dict = {"pass_rate": pass_rate, "speaker_folds": int(k), "speaker_cv_quantile": round(by_speaker, 4)}
-    threshold = by_speaker
+        by_speaker[test_rows] = Familiarity.fit(x[fit_rows], y[fit_rows], components, seed).distances(x[test_rows])
     names = np.array([str(c) for c in corpora]) if corpora is not None else None
-    if names is not None and len(set(names)) > 1:
-        parts, left = [], []
-        for c in sorted(set(names)):
-            others = names != c
-            if others.sum() < 3 or len(set(voice[others])) < 2:
-                continue  # too little speech without this corpus to stand for "a new corpus"
-            parts.append(Familiarity.fit(x[others], y[others], components, seed).distances(x[~others]))
-            left.append(c)
-        if parts:
-            by_corpus = float(np.quantile(np.concatenate(parts), pass_rate))
-            info |= {"corpus_cv_quantile": round(by_corpus, 4), "corpora": left}
-            threshold = max(threshold, by_corpus)
-    return Familiarity.fit(x, y, components, seed).with_threshold(threshold, **info)
+    if names is None or len(set(names)) < 2:
+        return by_speaker, None, k
+    by_corpus = np.full(len(x), np.nan, dtype=np.float32)
+    for c in sorted(set(names)):
+        others = names != c
+        if others.sum() >= 3 and len(set(voice[others])) >= 2:  # else too little speech stands for "a new corpus"
+            by_corpus[~others] = Familiarity.fit(x[others], y[others], components, seed).distances(x[~others])
+    return by_speaker, by_corpus, k
+
+
+def fit_familiarity(vectors: np.ndarray, labels: Sequence[int] | np.ndarray, speakers: Sequence[str],
+                    corpora: Sequence[str] | None = None, *, components: int = COMPONENTS, folds: int = 6,
+                    pass_rate: float = PASS_RATE, seed: int = 0) -> Familiarity:
+    """Familiarity statistics of training ``vectors`` (with class ``labels``, the ``speakers`` of each and their
+    ``corpora``), its threshold set by cross-validation over speakers (and corpora): see
+    :func:`held_out_distances`."""
+    by_speaker, by_corpus, k = held_out_distances(vectors, labels, speakers, corpora, components=components,
+                                                  folds=folds, seed=seed)
+    threshold = float(np.quantile(by_speaker, pass_rate))
+    info: dict = {"pass_rate": pass_rate, "speaker_folds": int(k), "speaker_cv_quantile": round(threshold, 4)}
+    if by_corpus is not None and np.isfinite(by_corpus).any():
+        scored = np.isfinite(by_corpus)
+        q = float(np.quantile(by_corpus[scored], pass_rate))
+        info |= {"corpus_cv_quantile": round(q, 4), "corpora": sorted({str(c) for c, s in zip(corpora, scored) if s})}
+        threshold = max(threshold, q)
+    return Familiarity.fit(vectors, labels, components, seed).with_threshold(threshold, **info)
 
 
 __all__ = ["fit_familiarity"]

@@ -266,6 +266,23 @@ def familiarity_of(inputs: torch.Tensor, y: torch.Tensor, split: Split, utts: Se
     return fam
 
 
+def familiarity_vectors(model: EmotionClassifier, utts: Sequence[Utterance], cuts: bool, *,
+                        cache_dir: str | Path | None = None, progress: bool = True,
+                        log: Log = print) -> tuple[np.ndarray, list[Utterance]]:
+    """The vectors a frozen-encoder ``model`` reads of the utterances with one of its labels (and, with ``cuts``, of
+    the timeline's cut of each, speaker ``"<speaker>~aug-cut"``), cached like training's, with their utterances."""
+    keep = [u for u in utts if u.emotion in model.labels]
+    if not keep:
+        raise EmovoxError(f"none of the {len(utts)} utterances has one of the model's labels ({', '.join(model.labels)})")
+    data = prepare(keep, model.encoders[0].preparer(), cache_dir=cache_dir, progress=progress, log=log)
+    x = model_inputs(model, data, progress=progress).numpy()
+    used = list(data.utts)
+    if cuts:
+        cut = augment_inputs(model, data, np.arange(len(used)), 1, progress=progress, kind="cut")
+        x, used = np.concatenate([x, cut.vectors.numpy()]), used + list(cut.utts)
+    return x, used
+
+
 def add_familiarity(directory: str | Path, utts: Sequence[Utterance], *, exclude: Sequence[str] = (),
                     exclude_texts: Sequence[str] = (), cuts: bool | None = None, cache_dir: str | Path | None = None,
                     progress: bool = True, log: Log = print) -> Familiarity:
@@ -282,17 +299,9 @@ def add_familiarity(directory: str | Path, utts: Sequence[Utterance], *, exclude
     if model.finetune != "none":
         raise EmovoxError(f"{directory}: a fine-tuned model's vectors are not cached; fit the gate when training it")
     skip, skip_texts = set(exclude), set(exclude_texts)
-    keep = [u for u in utts if u.emotion in model.labels and u.speaker_key not in skip
-            and f"{u.corpus}:{u.text}" not in skip_texts]
-    if not keep:
-        raise EmovoxError(f"none of the {len(utts)} utterances has one of the model's labels ({', '.join(model.labels)})")
-    data = prepare(keep, model.encoders[0].preparer(), cache_dir=cache_dir, progress=progress, log=log)
-    x = model_inputs(model, data, progress=progress).numpy()
-    used = list(data.utts)
-    if cuts if cuts is not None else bool(config.get("training", {}).get("timeline_cuts")):
-        cut = augment_inputs(model, data, np.arange(len(used)), 1, progress=progress, kind="cut")
-        x = np.concatenate([x, cut.vectors.numpy()])
-        used += list(cut.utts)
+    keep = [u for u in utts if u.speaker_key not in skip and f"{u.corpus}:{u.text}" not in skip_texts]
+    cuts = cuts if cuts is not None else bool(config.get("training", {}).get("timeline_cuts"))
+    x, used = familiarity_vectors(model, keep, cuts, cache_dir=cache_dir, progress=progress, log=log)
     y = np.array([model.labels.index(u.emotion) for u in used])
     fam = fit_familiarity(x, y, [u.speaker_key for u in used], [u.corpus for u in used])
     entry = save_familiarity(fam, directory)
