@@ -92,6 +92,8 @@ def main() -> None:
     ap.add_argument("--nemo", type=Path, default=SHARED / "data" / "nemo")
     ap.add_argument("--encoders", default="whisper_base", help="comma-separated encoder names (default: %(default)s)")
     ap.add_argument("--fusion", default="concat", choices=["concat", "average"])
+    ap.add_argument("--channels", type=int, default=2,
+                    help="channel copies of every training file: rooms, telephone, codecs, babble, noise (default: %(default)s)")
     ap.add_argument("--calibration", default="oof", choices=["validation", "oof"],
                     help="temperatures on out-of-fold logits of the training speakers (default) or on the validation actors")
     ap.add_argument("--weights-dir", default=os.environ.get("EMOVOX_WEIGHTS") or str(Path.home() / ".cache" / "emovox" / "weights"))
@@ -105,7 +107,7 @@ def main() -> None:
     words = held_out_words(utts)
     encoders = tuple(e.strip() for e in args.encoders.split(",") if e.strip())
     cfg = recipe_config("speech", encoders=encoders, fusion=args.fusion, calibration=args.calibration, split="speaker", test_speakers=TEST,
-                        val_speakers=VAL, test_texts=words, balance_corpora=True, seed=0)
+                        val_speakers=VAL, test_texts=words, balance_corpora=True, channels=args.channels, seed=0)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         summary = train(utts, Path(tmp) / "run", cfg, FeatureConfig())

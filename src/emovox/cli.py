@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--normalize", default=None, choices=NORMALIZE, help="speaker: also train a head on per-speaker normalised features, used by 'predict --same-speaker' and 'evaluate --speaker-norm' (robust: speaker)")
     t.add_argument("--timeline-cuts", action="store_true", default=None, help="also train on every training file as the timeline cuts it (its speech only): timeline segments then score like whole files (frozen backbone only; see README)")
     t.add_argument("--augment", type=int, default=None, metavar="K", help="add K seeded augmented copies (noise, gain, pitch, tempo) of every training file; frozen backbone only (robust: 2)")
+    t.add_argument("--channels", type=int, default=None, metavar="K", help="add K seeded channel copies of every training file: simulated rooms, telephone lines (GSM), MP3, babble of other training speakers, noise and chains of them, so the heads hold up on phone calls and rooms; frozen backbone only (speech: see the recipe)")
     t.add_argument("--solver", default=None, choices=["adam", "logreg"], help="fit the head with Adam epochs (best on validation) or as an L2 logistic regression (robust: logreg)")
     t.add_argument("--fusion", default=None, choices=["concat", "average"], help="several --encoders: one head over their concatenated vectors (concat), or one logistic regression per encoder with their logits averaged (average; --solver logreg) (default: concat)")
     t.add_argument("--calibration", default=None, choices=["validation", "oof"], help="fit the softmax temperatures on the validation part, or on out-of-fold logits of the training and validation speakers (oof: speaker-grouped folds; frozen encoders) (default: validation)")
@@ -283,7 +284,7 @@ def cmd_train(args) -> int:
     utts = _load_utts(args)
     weights = None if args.weights.lower() == "none" else args.weights
     chosen = {"encoders": tuple(e.strip() for e in args.encoders.split(",") if e.strip()) if args.encoders else None,
-              "backbone": args.backbone, "finetune": args.finetune, "normalize": args.normalize, "solver": args.solver, "augment": args.augment, "timeline_cuts": args.timeline_cuts, "balance": args.balance, "balance_corpora": args.balance_corpora,
+              "backbone": args.backbone, "finetune": args.finetune, "normalize": args.normalize, "solver": args.solver, "augment": args.augment, "channels": args.channels, "timeline_cuts": args.timeline_cuts, "balance": args.balance, "balance_corpora": args.balance_corpora,
               "fusion": args.fusion, "calibration": args.calibration, "acoustic": None if args.acoustic == "none" else args.acoustic}
     cfg = recipe_config(
         args.recipe, weights=weights, split=args.split,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -30,6 +30,9 @@ CHAIN_VERSION = "v1"
 CUT_VERSION = "v1"
 #: The speaker suffix of a timeline cut: normalised among the cuts of its speaker, as timeline segments are.
 CUT_SUFFIX = "~aug-cut"
+#: Bump when the training channels change (:data:`emovox.audio.channels.TRAINING_FAMILIES`): cached channel copies
+#: are keyed by it.
+CHANNEL_VERSION = "v1"
 
 
 def augmenter():
@@ -144,3 +147,72 @@ def augmented_copies(
     aug_utts, inputs, keys = augmented_inputs(utts, copies, preparers, cache_dir=cache_dir, workers=workers, progress=progress)
     funcs = inputs[1] if acoustic else [None] * len(aug_utts)
     return list(zip(aug_utts, inputs[0], funcs, keys))
+
+
+@dataclass(frozen=True)
+class VoicesOf:
+    """Babble for a channel copy: ``n`` files of *other* speakers of the training pool (never the talker's own)."""
+
+    paths: tuple[str, ...]
+    speakers: tuple[str, ...]
+    exclude: str = ""
+
+    def __call__(self, rng: np.random.Generator, n: int, sample_rate: int) -> list[np.ndarray]:
+        others = [i for i, s in enumerate(self.speakers) if s != self.exclude]
+        if not others:
+            raise EmovoxError("babble needs files of at least one other speaker")
+        return [load_audio(self.paths[i], sample_rate) for i in rng.choice(others, size=n, replace=len(others) < n)]
+
+
+def channel_signal(path: str | Path, copy: int, pool: VoicesOf, sample_rate: int = 16000) -> tuple[np.ndarray, str]:
+    """Channel copy ``copy`` of the file at ``path`` and the name of its channel: a family of
+    :data:`~emovox.audio.channels.TRAINING_FAMILIES` and its settings drawn from a seed of the file's content and the
+    copy number; babble from the other speakers of ``pool``."""
+    from ..audio.channels import training_channel
+
+    seed = (int(content_hash(path)[:8], 16) + 104729 * copy) % (2**32)
+    chan = training_channel(seed)
+    speaker = dict(zip(pool.paths, pool.speakers)).get(str(path), "")
+    return chan.apply(load_audio(path, sample_rate), sample_rate, seed + 1, replace(pool, exclude=speaker)), chan.name
+
+
+def input_of_channel(path: str, copy: int, pool: VoicesOf, prep: Preparer) -> np.ndarray:
+    """An encoder's input (through its preparer) of channel copy ``copy`` of ``path``."""
+    y, name = channel_signal(path, copy, pool, prep.sample_rate)
+    return prep(y, prep.sample_rate, f"{path} (channel copy {copy}: {name})")
+
+
+def channel_inputs(
+    utts: Sequence[Utterance], copies: int, preparers: Sequence[Preparer], *, cache_dir: Path | None = None,
+    workers: int | None = None, progress: bool = True,
+) -> tuple[list[Utterance], list[list[np.ndarray]], list[str | None]]:
+    """``(utterances, inputs per preparer, cache keys)`` of ``copies`` channel copies of every utterance (copy 1 of
+    each, then 2 ...): each through a room, a telephone line, a codec, babble of the other speakers of ``utts``,
+    noise or a chain of these (:func:`channel_signal`). A copy keeps its emotion; its speaker becomes
+    ``"<speaker>~aug-ch<k>"``, a voice heard through other channels, normalised as one speaker of its own."""
+    from ..audio import channels
+
+    channels._need("pyroomacoustics")  # fail early, with the install hint
+    channels._need("pedalboard")
+    paths = [u.path for u in utts]
+    pool = VoicesOf(tuple(str(p) for p in paths), tuple(u.speaker_key for u in utts))
+    from ..identity import digest
+
+    pool_id = digest(sorted(set(zip(pool.speakers, (content_hash(p)[:12] for p in pool.paths)))))[:12]
+    out_utts: list[Utterance] = []
+    out_inputs: list[list[np.ndarray]] = [[] for _ in preparers]
+    keys: list[str | None] = []
+    opts = dict(cache_dir=cache_dir, use_cache=cache_dir is not None, workers=workers, progress=progress)
+    for k in range(1, copies + 1):
+        ns = f"channel-{CHANNEL_VERSION}-{pool_id}/{k}"
+        done = [extract_arrays(paths, partial(input_of_channel, copy=k, pool=pool, prep=prep), f"{ns}/inputs/{prep.digest()}",
+                               desc=f"channel copy {k}", **opts) for prep in preparers]
+        errors = {i: e for ext in done for i, e in ext.errors.items()}
+        if errors:
+            raise EmovoxError("channel simulation failed: " + "; ".join(errors.values()))
+        for i, u in enumerate(utts):
+            out_utts.append(replace(u, speaker=f"{u.speaker}~aug-ch{k}"))
+            keys.append(f"{done[0].keys[i]}-ch{CHANNEL_VERSION}-{pool_id}-{k}" if done[0].keys[i] else None)
+        for column, ext in zip(out_inputs, done):
+            column.extend(ext.specs)
+    return out_utts, out_inputs, keys

@@ -52,6 +52,9 @@ class TrainConfig:
     logreg_c: float = 0.01
     #: seeded augmented copies of every training file (:mod:`emovox.augment`; frozen backbone only)
     augment: int = 0
+    #: seeded channel copies of every training file: each through a simulated room, telephone line, codec, babble
+    #: of other training speakers, noise or a chain of these (:mod:`emovox.audio.channels`; frozen backbone only)
+    channels: int = 0
     #: also train on every training file as the timeline cuts it (its voice-activity span): timeline segments
     #: then look like what the heads saw (frozen backbone only; measured in bench/window_match.py)
     timeline_cuts: bool = False
@@ -92,6 +95,10 @@ class TrainConfig:
             raise EmovoxError(f"solver must be one of {', '.join(SOLVER_NAMES)}, not {self.solver!r}")
         if self.augment < 0:
             raise EmovoxError(f"augment must be 0 or more copies, not {self.augment}")
+        if self.channels < 0:
+            raise EmovoxError(f"channels must be 0 or more copies, not {self.channels}")
+        if self.channels and self.finetune != "none":
+            raise EmovoxError("channel copies add vectors of a frozen backbone (finetune='none')")
         if self.timeline_cuts and self.finetune != "none":
             raise EmovoxError("timeline_cuts adds vectors of a frozen backbone (finetune='none')")
         if self.schedule not in SCHEDULES:

@@ -65,8 +65,10 @@ def augment_inputs(
 ) -> Augmented:
     """Vectors of ``copies`` augmented copies of the prepared utterances ``idx`` (every encoder's input through its
     preparer; inputs and vectors cached like the originals'). ``kind="cut"``: one copy, the timeline's cut of each
-    (:func:`~emovox.training.augment.cut_inputs`). ``tag`` is accepted for compatibility."""
-    from .augment import augmented_inputs, cut_inputs
+    (:func:`~emovox.training.augment.cut_inputs`); ``kind="channel"``: copies through simulated rooms, telephone
+    lines, codecs, babble and noise (:func:`~emovox.training.augment.channel_inputs`). ``tag`` is accepted for
+    compatibility."""
+    from .augment import augmented_inputs, channel_inputs, cut_inputs
 
     del tag
     if model.finetune != "none":
@@ -77,6 +79,9 @@ def augment_inputs(
         copies = 1
         utts, inputs, keys = cut_inputs([data.utts[i] for i in source], preparers, cache_dir=data.cache_root,
                                         progress=progress)
+    elif kind == "channel":
+        utts, inputs, keys = channel_inputs([data.utts[i] for i in source], copies, preparers, cache_dir=data.cache_root,
+                                            progress=progress)
     else:
         utts, inputs, keys = augmented_inputs([data.utts[i] for i in source], copies, preparers,
                                               cache_dir=data.cache_root, progress=progress)
@@ -199,14 +204,19 @@ def train(
     if cfg.finetune != "all":
         timings["backbone_pass_s"] = time.perf_counter() - t0
     utts_all = list(data.utts)
-    if cfg.augment or cfg.timeline_cuts:
+    if cfg.augment or cfg.timeline_cuts or cfg.channels:
         t0 = time.perf_counter()
         extra = [augment_inputs(model, data, split.train, cfg.augment, progress=progress)] if cfg.augment else []
         extra += [augment_inputs(model, data, split.train, 1, progress=progress, kind="cut")] if cfg.timeline_cuts else []
+        if cfg.channels:
+            t1 = time.perf_counter()
+            extra.append(augment_inputs(model, data, split.train, cfg.channels, progress=progress, kind="channel"))
+            timings["channels_s"] = time.perf_counter() - t1
         for aug in extra:
             inputs, y, utts_all, split = with_augmented(inputs, y, utts_all, split, aug)
         timings["augment_s"] = time.perf_counter() - t0
         what = ([f"{cfg.augment} augmented copy(ies)"] if cfg.augment else []) + (["the timeline's cut"] if cfg.timeline_cuts else [])
+        what += [f"{cfg.channels} channel copy(ies)"] if cfg.channels else []
         log(f"added {' and '.join(what)} of each training file: {split.sizes()}")
     t0 = time.perf_counter()
     corpora = [u.corpus for u in utts_all]
