@@ -80,6 +80,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .audio.channels import CHANNELS  # numpy only: --help stays quick
     from .encoders.functionals import ACOUSTIC_SETS
     from .encoders.image import BACKBONES as REGISTRY
     from .encoders.speech import NAMED as SPEECH_ENCODERS
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--speaker-norm", action="store_true", help="normalise each speaker's recordings together and score the speaker-normalised head (models trained with --normalize speaker, e.g. --recipe robust)")
     e.add_argument("--restrict-labels", action="store_true", help="also score with the prediction restricted to the labels the corpus uses (e.g. a 6-emotion corpus scored by an 8-emotion model), reported beside the unrestricted score")
     e.add_argument("--confusion", type=Path, help="save the confusion matrix as this PNG (default: next to --json)")
+    e.add_argument("--channel", default=None, choices=list(CHANNELS), help="first pass every file through a simulated recording channel: telephone (300-3400 Hz + GSM), mp3, room (RT60 0.4-0.8 s, 1.5-3 m), babble (3 other voices of the corpus, 10 dB), noise, narrowband, room+noise, far (room + babble + telephone); seeded, cached (needs emovox[augment])")
 
     p = sub.add_parser("predict", help="predict the emotion of audio files", description="Predict the emotion of audio files or every audio file in folders. Unreadable files are reported on stderr and skipped; the exit status is 1 if any file failed.")
     p.add_argument("inputs", nargs="+", metavar="FILE", help="audio files or folders")
@@ -319,7 +321,9 @@ def cmd_evaluate(args) -> int:
     rec = EmotionRecognizer.load(args.model)
     utts = _load_utts(args)
     m = evaluate(rec, utts, workers=args.workers, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.quiet,
-                     speaker_norm=args.speaker_norm, restrict_labels=args.restrict_labels)
+                     speaker_norm=args.speaker_norm, restrict_labels=args.restrict_labels, channel=args.channel)
+    if args.channel:
+        print(f"through the simulated channel: {args.channel}")
     for err in m["skipped"]:
         print(f"skipped: {err}", file=sys.stderr)
     print(("all labels: " if args.restrict_labels else "") + format_metrics(m))

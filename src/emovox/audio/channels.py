@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-from scipy import signal as sps
 
 from ..errors import EmovoxError
 
@@ -108,7 +107,9 @@ class Room:
         rt60 = round(float(rng.uniform(*self.rt60)), 1)
         dist = round(float(rng.uniform(*self.distance)), 1)
         h = room_response(int(rng.integers(self.rooms)), rt60, dist, sr)
-        out = sps.fftconvolve(y, h)[: len(y)]
+        from scipy.signal import fftconvolve
+
+        out = fftconvolve(y, h)[: len(y)]
         return (out * (_rms(y) / (_rms(out) or 1.0))).astype(np.float32)
 
 

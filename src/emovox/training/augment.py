@@ -216,3 +216,39 @@ def channel_inputs(
         for column, ext in zip(out_inputs, done):
             column.extend(ext.specs)
     return out_utts, out_inputs, keys
+
+
+def channel_vectors(model, data, name: str, *, rows: Sequence[int] | None = None, seed: int = 0,
+                    progress: bool = True) -> np.ndarray:
+    """What a frozen-encoder ``model``'s heads read of the prepared utterances ``rows`` (default: all) of ``data``
+    heard through the channel ``name`` of :data:`emovox.audio.channels.CHANNELS` (``"clean"``: as recorded), each
+    copy seeded by the file's content and ``seed``, babble drawn from the other speakers among ``rows``; cached
+    like every encoder vector. For scoring a model on a channel (``emovox evaluate --channel``, benchmarks)."""
+    from ..audio.channels import channel
+    from .data import encoder_vectors, encoder_inputs
+
+    chan = channel(name)
+    rows = np.arange(len(data.utts)) if rows is None else np.asarray(rows, dtype=np.int64)
+    speakers = [data.utts[i].speaker_key for i in rows]
+    seeds = [(int((data.keys[i] or content_hash(data.utts[i].path))[:8], 16) + 7919 * seed) % (2**32) for i in rows]
+    parts = []
+    for enc in model.encoders:
+        prep = enc.preparer()
+        if name == "clean":
+            keys = [data.keys[i] for i in rows]
+            parts.append(encoder_vectors(enc, keys, lambda todo, enc=enc: encoder_inputs(enc, data, [int(rows[t]) for t in todo],
+                                                                                        progress=progress),
+                                         data.cache_root, progress=progress))
+            continue
+
+        def inputs(todo, prep=prep):
+            for t in todo:
+                others = [k for k, s in enumerate(speakers) if s != speakers[t]] or [k for k in range(len(rows)) if k != t]
+                pool = VoicesOf(tuple(str(data.utts[int(rows[k])].path) for k in others), ("other",) * len(others)) if others else None
+                path = data.utts[int(rows[t])].path
+                y = chan.apply(load_audio(path, prep.sample_rate), prep.sample_rate, seeds[t], pool)
+                yield prep(y, prep.sample_rate, f"{path} ({name})")
+
+        keys = [f"{data.keys[i]}-channel-{name}-{CHANNEL_VERSION}-{seed}" if data.keys[i] else None for i in rows]
+        parts.append(encoder_vectors(enc, keys, inputs, data.cache_root, progress=progress))
+    return np.concatenate(parts, axis=1)
