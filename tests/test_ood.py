@@ -305,3 +305,53 @@ def test_a_live_stream_says_when_it_hears_something_unfamiliar(default_rec):
     d = unknown[0].to_dict()
     assert d["type"] == "unknown" and d["ood_score"] > 1 and d["end"] > d["start"]
     assert stream.timeline().unknown
+
+
+def test_second_opinion_raises_the_threshold_only_for_confirmed_speech():
+    rng = np.random.default_rng(0)
+    fam = Familiarity.fit(rng.standard_normal((80, 6)).astype(np.float32), rng.integers(0, 2, 80), components=4)
+    assert fam.speech_ceiling == 1.0  # models saved before the second opinion: none
+    scores = np.array([0.5, 1.5, 2.9, 3.5, 1.2], np.float32)
+    np.testing.assert_array_equal(fam.second_opinion(scores, lambda i: True), scores)
+    asked = []
+    ceil = fam.with_info(speech_ceiling=3.0)
+
+    def speech(i):
+        asked.append(i)
+        return i != 4
+
+    out = ceil.second_opinion(scores, speech)
+    assert asked == [1, 2, 4]  # only the unfamiliar ones under the ceiling are checked (the detector costs time)
+    np.testing.assert_allclose(out, [0.5, 0.5, 2.9 / 3, 3.5, 1.2], rtol=1e-6)
+    for bad in (0.5, "3", True, float("nan"), 1e9):
+        with pytest.raises(ModelError, match="speech_ceiling"):
+            fam.with_info(speech_ceiling=bad).speech_ceiling
+
+
+def test_bundled_gate_asks_the_speech_detector_before_refusing(default_rec):
+    """Real speech that lies a little further out than the threshold passes when silero hears speech in it; a tone
+    at the same distance does not."""
+    pytest.importorskip("silero_vad")
+    from emovox.audio import load_audio, probes
+
+    clip = Path(__file__).resolve().parents[1] / "examples" / "03-01-05-02-01-01-17.flac"
+    rec = default_rec
+    fam = rec.familiarity
+    speech = rec.featurize(load_audio(clip, 16000), 16000)
+    tone = rec.featurize(probes.tone(440.0), probes.RATE)
+    raw = fam.distances(rec.vectors([speech, tone]).numpy())
+    try:
+        for item, d in ((speech, raw[0]), (tone, raw[1])):
+            rec.familiarity = fam.with_threshold(d / 2.0).with_info(speech_ceiling=1.0)  # scores 2: refused
+            assert rec.assess([item])[1][0] == pytest.approx(2.0, rel=1e-3)
+            rec.familiarity = fam.with_threshold(d / 2.0).with_info(speech_ceiling=3.0)
+            score = rec.assess([item])[1][0]
+            if item is speech:
+                assert score == pytest.approx(2.0 / 3.0, rel=1e-3)
+                assert rec.predict(load_audio(clip, 16000), sample_rate=16000).label == "angry"
+            else:
+                assert score == pytest.approx(2.0, rel=1e-3)  # the detector hears no speech in a tone
+                with pytest.raises(UnknownSoundError):
+                    rec.predict(probes.tone(440.0), sample_rate=probes.RATE)
+    finally:
+        rec.familiarity = fam

@@ -131,7 +131,7 @@ class EmotionStream:
         self._audio_start = 0
         self._pending: list[tuple[float, float]] = []  # windows cut, waiting for their audio
         self._given: dict[float, int] = {}  # region start -> windows of it already queued
-        self._ahead: dict[tuple[float, float], np.ndarray] = {}  # a region's likely last window, encoded early
+        self._ahead: dict[tuple[float, float], tuple[np.ndarray, Any]] = {}  # a region's likely last window, encoded early
         self._announced: set[float] = set()
         self.regions: list[tuple[float, float]] = []  # final speech regions
         self.segments: list[Segment] = []
@@ -253,8 +253,8 @@ class EmotionStream:
         ready, self._pending = self._pending[:k], self._pending[k:]
         return ready
 
-    def _vectors(self, spans: list[tuple[float, float]]) -> list[tuple[tuple[float, float], np.ndarray]]:
-        """``(window, vector)`` of each window whose audio is usable (computed ahead of time or now)."""
+    def _vectors(self, spans: list[tuple[float, float]]) -> list[tuple[tuple[float, float], tuple[np.ndarray, Any]]]:
+        """``(window, (vector, prepared input))`` of each window whose audio is usable (computed ahead of time or now)."""
         rec, out, todo, items = self.recognizer, [], [], []
         for s, e in spans:
             if (s, e) in self._ahead:
@@ -270,13 +270,13 @@ class EmotionStream:
                 continue  # a window that is silent after all: no prediction for it (as in the file timeline)
             todo.append((s, e))
         if items:
-            out += list(zip(todo, rec.vectors(items, self.options.batch_size).numpy()))
+            out += list(zip(todo, zip(rec.vectors(items, self.options.batch_size).numpy(), items)))
         return sorted(out, key=lambda sv: sv[0])
 
     def _classify(self, spans: list[tuple[float, float]]) -> list[StreamEvent]:
         rec, events = self.recognizer, []
-        for (s, e), v in self._vectors(spans):
-            ood = rec.ood_scores(v[None])
+        for (s, e), (v, item) in self._vectors(spans):
+            ood = rec.ood_of([item], v[None])
             if ood is not None and unfamiliar(ood[0]):  # unlike any speech the model knows: no segment, and it never
                 self.unknown.append((s, e))      # joins the speaker's statistics
                 events.append(StreamEvent("unknown", e, span=(s, e), ood_score=float(ood[0])))

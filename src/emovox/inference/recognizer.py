@@ -20,7 +20,7 @@ from ..audio.vad import MIN_SPEECH_S, SPEECH_GATES
 from ..corpora.base import AUDIO_EXTENSIONS, audio_files
 from ..errors import AudioError, EmovoxError, ModelError, NoSpeechError, UnknownSoundError
 from ..model import EmotionClassifier, load_model
-from ..model.familiar import unfamiliar
+from ..model.familiar import CONFIRM_SPEECH_S, unfamiliar
 from ..model.hub import is_hub_model, load_hub_model
 from .engine import Engine, OnnxEngine, TorchEngine, select_engine
 from .frontend import Frontend, Prepared
@@ -88,6 +88,7 @@ class EmotionRecognizer:
         #: saved without familiarity statistics; :attr:`ood_note` says which)
         self.familiarity = model.familiarity if ood_gate else None
         self.ood_note: str | None = None
+        self._said_no_second_opinion = False
         if ood_gate and model.familiarity is None:
             self.ood_note = ("this model has no familiarity statistics (saved before emovox fitted them, or fine-tuned): "
                              "inputs unlike any speech it knows (tones, music, noise) still get an emotion; re-train it to "
@@ -252,7 +253,29 @@ class EmotionRecognizer:
                 crops.append(Prepared(cut, getattr(item, "source", "<array>")))
         if crops:
             vectors[long_rows] = self.model.vectors(self._columns(crops)).numpy()
-        return self.familiarity.score(vectors)
+        scores = self.familiarity.score(vectors)
+        return self.familiarity.second_opinion(scores, lambda i: self.sounds_like_speech(items[i]))
+
+    def sounds_like_speech(self, item: Item) -> bool:
+        """The second opinion of the familiarity gate: whether the neural voice-activity detector (silero) hears at
+        least :data:`~emovox.model.familiar.CONFIRM_SPEECH_S` of speech in the input's waveform (False when
+        silero-vad is not installed, or the model reads no waveform)."""
+        from ..audio.vad import check_speech, silero_available
+
+        inputs = item.inputs if isinstance(item, Prepared) else (item,)
+        wave = next(((x, p.sample_rate) for x, p in zip(inputs, self.frontend.preparers) if x.ndim == 1), None)
+        if wave is None or not silero_available():
+            if not self._said_no_second_opinion:
+                self._said_no_second_opinion = True
+                warnings.warn("the familiarity gate's second opinion needs silero-vad (pip install 'emovox[vad]'): "
+                              "speech far from the training speech (phone lines, rooms, other corpora) is refused more "
+                              "often without it", stacklevel=3)
+            return False
+        try:
+            check_speech(wave[0], wave[1], "silero", CONFIRM_SPEECH_S, getattr(item, "source", "<array>"))
+        except NoSpeechError:
+            return False
+        return True
 
     def vectors(self, items: Sequence[Item], batch_size: int = 32) -> torch.Tensor:
         """What the heads read, ``(n, vector_dim)``, of :meth:`featurize` results (see :meth:`classify`)."""

@@ -18,7 +18,7 @@ one ``k x dim`` matrix product (well under a millisecond).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,8 @@ FAMILIARITY_FILE = "familiarity.safetensors"
 COMPONENTS = 256
 #: the share of held-out speech the threshold lets through
 PASS_RATE = 0.995
+#: seconds of speech the neural voice-activity detector must hear for its second opinion to count
+CONFIRM_SPEECH_S = 0.25
 
 
 def unfamiliar(scores: np.ndarray) -> np.ndarray:
@@ -75,10 +77,37 @@ class Familiarity:
         """``ood_score`` of each row: its distance as a multiple of the threshold (above 1: unfamiliar)."""
         return self.distances(vectors) / self.threshold
 
+    @property
+    def speech_ceiling(self) -> float:
+        """How many times the threshold an input that the neural voice-activity detector hears as speech may lie
+        from the training speech and still pass (``info["speech_ceiling"]``; 1: no second opinion). Speech through
+        a telephone line, a room or a crowd, and speech of new corpora, lies further out than acted studio speech,
+        while tones, chords and noise, which the detector does not call speech, stay refused at the threshold."""
+        ceiling = self.info.get("speech_ceiling", 1.0)
+        if isinstance(ceiling, bool) or not isinstance(ceiling, (int, float)) or not 1.0 <= ceiling <= 100.0:
+            raise ModelError(f"familiarity 'speech_ceiling' must be a number from 1 to 100, not {ceiling!r}")
+        return float(ceiling)
+
+    def second_opinion(self, scores: np.ndarray, is_speech: Callable[[int], bool]) -> np.ndarray:
+        """``scores`` with those between 1 and :attr:`speech_ceiling` whose input ``is_speech(row)`` says is speech
+        divided by the ceiling: judged against the higher threshold that applies to confirmed speech (so above 1
+        still means unfamiliar)."""
+        out = np.array(scores, dtype=np.float32, copy=True)
+        ceiling = self.speech_ceiling
+        if ceiling <= 1.0:
+            return out
+        for i in np.flatnonzero((out > 1.0) & (out <= ceiling)):
+            if is_speech(int(i)):
+                out[i] /= ceiling
+        return out
+
     def with_threshold(self, threshold: float, **info: Any) -> Familiarity:
         if not threshold > 0:
             raise ModelError(f"a familiarity threshold must be positive, not {threshold!r}")
         return Familiarity(self.mean, self.projection, self.class_means, float(threshold), self.info | info)
+
+    def with_info(self, **info: Any) -> Familiarity:
+        return Familiarity(self.mean, self.projection, self.class_means, self.threshold, self.info | info)
 
     # -- fitting and saving ----------------------------------------------------
     @classmethod
@@ -140,4 +169,4 @@ class Familiarity:
         return cls(mean, proj, means, threshold, dict(info or {}))
 
 
-__all__ = ["COMPONENTS", "FAMILIARITY_FILE", "PASS_RATE", "Familiarity", "unfamiliar"]
+__all__ = ["COMPONENTS", "CONFIRM_SPEECH_S", "FAMILIARITY_FILE", "PASS_RATE", "Familiarity", "unfamiliar"]
