@@ -32,6 +32,8 @@ FAMILIARITY_FILE = "familiarity.safetensors"
 COMPONENTS = 256
 #: the share of held-out speech the threshold lets through
 PASS_RATE = 0.995
+#: the share of held-out speech (new speakers, new corpora, channels) under the ceiling of the second opinion
+CONFIRMED_RATE = 0.999
 #: seconds of speech the neural voice-activity detector must hear for its second opinion to count
 CONFIRM_SPEECH_S = 0.25
 
@@ -169,4 +171,4 @@ class Familiarity:
         return cls(mean, proj, means, threshold, dict(info or {}))
 
 
-__all__ = ["COMPONENTS", "CONFIRM_SPEECH_S", "FAMILIARITY_FILE", "PASS_RATE", "Familiarity", "unfamiliar"]
+__all__ = ["COMPONENTS", "CONFIRMED_RATE", "CONFIRM_SPEECH_S", "FAMILIARITY_FILE", "PASS_RATE", "Familiarity", "unfamiliar"]

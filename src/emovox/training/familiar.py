@@ -4,7 +4,10 @@ The threshold is what held-out speech scores, not training speech: the speakers 
 are fitted without each fold's speakers and score them; with several corpora, also without each whole corpus
 (new recording conditions, new languages). The threshold is the larger of the two :data:`PASS_RATE` quantiles,
 so at least that share of speech from new speakers, and from a new corpus, still passes. The statistics kept
-are then fitted on all the vectors.
+are then fitted on all the vectors. Channel copies of the training files (rooms, telephone lines, babble: speaker
+``"<speaker>~aug-ch<k>"``) count as their speaker's speech, so the threshold is also what held-out speech through
+those channels scores. Beyond it, up to the ``speech_ceiling`` (where :data:`CONFIRMED_RATE` of the held-out
+speech lies), an input passes when the neural voice-activity detector hears speech in it.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import EmovoxError
-from ..model.familiar import COMPONENTS, PASS_RATE, Familiarity
+from ..model.familiar import COMPONENTS, CONFIRMED_RATE, PASS_RATE, Familiarity
 
 
 def held_out_distances(vectors: np.ndarray, labels: Sequence[int] | np.ndarray, speakers: Sequence[str],
@@ -49,19 +52,27 @@ def held_out_distances(vectors: np.ndarray, labels: Sequence[int] | np.ndarray, 
 
 def fit_familiarity(vectors: np.ndarray, labels: Sequence[int] | np.ndarray, speakers: Sequence[str],
                     corpora: Sequence[str] | None = None, *, components: int = COMPONENTS, folds: int = 6,
-                    pass_rate: float = PASS_RATE, seed: int = 0) -> Familiarity:
+                    pass_rate: float = PASS_RATE, confirmed_rate: float | None = CONFIRMED_RATE,
+                    seed: int = 0) -> Familiarity:
     """Familiarity statistics of training ``vectors`` (with class ``labels``, the ``speakers`` of each and their
     ``corpora``), its threshold set by cross-validation over speakers (and corpora): see
-    :func:`held_out_distances`."""
+    :func:`held_out_distances`. Its ``speech_ceiling`` (the second opinion, see
+    :attr:`~emovox.model.familiar.Familiarity.speech_ceiling`): the ``confirmed_rate`` quantile of the same held-out
+    distances, as a multiple of the threshold (``None``: no second opinion)."""
     by_speaker, by_corpus, k = held_out_distances(vectors, labels, speakers, corpora, components=components,
                                                   folds=folds, seed=seed)
     threshold = float(np.quantile(by_speaker, pass_rate))
     info: dict = {"pass_rate": pass_rate, "speaker_folds": int(k), "speaker_cv_quantile": round(threshold, 4)}
+    held = [by_speaker]
     if by_corpus is not None and np.isfinite(by_corpus).any():
         scored = np.isfinite(by_corpus)
         q = float(np.quantile(by_corpus[scored], pass_rate))
         info |= {"corpus_cv_quantile": round(q, 4), "corpora": sorted({str(c) for c, s in zip(corpora, scored) if s})}
         threshold = max(threshold, q)
+        held.append(by_corpus[scored])
+    if confirmed_rate is not None:
+        far = max(float(np.quantile(d, confirmed_rate)) for d in held)
+        info |= {"confirmed_rate": confirmed_rate, "speech_ceiling": round(max(1.0, far / threshold), 3)}
     return Familiarity.fit(vectors, labels, components, seed).with_threshold(threshold, **info)
 
 

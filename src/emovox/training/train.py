@@ -272,35 +272,43 @@ def familiarity_of(inputs: torch.Tensor, y: torch.Tensor, split: Split, utts: Se
         log(f"no familiarity gate: {err}")
         return None
     log(f"familiarity gate: {fam.components} directions, threshold {fam.threshold:.3g} "
-        f"(99.5 % of held-out speakers' speech below it)")
+        f"(99.5 % of held-out speakers' speech below it), speech ceiling {fam.speech_ceiling:.3g}")
     return fam
 
 
-def familiarity_vectors(model: EmotionClassifier, utts: Sequence[Utterance], cuts: bool, *,
-                        cache_dir: str | Path | None = None, progress: bool = True,
+def familiarity_vectors(model: EmotionClassifier, utts: Sequence[Utterance], cuts: bool, *, channels: int = 0,
+                        channel_exclude: Sequence[str] = (), cache_dir: str | Path | None = None, progress: bool = True,
                         log: Log = print) -> tuple[np.ndarray, list[Utterance]]:
     """The vectors a frozen-encoder ``model`` reads of the utterances with one of its labels (and, with ``cuts``, of
-    the timeline's cut of each, speaker ``"<speaker>~aug-cut"``), cached like training's, with their utterances."""
+    the timeline's cut of each, speaker ``"<speaker>~aug-cut"``; with ``channels``, of that many channel copies of
+    each whose speaker is not in ``channel_exclude``, the validation speakers, as training makes them), cached like
+    training's, with their utterances."""
     keep = [u for u in utts if u.emotion in model.labels]
     if not keep:
         raise EmovoxError(f"none of the {len(utts)} utterances has one of the model's labels ({', '.join(model.labels)})")
     data = prepare(keep, model.encoders[0].preparer(), cache_dir=cache_dir, progress=progress, log=log)
     x = model_inputs(model, data, progress=progress).numpy()
     used = list(data.utts)
-    if cuts:
-        cut = augment_inputs(model, data, np.arange(len(used)), 1, progress=progress, kind="cut")
-        x, used = np.concatenate([x, cut.vectors.numpy()]), used + list(cut.utts)
+    extra = [augment_inputs(model, data, np.arange(len(used)), 1, progress=progress, kind="cut")] if cuts else []
+    if channels:
+        skip = set(channel_exclude)
+        rows = [i for i, u in enumerate(used) if u.speaker_key not in skip]
+        extra.append(augment_inputs(model, data, rows, channels, progress=progress, kind="channel"))
+    for aug in extra:
+        x, used = np.concatenate([x, aug.vectors.numpy()]), used + list(aug.utts)
     return x, used
 
 
 def add_familiarity(directory: str | Path, utts: Sequence[Utterance], *, exclude: Sequence[str] = (),
-                    exclude_texts: Sequence[str] = (), cuts: bool | None = None, cache_dir: str | Path | None = None,
-                    progress: bool = True, log: Log = print) -> Familiarity:
+                    exclude_texts: Sequence[str] = (), cuts: bool | None = None, channels: int | None = None,
+                    cache_dir: str | Path | None = None, progress: bool = True, log: Log = print) -> Familiarity:
     """Fit the familiarity gate of an existing model folder on (some of) the speech it was trained on and write it
     there (``familiarity.safetensors`` + its ``config.json`` entry; the weights are not touched).
 
     ``exclude``: speaker keys left out (held-out test speakers); ``exclude_texts``: ``corpus:text`` left out;
-    ``cuts``: also the timeline's cut of each file (default: as the model was trained, ``timeline_cuts``)."""
+    ``cuts``: also the timeline's cut of each file, ``channels``: that many channel copies of each training file
+    (defaults for both: as the model was trained, ``timeline_cuts`` and ``channels``; the validation speakers get
+    no channel copies, as in training)."""
     from ..model import CONFIG_FILE, load_model
     from ..model.io import save_familiarity
 
@@ -310,15 +318,18 @@ def add_familiarity(directory: str | Path, utts: Sequence[Utterance], *, exclude
         raise EmovoxError(f"{directory}: a fine-tuned model's vectors are not cached; fit the gate when training it")
     skip, skip_texts = set(exclude), set(exclude_texts)
     keep = [u for u in utts if u.speaker_key not in skip and f"{u.corpus}:{u.text}" not in skip_texts]
-    cuts = cuts if cuts is not None else bool(config.get("training", {}).get("timeline_cuts"))
-    x, used = familiarity_vectors(model, keep, cuts, cache_dir=cache_dir, progress=progress, log=log)
+    training = config.get("training", {})
+    cuts = cuts if cuts is not None else bool(training.get("timeline_cuts"))
+    channels = channels if channels is not None else int(training.get("channels") or 0)
+    x, used = familiarity_vectors(model, keep, cuts, channels=channels, channel_exclude=training.get("val_speakers") or (),
+                                  cache_dir=cache_dir, progress=progress, log=log)
     y = np.array([model.labels.index(u.emotion) for u in used])
     fam = fit_familiarity(x, y, [u.speaker_key for u in used], [u.corpus for u in used])
     entry = save_familiarity(fam, directory)
     raw = json.loads((directory / CONFIG_FILE).read_text())
     (directory / CONFIG_FILE).write_text(json.dumps(raw | {"familiarity": entry}, indent=2) + "\n")
     log(f"{directory}: familiarity gate fitted on {len(x)} vectors of {len({u.speaker_key.split('~aug')[0] for u in used})} "
-        f"speakers; threshold {fam.threshold:.3g}")
+        f"speakers; threshold {fam.threshold:.3g}, speech ceiling {fam.speech_ceiling:.3g}")
     return fam
 
 
