@@ -241,14 +241,16 @@ def channel_vectors(model, data, name: str, *, rows: Sequence[int] | None = None
                                          data.cache_root, progress=progress))
             continue
 
+        pool = VoicesOf(tuple(str(data.utts[int(i)].path) for i in rows), tuple(speakers))
+        alone = len(set(speakers)) < 2  # one speaker: babble of their other recordings
+
         def inputs(todo, prep=prep):
             for t in todo:
-                others = [k for k, s in enumerate(speakers) if s != speakers[t]] or [k for k in range(len(rows)) if k != t]
-                pool = VoicesOf(tuple(str(data.utts[int(rows[k])].path) for k in others), ("other",) * len(others)) if others else None
                 path = data.utts[int(rows[t])].path
-                y = chan.apply(load_audio(path, prep.sample_rate), prep.sample_rate, seeds[t], pool)
+                voices = replace(pool, exclude="" if alone else speakers[t])
+                y = chan.apply(load_audio(path, prep.sample_rate), prep.sample_rate, seeds[t], voices)
                 yield prep(y, prep.sample_rate, f"{path} ({name})")
 
-        keys = [f"{data.keys[i]}-channel-{name}-{CHANNEL_VERSION}-{seed}" if data.keys[i] else None for i in rows]
+        keys = [f"{data.keys[i]}-through-{name}-{CHANNEL_VERSION}-{seed}" if data.keys[i] else None for i in rows]
         parts.append(encoder_vectors(enc, keys, inputs, data.cache_root, progress=progress))
     return np.concatenate(parts, axis=1)
