@@ -198,3 +198,28 @@ def test_evaluate_through_a_channel(tone_corpus, tmp_path, capsys):
     assert main(["evaluate", str(model), "--corpus", "folder", "--data", str(tone_corpus), "--channel", "far", "--quiet",
                  "--cache-dir", str(cache)]) == 0
     assert "through the simulated channel: far" in capsys.readouterr().out
+
+
+def test_training_with_channel_copies_learns_and_records_them(tone_corpus, tmp_path):
+    import json
+
+    from emovox.corpora import load_folder
+    from emovox.features import FeatureConfig
+    from emovox.inference import EmotionRecognizer
+    from emovox.training.train import TrainConfig, train
+
+    utts = load_folder(tone_corpus)
+    cfg = TrainConfig(split="speaker", test_speakers=("s4",), val_speakers=("s3",), solver="logreg", channels=1,
+                      familiarity=False)
+    logs: list[str] = []
+    summary = train(utts, tmp_path / "run", cfg, FeatureConfig(duration=1.0, image_size=64), workers=1,
+                    cache_dir=tmp_path / "cache", progress=False, log=logs.append)
+    sizes = summary["sizes"]
+    n_train = sum(u.speaker in ("s1", "s2") for u in utts)
+    assert sizes["train"] == 2 * n_train and sizes["test"] == sum(u.speaker == "s4" for u in utts)  # copies train only
+    assert any("1 channel copy(ies)" in m for m in logs) and summary["timings"]["channels_s"] > 0
+    assert summary["metrics"]["accuracy"] > 0.6  # 3 tones: chance is 1/3
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert config["training"]["channels"] == 1
+    rec = EmotionRecognizer.load(tmp_path / "run" / "model")
+    assert rec.predict(tone(320.0, 9.0, seed=77), sample_rate=SR).label == "angry"
