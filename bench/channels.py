@@ -40,6 +40,8 @@ SHARED = ROOT.parent / "shared"
 SEED = 20261203
 #: the four emotions of the in-the-wild command-word test (accuracy with the argmax restricted to them)
 FOUR = ("angry", "calm", "fear", "happy")
+#: speech ceilings of the second opinion (at the model's threshold) on the trade-off curve
+CEILINGS = (1.0, 1.15, 1.5, 2.0, 3.0, 5.0, 10.0)
 SCALES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 1.75, 2.0)
 
 
@@ -77,8 +79,24 @@ def score(rec: EmotionRecognizer, items, vecs: np.ndarray, speakers: list[str]):
             rows = np.array([i for i, x in enumerate(speakers) if x == s])
             if len(rows) >= 2:
                 adapted[rows] = rec.classify(v[torch.from_numpy(rows)], same_speaker=True)
-    ood = rec.ood_of(items, vecs)
-    return probs, adapted, (np.zeros(len(items), np.float32) if ood is None else ood)
+    raw, speech = gate_parts(rec, items, vecs)
+    ood = rec.familiarity.second_opinion(raw, lambda i: speech[i]) if rec.familiarity is not None else raw
+    return probs, adapted, ood, raw, speech
+
+
+def gate_parts(rec: EmotionRecognizer, items, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(ood_score without the second opinion, whether silero hears speech)`` of each item (the detector is asked
+    only where the score is above 1)."""
+    fam = rec.familiarity
+    if fam is None:
+        return np.zeros(len(items), np.float32), np.ones(len(items), bool)
+    try:
+        rec.familiarity = fam.with_info(speech_ceiling=1.0)
+        raw = rec.ood_of(items, vecs)
+    finally:
+        rec.familiarity = fam
+    speech = np.array([bool(r > 1 and rec.sounds_like_speech(it)) for r, it in zip(raw, items)])
+    return raw, speech
 
 
 def metrics(labels: list[str], truth: list[str], probs: np.ndarray) -> dict:
@@ -87,6 +105,29 @@ def metrics(labels: list[str], truth: list[str], probs: np.ndarray) -> dict:
     y = np.array([labels.index(t) for t in truth])
     return {"n": len(truth), "accuracy": m["accuracy"], "uar": m["uar"], "macro_f1": m["macro_f1"],
             "ece": expected_calibration_error(probs, y)}
+
+
+def markdown(result: dict) -> str:
+    """The README's table of a result: per channel and model, RAVDESS held-out actors' accuracy (share of clean
+    kept), adapted accuracy, ECE, four-emotion accuracy, TESS words' accuracy and the share refused."""
+    names = list(result["models"])
+    rav, tess = "ravdess held-out actors", "tess held-out words"
+    head = ["channel"] + [f"{n}: {col}" for n in names for col in
+                          ("RAVDESS (kept of clean)", "adapted", "ECE", "4 emotions", "TESS words", "refused")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cname, row in result["channels"].items():
+        cells = [cname]
+        for n in names:
+            m = row[n]
+            g = m["groups"].get(rav, {})
+            kept = g.get("kept_of_clean")
+            cells += [f"{g.get('accuracy', float('nan')):.1%}" + (f" ({kept:.0%})" if kept is not None and cname != "clean" else ""),
+                      f"{g.get('adapted_accuracy', float('nan')):.1%}",
+                      f"{g.get('ece', float('nan')):.3f}",
+                      "-" if m.get("four_emotions_accuracy") is None else f"{m['four_emotions_accuracy']:.1%}",
+                      f"{m['groups'].get(tess, {}).get('accuracy', float('nan')):.1%}", f"{m['refused']:.1%}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -98,7 +139,11 @@ def main() -> None:
     ap.add_argument("--ravdess", type=Path, default=SHARED / "data" / "ravdess")
     ap.add_argument("--every", type=int, default=1, help="every N-th held-out clip (default: %(default)s)")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "channels.json")
+    ap.add_argument("--markdown", action="store_true", help="print the README table of --json (measured before) and stop")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.json.read_text())))
+        return
 
     models = dict(m.split("=", 1) for m in (args.model or [f"bundled={DEFAULT_MODEL}"]))
     recs = {name: EmotionRecognizer.load(path) for name, path in models.items()}
@@ -123,6 +168,7 @@ def main() -> None:
 
     result: dict = {"models": models, "n": len(utts), "speakers": sorted(by_speaker), "seed": SEED, "channels": {}}
     ood_real: dict[str, list[float]] = defaultdict(list)
+    said_speech: dict[str, list[bool]] = defaultdict(list)
     t_all = time.perf_counter()
     for c, cname in enumerate(chosen):
         chan = CHANNELS[cname]
@@ -144,8 +190,9 @@ def main() -> None:
                 cache[share[name]] = encode(rec, signals, names)
             items, gated, vecs = cache[share[name]]
             keep = np.flatnonzero(~gated)
-            probs, adapted, ood = score(rec, items, vecs, [speakers[k] for k in keep])
-            ood_real[name].extend(ood.tolist())
+            probs, adapted, ood, raw, speech = score(rec, items, vecs, [speakers[k] for k in keep])
+            ood_real[name].extend(raw.tolist())
+            said_speech[name].extend(speech.tolist())
             refused = np.zeros(len(utts), bool)
             refused[gated] = True
             refused[keep[ood > 1]] = True
@@ -192,7 +239,7 @@ def main() -> None:
     for name, rec in recs.items():
         if rec.familiarity is None:
             continue
-        probe_scores, as_is, energy_refused = [], [], 0
+        probe_scores, probe_speech, as_is, energy_refused = [], [], [], 0
         for kind, pname, y in probes.non_speech():
             for c, cname in enumerate(["clean", *[x for x in chosen if x != "clean"]]):
                 z = CHANNELS[cname].apply(y, probes.RATE, SEED + 7 * c, lambda rng, n, sr: [clean[j] for j in rng.choice(len(clean), n)]) \
@@ -204,27 +251,37 @@ def main() -> None:
                 except NoSpeechError:
                     energy_refused += 1
                     continue
-                probe_scores.append(float(rec.assess([item])[1][0]))
+                raw, speech = gate_parts(rec, [item], rec.vectors([item]).numpy())
+                probe_scores.append(float(raw[0]))
+                probe_speech.append(bool(speech[0]))
                 as_is.append(cname == "clean")
-        real = np.array(ood_real[name])
-        ps, plain = np.array(probe_scores), np.array(as_is, bool)
+        real, real_speech = np.array(ood_real[name]), np.array(said_speech[name], bool)
+        ps, pspeech, plain = np.array(probe_scores), np.array(probe_speech, bool), np.array(as_is, bool)
         n_plain = sum(1 for _ in probes.non_speech())
-        curve = [{"scale": s, "real_speech_refused": float((real > s).mean()),
-                  "probes_labelled": int((ps[plain] <= s).sum()), "probes": n_plain,
-                  "channel_probes_labelled": int((ps[~plain] <= s).sum()), "channel_probes": int((~plain).sum())}
-                 for s in SCALES]
-        result["gate_tradeoff"][name] = {"curve": curve, "real_speech_max": float(real.max()),
-                                         "real_speech_q99": float(np.quantile(real, 0.99)),
+
+        def refused(raw, speech, scale, ceiling):
+            return (raw > scale) & ~((raw <= scale * ceiling) & speech)
+
+        curve = [{"scale": s, "ceiling": c, "real_speech_refused": float(refused(real, real_speech, s, c).mean()),
+                  "probes_labelled": int((~refused(ps, pspeech, s, c))[plain].sum()), "probes": n_plain,
+                  "channel_probes_labelled": int((~refused(ps, pspeech, s, c))[~plain].sum()), "channel_probes": int((~plain).sum())}
+                 for s, c in [(s, 1.0) for s in SCALES] + [(1.0, c) for c in CEILINGS]]
+        result["gate_tradeoff"][name] = {"curve": curve, "speech_ceiling": rec.familiarity.speech_ceiling,
+                                         "real_speech_max": float(real.max()), "real_speech_q99": float(np.quantile(real, 0.99)),
+                                         "real_over_1_heard_as_speech": float(real_speech[real > 1].mean()) if (real > 1).any() else None,
+                                         "probes_heard_as_speech": int(pspeech.sum()),
                                          "probe_min": float(ps.min()) if len(ps) else None, "energy_refused": energy_refused}
         print(f"\ngate of {name}: real speech (all channels) q99 {np.quantile(real, 0.99):.2f} max {real.max():.2f}; "
-              f"probes min {ps.min():.2f} ({len(ps)} reached the familiarity gate, {energy_refused} refused by energy)")
-        print(f"{'scale':>6} {'speech refused':>15} {'probes labelled':>16} {'probes through channels labelled':>33}")
+              f"probes min {ps.min():.2f} ({len(ps)} reached the familiarity gate, {energy_refused} refused by energy; "
+              f"silero heard speech in {int(pspeech.sum())})")
+        print(f"{'scale':>6} {'ceiling':>8} {'speech refused':>15} {'probes labelled':>16} {'probes through channels labelled':>33}")
         for r in curve:
-            print(f"{r['scale']:>6.2f} {r['real_speech_refused']:>15.2%} {r['probes_labelled']:>10}/{r['probes']}"
+            print(f"{r['scale']:>6.2f} {r['ceiling']:>8.2f} {r['real_speech_refused']:>15.2%} {r['probes_labelled']:>10}/{r['probes']}"
                   f" {r['channel_probes_labelled']:>27}/{r['channel_probes']}")
     result["seconds"] = round(time.perf_counter() - t_all, 1)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print("\n" + markdown(result))
     print(f"\nwritten to {args.json} in {result['seconds']:.0f} s")
 
 

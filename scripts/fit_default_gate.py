@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/fit_default_gate.py [--tess DIR] [--ravdess DIR] [--nemo DIR] [--model DIR]
 
-The statistics come from the model's training speech (TESS, RAVDESS, nEMO, each file and its timeline cut), never
+The statistics come from the model's training speech (TESS, RAVDESS, nEMO, each file, its timeline cut and its
+channel copies as the model was trained with them: rooms, telephone lines, codecs, babble, noise), never
 from what MODEL_CARD.md holds out (RAVDESS actors 17-18, 20 TESS words: they stay unseen, so bench/ood.py can
 measure how much real held-out speech the gate lets through). ``scripts/train_default.py`` fits the gate itself;
 this script adds it to a model trained before the gate existed. Writes ``familiarity.safetensors`` and the

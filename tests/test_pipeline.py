@@ -47,7 +47,9 @@ def test_training_writes_a_complete_run_folder(run_dir):
     assert set(summary["timings"]) == {"features_s", "backbone_pass_s", "epochs_s", "familiarity_s"}
     # the familiarity gate, its threshold from the training speakers' cross-validation
     gate = json.loads((out / "model" / "config.json").read_text())["familiarity"]
-    assert (out / "model" / gate["file"]).is_file() and gate["threshold"] >= gate["speaker_cv_quantile"] * 0.9999 > 0
+    assert (out / "model" / gate["file"]).is_file() and gate["plain_threshold"] >= gate["speaker_cv_quantile"] * 0.9999 > 0
+    # a stricter threshold, the speech detector asked up to the ceiling
+    assert 0 < gate["threshold"] <= gate["plain_threshold"] and gate["speech_ceiling"] >= 1.0
 
 
 def test_refuses_to_overwrite_a_run(run_dir, tone_corpus):

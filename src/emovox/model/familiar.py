@@ -32,6 +32,9 @@ FAMILIARITY_FILE = "familiarity.safetensors"
 COMPONENTS = 256
 #: the share of held-out speech the threshold lets through
 PASS_RATE = 0.995
+#: with a second opinion: the share of new speakers' held-out speech that passes on its distance alone (the rest
+#: up to the ceiling passes when the neural voice-activity detector hears speech in it)
+UNCONFIRMED_RATE = 0.95
 #: the share of held-out speech (new speakers, new corpora, channels) under the ceiling of the second opinion
 CONFIRMED_RATE = 0.999
 #: seconds of speech the neural voice-activity detector must hear for its second opinion to count
@@ -171,4 +174,4 @@ class Familiarity:
         return cls(mean, proj, means, threshold, dict(info or {}))
 
 
-__all__ = ["COMPONENTS", "CONFIRMED_RATE", "CONFIRM_SPEECH_S", "FAMILIARITY_FILE", "PASS_RATE", "Familiarity", "unfamiliar"]
+__all__ = ["COMPONENTS", "CONFIRMED_RATE", "UNCONFIRMED_RATE", "CONFIRM_SPEECH_S", "FAMILIARITY_FILE", "PASS_RATE", "Familiarity", "unfamiliar"]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import EmovoxError
-from ..model.familiar import COMPONENTS, CONFIRMED_RATE, PASS_RATE, Familiarity
+from ..model.familiar import COMPONENTS, CONFIRMED_RATE, PASS_RATE, UNCONFIRMED_RATE, Familiarity
 
 
 def held_out_distances(vectors: np.ndarray, labels: Sequence[int] | np.ndarray, speakers: Sequence[str],
@@ -56,23 +56,32 @@ def fit_familiarity(vectors: np.ndarray, labels: Sequence[int] | np.ndarray, spe
                     seed: int = 0) -> Familiarity:
     """Familiarity statistics of training ``vectors`` (with class ``labels``, the ``speakers`` of each and their
     ``corpora``), its threshold set by cross-validation over speakers (and corpora): see
-    :func:`held_out_distances`. Its ``speech_ceiling`` (the second opinion, see
-    :attr:`~emovox.model.familiar.Familiarity.speech_ceiling`): the ``confirmed_rate`` quantile of the same held-out
-    distances, as a multiple of the threshold (``None``: no second opinion)."""
+    :func:`held_out_distances`.
+
+    Without a second opinion (``confirmed_rate=None``) the threshold is the larger of the ``pass_rate`` quantiles of
+    the held-out distances by speaker and by corpus. With one (the default), the threshold is the
+    :data:`~emovox.model.familiar.UNCONFIRMED_RATE` quantile of the distances of new speakers, a stricter one, and
+    the ``speech_ceiling`` reaches to the ``confirmed_rate`` quantile of the distances of new speakers and of new
+    corpora: speech between the two passes when the neural voice-activity detector hears it as speech
+    (:attr:`~emovox.model.familiar.Familiarity.speech_ceiling`), so noise and tones near the speech of a channel
+    are still refused."""
     by_speaker, by_corpus, k = held_out_distances(vectors, labels, speakers, corpora, components=components,
                                                   folds=folds, seed=seed)
-    threshold = float(np.quantile(by_speaker, pass_rate))
-    info: dict = {"pass_rate": pass_rate, "speaker_folds": int(k), "speaker_cv_quantile": round(threshold, 4)}
+    plain = float(np.quantile(by_speaker, pass_rate))
+    info: dict = {"pass_rate": pass_rate, "speaker_folds": int(k), "speaker_cv_quantile": round(plain, 4)}
     held = [by_speaker]
     if by_corpus is not None and np.isfinite(by_corpus).any():
         scored = np.isfinite(by_corpus)
         q = float(np.quantile(by_corpus[scored], pass_rate))
         info |= {"corpus_cv_quantile": round(q, 4), "corpora": sorted({str(c) for c, s in zip(corpora, scored) if s})}
-        threshold = max(threshold, q)
+        plain = max(plain, q)
         held.append(by_corpus[scored])
+    threshold = plain
     if confirmed_rate is not None:
+        threshold = float(np.quantile(by_speaker, UNCONFIRMED_RATE))
         far = max(float(np.quantile(d, confirmed_rate)) for d in held)
-        info |= {"confirmed_rate": confirmed_rate, "speech_ceiling": round(max(1.0, far / threshold), 3)}
+        info |= {"unconfirmed_rate": UNCONFIRMED_RATE, "confirmed_rate": confirmed_rate,
+                 "plain_threshold": round(plain, 4), "speech_ceiling": round(max(1.0, far / threshold), 3)}
     return Familiarity.fit(vectors, labels, components, seed).with_threshold(threshold, **info)
 
 
