@@ -381,3 +381,18 @@ def test_bundled_gate_asks_the_speech_detector_before_refusing(default_rec):
                     rec.predict(probes.tone(440.0), sample_rate=probes.RATE)
     finally:
         rec.familiarity = fam
+
+
+def test_speech_evidence_hears_shouting_and_not_synthetic_sounds():
+    pytest.importorskip("silero_vad")
+    from emovox.audio import load_audio, probes
+    from emovox.audio.vad import speech_evidence
+    from emovox.model.familiar import CONFIRM_MEAN_P
+
+    for clip in sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.flac")):  # strong sad, angry, fear
+        seconds, mean_p = speech_evidence(load_audio(clip, 16000), 16000)
+        assert mean_p >= CONFIRM_MEAN_P, clip.name
+    for kind, name, y in probes.non_speech():
+        seconds, mean_p = speech_evidence(y, probes.RATE)
+        assert seconds < 0.25 and mean_p < CONFIRM_MEAN_P, name
+    assert speech_evidence(np.zeros(16000, np.float32), 16000) == (0.0, 0.0)

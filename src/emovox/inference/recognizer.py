@@ -20,7 +20,7 @@ from ..audio.vad import MIN_SPEECH_S, SPEECH_GATES
 from ..corpora.base import AUDIO_EXTENSIONS, audio_files
 from ..errors import AudioError, EmovoxError, ModelError, NoSpeechError, UnknownSoundError
 from ..model import EmotionClassifier, load_model
-from ..model.familiar import CONFIRM_SPEECH_S, unfamiliar
+from ..model.familiar import CONFIRM_MEAN_P, CONFIRM_SPEECH_S, unfamiliar
 from ..model.hub import is_hub_model, load_hub_model
 from .engine import Engine, OnnxEngine, TorchEngine, select_engine
 from .frontend import Frontend, Prepared
@@ -257,10 +257,12 @@ class EmotionRecognizer:
         return self.familiarity.second_opinion(scores, lambda i: self.sounds_like_speech(items[i]))
 
     def sounds_like_speech(self, item: Item) -> bool:
-        """The second opinion of the familiarity gate: whether the neural voice-activity detector (silero) hears at
-        least :data:`~emovox.model.familiar.CONFIRM_SPEECH_S` of speech in the input's waveform (False when
-        silero-vad is not installed, or the model reads no waveform)."""
-        from ..audio.vad import check_speech, silero_available
+        """The second opinion of the familiarity gate: whether the neural voice-activity detector (silero) hears
+        speech in the input's waveform: at least :data:`~emovox.model.familiar.CONFIRM_SPEECH_S` of it, or a mean
+        speech probability of :data:`~emovox.model.familiar.CONFIRM_MEAN_P` over its loud frames
+        (:func:`emovox.audio.vad.speech_evidence`; False when silero-vad is not installed, or the model reads no
+        waveform)."""
+        from ..audio.vad import silero_available, speech_evidence
 
         inputs = item.inputs if isinstance(item, Prepared) else (item,)
         wave = next(((x, p.sample_rate) for x, p in zip(inputs, self.frontend.preparers) if x.ndim == 1), None)
@@ -271,11 +273,8 @@ class EmotionRecognizer:
                               "speech far from the training speech (phone lines, rooms, other corpora) is refused more "
                               "often without it", stacklevel=3)
             return False
-        try:
-            check_speech(wave[0], wave[1], "silero", CONFIRM_SPEECH_S, getattr(item, "source", "<array>"))
-        except NoSpeechError:
-            return False
-        return True
+        seconds, mean_p = speech_evidence(wave[0], wave[1], getattr(item, "source", "<array>"))
+        return seconds >= CONFIRM_SPEECH_S or mean_p >= CONFIRM_MEAN_P
 
     def vectors(self, items: Sequence[Item], batch_size: int = 32) -> torch.Tensor:
         """What the heads read, ``(n, vector_dim)``, of :meth:`featurize` results (see :meth:`classify`)."""

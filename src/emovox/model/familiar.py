@@ -37,8 +37,12 @@ PASS_RATE = 0.995
 UNCONFIRMED_RATE = 0.95
 #: the share of held-out speech (new speakers, new corpora, channels) under the ceiling of the second opinion
 CONFIRMED_RATE = 0.999
-#: seconds of speech the neural voice-activity detector must hear for its second opinion to count
+#: the second opinion hears speech when the neural voice-activity detector finds this many seconds of it, or when
+#: its mean speech probability over the loud frames reaches :data:`CONFIRM_MEAN_P` (see
+#: :func:`emovox.audio.vad.speech_evidence`: shouting and speech through rooms or telephone lines score 0.08 and
+#: up, synthetic non-speech at most 0.06)
 CONFIRM_SPEECH_S = 0.25
+CONFIRM_MEAN_P = 0.1
 
 
 def unfamiliar(scores: np.ndarray) -> np.ndarray:
@@ -174,4 +178,4 @@ class Familiarity:
         return cls(mean, proj, means, threshold, dict(info or {}))
 
 
-__all__ = ["COMPONENTS", "CONFIRMED_RATE", "UNCONFIRMED_RATE", "CONFIRM_SPEECH_S", "FAMILIARITY_FILE", "PASS_RATE", "Familiarity", "unfamiliar"]
+__all__ = ["COMPONENTS", "CONFIRMED_RATE", "UNCONFIRMED_RATE", "CONFIRM_MEAN_P", "CONFIRM_SPEECH_S", "FAMILIARITY_FILE", "PASS_RATE", "Familiarity", "unfamiliar"]
