@@ -396,3 +396,18 @@ def test_speech_evidence_hears_shouting_and_not_synthetic_sounds():
         seconds, mean_p = speech_evidence(y, probes.RATE)
         assert seconds < 0.25 and mean_p < CONFIRM_MEAN_P, name
     assert speech_evidence(np.zeros(16000, np.float32), 16000) == (0.0, 0.0)
+
+
+def test_a_model_folder_with_a_bad_speech_ceiling_is_refused_when_loading(tmp_path):
+    import shutil
+
+    from emovox.inference.recognizer import DEFAULT_MODEL
+
+    folder = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL, folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["familiarity"]["speech_ceiling"] > 1.0  # the bundled gate has its second opinion
+    config["familiarity"]["speech_ceiling"] = -1
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="speech_ceiling"):
+        load_model(folder)

@@ -136,7 +136,12 @@ def load_familiarity(directory: Path, entry: dict[str, Any]) -> Familiarity:
         raise ModelError(f"{directory}: config.json lists familiarity statistics but {FAMILIARITY_FILE} is missing")
     if digest(path) != entry["sha256"]:
         raise ModelError(f"{path}: differs from the file the model was saved with (digest mismatch); re-save the model")
-    return Familiarity.load(path, {k: v for k, v in entry.items() if k not in ("file", "sha256")})
+    fam = Familiarity.load(path, {k: v for k, v in entry.items() if k not in ("file", "sha256")})
+    try:
+        fam.speech_ceiling  # checked now, not at the first prediction
+    except ModelError as err:
+        raise ModelError(f"{directory / 'config.json'}: {err}") from None
+    return fam
 
 
 def save_model(model: EmotionClassifier, directory: str | Path, features: FeatureConfig | None = None,
