@@ -266,14 +266,17 @@ class EmotionRecognizer:
 
         inputs = item.inputs if isinstance(item, Prepared) else (item,)
         wave = next(((x, p.sample_rate) for x, p in zip(inputs, self.frontend.preparers) if x.ndim == 1), None)
-        if wave is None or not silero_available():
+        if wave is None:
+            return False  # a model that reads spectrograms only: no waveform to ask about
+        if not silero_available():
             if not self._said_no_second_opinion:
                 self._said_no_second_opinion = True
-                warnings.warn("the familiarity gate's second opinion needs silero-vad (pip install 'emovox[vad]'): "
+                warnings.warn("the familiarity gate's second opinion needs silero-vad (pip install silero-vad): "
                               "speech far from the training speech (phone lines, rooms, other corpora) is refused more "
                               "often without it", stacklevel=3)
             return False
-        seconds, mean_p = speech_evidence(wave[0], wave[1], getattr(item, "source", "<array>"))
+        y = _loudest(wave[0], int(GATE_WINDOW_S * wave[1]))  # the stretch the gate judged
+        seconds, mean_p = speech_evidence(y, wave[1], getattr(item, "source", "<array>"))
         return seconds >= CONFIRM_SPEECH_S or mean_p >= CONFIRM_MEAN_P
 
     def vectors(self, items: Sequence[Item], batch_size: int = 32) -> torch.Tensor:
