@@ -230,19 +230,22 @@ def check_speech(y: np.ndarray, sr: int, gate: str = "energy", min_speech_s: flo
 
 #: The loud frames of :func:`speech_evidence`: within this many dB of the loudest
 LOUD_RANGE_DB = 20.0
+#: Silence put before and after a clip for :func:`speech_evidence` (a clip trimmed to its speech starts loud, and
+#: the detector, fresh, is slow to trust the first frames)
+EVIDENCE_PAD_S = 0.5
 
 
 def speech_evidence(y: np.ndarray, sr: int, source: str = "<array>") -> tuple[float, float]:
     """What silero hears in a waveform: ``(seconds of speech, its mean speech probability over the loud frames)``.
 
     The first is the detector's own verdict (its hysteresis: probability above 0.5 to start). The second still sees
-    speech the detector is unsure of frame by frame, such as shouting or speech through a room or a telephone line
-    (means of 0.08-0.9 over held-out clips through the channels of :mod:`emovox.audio.channels`), while tones, chirps,
-    chords, hum and noise stay near 0 (at most 0.06 over the synthetic probes of :mod:`emovox.audio.probes`, as
-    they are and through channels)."""
+    speech the detector is unsure of frame by frame, such as shouting or speech through a room or a telephone line,
+    while tones, chirps, chords, hum and noise stay near 0 (``bench/channels.py`` and the tests measure both). The
+    clip gets :data:`EVIDENCE_PAD_S` of silence on each side first."""
     if not silero_available():
         raise EmovoxError("speech evidence needs the silero-vad package (pip install silero-vad)")
-    source_ = source_of(y, sr, MAX_WHOLE_MB, source)
+    pad = np.zeros(int(EVIDENCE_PAD_S * sr), np.float32)  # the detector needs a moment of context before speech
+    source_ = source_of(np.concatenate([pad, np.asarray(y, np.float32), pad]), sr, MAX_WHOLE_MB, source)
     scores, total, peak = _frame_scores(source_, "silero", 30.0)
     if not len(scores) or peak < SILENCE_PEAK:
         return 0.0, 0.0

@@ -39,8 +39,8 @@ UNCONFIRMED_RATE = 0.95
 CONFIRMED_RATE = 0.999
 #: the second opinion hears speech when the neural voice-activity detector finds this many seconds of it, or when
 #: its mean speech probability over the loud frames reaches :data:`CONFIRM_MEAN_P` (see
-#: :func:`emovox.audio.vad.speech_evidence`: shouting and speech through rooms or telephone lines score 0.08 and
-#: up, synthetic non-speech at most 0.06)
+#: :func:`emovox.audio.vad.speech_evidence`: shouting and speech through rooms or telephone lines mostly score far
+#: above it, the synthetic probes of :mod:`emovox.audio.probes` below it)
 CONFIRM_SPEECH_S = 0.25
 CONFIRM_MEAN_P = 0.1
 
