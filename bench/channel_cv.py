@@ -5,7 +5,7 @@
 The bundled model's recipe (``scripts/train_default.py``: Whisper base, TESS + RAVDESS + nEMO, every file and its
 timeline cut, corpora weighted alike, L2 logistic regression) with 0, 1 or 2 channel copies of every training file
 (:func:`emovox.training.augment.channel_inputs`), scored on RAVDESS actors it did not train on (the model's
-training actors 01-16 in ``--folds`` actor-grouped folds; actors 17-18 and the held-out TESS words stay out of
+training actors 01-14 in ``--folds`` actor-grouped folds; actors 17-18 and the held-out TESS words stay out of
 everything, as for the model) through every benchmark channel of :data:`emovox.audio.channels.CHANNELS` (other seeds
 and settings than the training copies; babble of other RAVDESS actors). ``--layers``: which hidden states the head
 reads (``all``; ``top4``: the last four; ``mean``: only their means; ``no-std``...), to see which statistics survive
@@ -84,8 +84,8 @@ def main() -> None:
     chans = augment_inputs(model, data, split.train, max_copies, kind="channel") if max_copies else None
 
     # benchmark channels over the RAVDESS training actors (01-16): what each fold is scored on
-    pool_rows = np.array(sorted(set(split.train.tolist()) | set(split.val.tolist())))
-    rav = pool_rows[corpus[pool_rows] == "ravdess"]
+    train_rows = np.asarray(split.train, dtype=np.int64)
+    rav = train_rows[corpus[train_rows] == "ravdess"]  # the training actors (01-14): they have cuts and copies
     chosen = [c for c in args.channels.split(",") if c]
     test_vec = {name: channel_vectors(model, data, name, rows=rav, seed=SEED) for name in chosen}
 
