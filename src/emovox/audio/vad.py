@@ -245,11 +245,12 @@ def speech_evidence(y: np.ndarray, sr: int, source: str = "<array>") -> tuple[fl
     if not silero_available():
         raise EmovoxError("speech evidence needs the silero-vad package (pip install silero-vad)")
     pad = np.zeros(int(EVIDENCE_PAD_S * sr), np.float32)  # the detector needs a moment of context before speech
-    source_ = source_of(np.concatenate([pad, np.asarray(y, np.float32), pad]), sr, MAX_WHOLE_MB, source)
+    padded = np.concatenate([pad, np.asarray(y, np.float32), pad])
+    source_ = source_of(padded, sr, MAX_WHOLE_MB, source)
     scores, total, peak = _frame_scores(source_, "silero", 30.0)
     if not len(scores) or peak < SILENCE_PEAK:
         return 0.0, 0.0
-    z = np.concatenate(list(source_.blocks(VAD_RATE, 30.0))).astype(np.float32)
+    z = padded if sr == VAD_RATE else np.concatenate(list(source_.blocks(VAD_RATE, 30.0))).astype(np.float32)
     frames = np.pad(z, (0, max(0, len(scores) * VAD_FRAME - len(z))))[: len(scores) * VAD_FRAME].reshape(len(scores), VAD_FRAME)
     level = 10 * np.log10(np.mean(np.square(frames, dtype=np.float64), axis=1) + 1e-12)
     loud = level > level.max() - LOUD_RANGE_DB

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
@@ -112,21 +112,32 @@ def augmented_inputs(
     speaker normalisation treats it as a voice of its own.
     """
     augmenter()  # fail early, with the install hint, when audiomentations is missing
+    return _copies(utts, copies, preparers, lambda k, prep: partial(input_of_copy, copy=k, prep=prep),
+                   namespace=f"augmented-{CHAIN_VERSION}", speaker="~aug", key=f"aug{CHAIN_VERSION}",
+                   desc="augmented copy", failure="augmentation failed",
+                   opts=dict(cache_dir=cache_dir, use_cache=cache_dir is not None, workers=workers, progress=progress))
+
+
+def _copies(
+    utts: Sequence[Utterance], copies: int, preparers: Sequence[Preparer], compute, *, namespace: str, speaker: str,
+    key: str, desc: str, failure: str, opts: dict,
+) -> tuple[list[Utterance], list[list[np.ndarray]], list[str | None]]:
+    """Copies 1 .. ``copies`` of every utterance through ``compute(k, preparer)`` (a picklable ``path -> input``),
+    each preparer's inputs cached under ``<namespace>/<k>``; copy ``k`` of an utterance gets the speaker
+    ``<speaker><speaker suffix><k>`` and the cache key ``<file key>-<key>-<k>``."""
     paths = [u.path for u in utts]
     out_utts: list[Utterance] = []
     out_inputs: list[list[np.ndarray]] = [[] for _ in preparers]
     keys: list[str | None] = []
-    opts = dict(cache_dir=cache_dir, use_cache=cache_dir is not None, workers=workers, progress=progress)
     for k in range(1, copies + 1):
-        ns = f"augmented-{CHAIN_VERSION}/{k}"
-        done = [extract_arrays(paths, partial(input_of_copy, copy=k, prep=prep), f"{ns}/inputs/{prep.digest()}",
-                               desc=f"augmented copy {k}", **opts) for prep in preparers]
+        done = [extract_arrays(paths, compute(k, prep), f"{namespace}/{k}/inputs/{prep.digest()}", desc=f"{desc} {k}", **opts)
+                for prep in preparers]
         errors = {i: e for ext in done for i, e in ext.errors.items()}
         if errors:
-            raise EmovoxError("augmentation failed: " + "; ".join(errors.values()))
+            raise EmovoxError(f"{failure}: " + "; ".join(errors.values()))
         for i, u in enumerate(utts):
-            out_utts.append(replace(u, speaker=f"{u.speaker}~aug{k}"))
-            keys.append(f"{done[0].keys[i]}-aug{CHAIN_VERSION}-{k}" if done[0].keys[i] else None)
+            out_utts.append(replace(u, speaker=f"{u.speaker}{speaker}{k}"))
+            keys.append(f"{done[0].keys[i]}-{key}-{k}" if done[0].keys[i] else None)
         for column, ext in zip(out_inputs, done):
             column.extend(ext.specs)
     return out_utts, out_inputs, keys
@@ -157,6 +168,11 @@ class VoicesOf:
     speakers: tuple[str, ...]
     exclude: str = ""
 
+    @cached_property
+    def speaker_of(self) -> dict[str, str]:
+        """Each path's speaker (built once per pool)."""
+        return dict(zip(self.paths, self.speakers))
+
     def __call__(self, rng: np.random.Generator, n: int, sample_rate: int) -> list[np.ndarray]:
         others = [i for i, s in enumerate(self.speakers) if s != self.exclude]
         if not others:
@@ -172,7 +188,7 @@ def channel_signal(path: str | Path, copy: int, pool: VoicesOf, sample_rate: int
 
     seed = (int(content_hash(path)[:8], 16) + 104729 * copy) % (2**32)
     chan = training_channel(seed)
-    speaker = dict(zip(pool.paths, pool.speakers)).get(str(path), "")
+    speaker = pool.speaker_of.get(str(path), "")
     return chan.apply(load_audio(path, sample_rate), sample_rate, seed + 1, replace(pool, exclude=speaker)), chan.name
 
 
@@ -199,23 +215,10 @@ def channel_inputs(
     from ..identity import digest
 
     pool_id = digest(sorted(set(zip(pool.speakers, (content_hash(p)[:12] for p in pool.paths)))))[:12]
-    out_utts: list[Utterance] = []
-    out_inputs: list[list[np.ndarray]] = [[] for _ in preparers]
-    keys: list[str | None] = []
-    opts = dict(cache_dir=cache_dir, use_cache=cache_dir is not None, workers=workers, progress=progress)
-    for k in range(1, copies + 1):
-        ns = f"channel-{CHANNEL_VERSION}-{pool_id}/{k}"
-        done = [extract_arrays(paths, partial(input_of_channel, copy=k, pool=pool, prep=prep), f"{ns}/inputs/{prep.digest()}",
-                               desc=f"channel copy {k}", **opts) for prep in preparers]
-        errors = {i: e for ext in done for i, e in ext.errors.items()}
-        if errors:
-            raise EmovoxError("channel simulation failed: " + "; ".join(errors.values()))
-        for i, u in enumerate(utts):
-            out_utts.append(replace(u, speaker=f"{u.speaker}~aug-ch{k}"))
-            keys.append(f"{done[0].keys[i]}-ch{CHANNEL_VERSION}-{pool_id}-{k}" if done[0].keys[i] else None)
-        for column, ext in zip(out_inputs, done):
-            column.extend(ext.specs)
-    return out_utts, out_inputs, keys
+    return _copies(utts, copies, preparers, lambda k, prep: partial(input_of_channel, copy=k, pool=pool, prep=prep),
+                   namespace=f"channel-{CHANNEL_VERSION}-{pool_id}", speaker="~aug-ch", key=f"ch{CHANNEL_VERSION}-{pool_id}",
+                   desc="channel copy", failure="channel simulation failed",
+                   opts=dict(cache_dir=cache_dir, use_cache=cache_dir is not None, workers=workers, progress=progress))
 
 
 def channel_vectors(model, data, name: str, *, rows: Sequence[int] | None = None, seed: int = 0,
