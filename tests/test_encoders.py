@@ -49,7 +49,7 @@ def test_two_encoders_train_save_reload_predict_and_run_on_onnx(tiny_root, tone_
     assert summary["metrics"]["accuracy"] > 0.6  # 3 classes: chance is 1/3
     folder = tmp_path / "run" / "model"
     config = json.loads((folder / "config.json").read_text())
-    assert config["format"] == "emovox-model/2" and [e["kind"] for e in config["encoders"]] == ["speech", "speech"]
+    assert config["format"] == "emovox-model/3" and [e["kind"] for e in config["encoders"]] == ["speech", "speech"]
     assert set(config["heads"]) == {"file", "speaker"} and len(config["digest"]) == 64
     assert str(tiny_root) not in (folder / "config.json").read_text()  # no path of this machine
 
@@ -72,7 +72,7 @@ def test_two_encoders_train_save_reload_predict_and_run_on_onnx(tiny_root, tone_
     cfg2 = json.loads((resaved / "config.json").read_text())
     cfg2["labels"] = cfg2["labels"][::-1]
     (resaved / "config.json").write_text(json.dumps(cfg2))
-    with pytest.raises(ModelError, match="labels or weights differ"):
+    with pytest.raises(ModelError, match="config or weights differ"):
         EmotionRecognizer.load(resaved)
 
 
@@ -180,7 +180,7 @@ def test_a_new_encoder_kind_needs_nothing_outside_its_class(band_energies, tone_
     key = next(k for k in state if k.endswith("mix.weight"))
     state[key] = state[key] + 1
     save_file(state, weights)
-    with pytest.raises(ModelError, match="labels or weights differ"):
+    with pytest.raises(ModelError, match="config or weights differ"):
         EmotionRecognizer.load(folder)
 
 

@@ -16,6 +16,7 @@ from emovox import EmotionRecognizer  # noqa: E402
 from emovox.cli import main  # noqa: E402
 from emovox.inference.engine import INT8_FILE, ONNX_FILE, OnnxEngine, TorchEngine, select_engine  # noqa: E402
 from emovox.errors import ModelError  # noqa: E402
+from emovox.model import edit_config  # noqa: E402
 from emovox.inference.export import compare, export_onnx  # noqa: E402
 from emovox.features import signal_features, to_image  # noqa: E402
 from emovox.model import EmotionClassifier, load_model, save_model  # noqa: E402
@@ -99,9 +100,7 @@ def test_bundled_default_model_runs_on_onnx_and_agrees(tmp_path, monkeypatch):
 
 def test_recognizer_engines_agree_and_keep_the_temperature(exported, tmp_path):
     folder = copy_model(exported, tmp_path / "hot")
-    cfg = json.loads((folder / "config.json").read_text())
-    cfg["heads"]["file"]["temperature"] = 0.5
-    (folder / "config.json").write_text(json.dumps(cfg))
+    edit_config(folder, lambda cfg: cfg["heads"]["file"].update(temperature=0.5))
     _, features, _ = load_model(folder)
     specs = tone_specs(features, 5)
     recs = {e: EmotionRecognizer.load(folder, engine=e) for e in ("torch", "onnx", "onnx-int8")}

@@ -181,7 +181,10 @@ def test_damaged_model_folders_give_clear_errors(case, tmp_path):
 
 
 def test_calibration_null_means_uncalibrated(tmp_path):
-    dst = damaged(random_model(tmp_path / "src"), tmp_path / "m", _set(("heads", "file", "temperature"), None))
+    from emovox.model import edit_config
+
+    dst = shutil.copytree(random_model(tmp_path / "src"), tmp_path / "m")
+    edit_config(dst, _set(("heads", "file", "temperature"), None))
     assert EmotionRecognizer.load(dst).model.temperature == 1.0
 
 
@@ -191,8 +194,8 @@ def test_onnx_labels_must_match_the_config(rec, tmp_path):
 
     src = shutil.copytree(tone_model(tmp_path), tmp_path / "m")
     export_onnx(src, log=lambda m: None)
-    cfg = json.loads((src / "config.json").read_text())
-    cfg["labels"] = cfg["labels"][::-1]
-    (src / "config.json").write_text(json.dumps(cfg))
+    from emovox.model import edit_config
+
+    edit_config(src, lambda cfg: cfg.update(labels=cfg["labels"][::-1]))  # the folder sealed again: the export is not
     with pytest.raises(ModelError, match="labels .* differ from the config"):
         EmotionRecognizer.load(src)

@@ -116,7 +116,7 @@ def test_push_uploads_the_model_files_and_a_card_and_leaves_the_folder_alone(mod
     assert meta["library_name"] == "emovox" and meta["license"] == "mit"
     assert {"audio-classification", "speech-emotion-recognition"} <= set(meta["tags"])
     assert meta["pipeline_tag"] == "audio-classification"
-    assert meta["emovox"]["labels"] == list(A_LABELS) and meta["emovox"]["format"] == "emovox-model/2"
+    assert meta["emovox"]["labels"] == list(A_LABELS) and meta["emovox"]["format"] == "emovox-model/3"
     assert [e["name"] for e in meta["emovox"]["encoders"]] == ["efficientnet_lite0"]
     assert meta["emovox"]["evaluation"]["file head"] == {"n": 40, "accuracy": 0.875, "uar": 0.8625, "macro_f1": 0.85}
     assert 'EmotionRecognizer.load("hf:user/emo")' in card and "emovox predict --model hf:user/emo" in card
@@ -215,7 +215,7 @@ def test_a_changed_cached_file_names_the_repository_and_the_file(published, tmp_
     # a cache without links (copies) has no checksum in the name: the config's weights digest catches it
     (snap / "config.json").unlink()
     (snap / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ModelError, match=r"hf:user/emo \(commit .*\): its labels or weights differ .*digest mismatch.*config.json.*model.safetensors"):
+    with pytest.raises(ModelError, match=r"hf:user/emo \(commit .*\): its config or weights differ .*digest mismatch.*config.json.*model.safetensors"):
         hub.load_hub_model("hf:user/emo", cache=cache)
     a_weights = (cache / "models--user--emo" / "snapshots" / published["a"].commit / "model.safetensors").resolve()
     data = bytearray(a_weights.read_bytes())
@@ -241,7 +241,7 @@ def test_inconsistent_missing_or_foreign_files_in_the_repository(models, fake_hu
                     repo_id="user/transformers")
     api.upload_file(path_or_fileobj=str(models["a"] / "model.safetensors"), path_in_repo="model.safetensors", repo_id="user/transformers")
     kw = {"cache": tmp_path / "cache", "hub_endpoint": fake_hub.url}
-    with pytest.raises(ModelError, match=r"hf:user/swapped \(commit .*\): its labels or weights differ .*digest mismatch"):
+    with pytest.raises(ModelError, match=r"hf:user/swapped \(commit .*\): its config or weights differ .*digest mismatch"):
         hub.load_hub_model("hf:user/swapped", **kw)
     with pytest.raises(ModelError, match=r"hf:user/config-only \(commit .*\): the repository has no model.safetensors"):
         hub.load_hub_model("hf:user/config-only", **kw)

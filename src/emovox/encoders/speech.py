@@ -156,6 +156,23 @@ def _network_from_config(config: dict[str, Any]) -> nn.Module:
     return transformers.AutoModel.from_config(cfg)
 
 
+def _check_spec(spec: dict[str, Any]) -> None:
+    """A speech encoder entry's settings, each of the right type and range (ValueError naming the field)."""
+    if not isinstance(spec.get("name"), str) or not spec["name"]:
+        raise ValueError("'name' must be a non-empty string")
+    if spec.get("hub_id") is not None and not isinstance(spec["hub_id"], str):
+        raise ValueError(f"'hub_id' must be a string or null, not {spec['hub_id']!r}")
+    if not isinstance(spec["model_config"], dict):
+        raise ValueError("'model_config' must be a JSON object")
+    if spec.get("context", "clip") not in CONTEXTS:
+        raise ValueError(f"'context' must be one of {', '.join(CONTEXTS)}, not {spec.get('context')!r}")
+    if not isinstance(spec.get("trim", True), bool):
+        raise ValueError(f"'trim' must be true or false, not {spec.get('trim')!r}")
+    top_db = spec.get("top_db", 60.0)
+    if isinstance(top_db, bool) or not isinstance(top_db, (int, float)) or not 0 < top_db < 200:
+        raise ValueError(f"'top_db' must be a level in dB between 0 and 200, not {top_db!r}")
+
+
 @register
 class SpeechEncoder(Encoder):
     """A frozen transformers speech encoder that turns a waveform into one pooled vector.
@@ -223,6 +240,7 @@ class SpeechEncoder(Encoder):
         except ImportError:
             raise ModelError("this model uses a speech encoder: pip install 'emovox[speech]' (transformers)") from None
         config = spec["model_config"]
+        _check_spec(spec)
         net = _network_from_config(config)
         cfg = transformers.AutoConfig.for_model(**config)
         fe_cfg = spec.get("feature_extractor") or {}

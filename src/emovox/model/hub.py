@@ -24,7 +24,7 @@ from typing import Any
 from .._version import __version__
 from ..errors import ModelError
 from .familiar import FAMILIARITY_FILE
-from .io import CONFIG_FILE, FORMAT, LEGACY_FORMAT, WEIGHTS_FILE, load_model
+from .io import CONFIG_FILE, FORMAT, READ_FORMATS, WEIGHTS_FILE, load_model
 
 PREFIX = "hf:"
 #: files of a model folder that travel to and from the hub: the config, the weights, the familiarity gate, the ONNX
@@ -232,7 +232,7 @@ def load_hub_model(spec: str | os.PathLike | HubRef, **options: Any):
     except (OSError, ValueError) as err:
         raise ModelError(f"{hub}: its {CONFIG_FILE} is not JSON ({err})") from None
     fmt = raw.get("format") if isinstance(raw, dict) else None
-    if not isinstance(raw, dict) or (fmt is None and "backbone" not in raw) or (fmt is not None and fmt not in (FORMAT, LEGACY_FORMAT)):
+    if not isinstance(raw, dict) or (fmt is None and "backbone" not in raw) or (fmt is not None and fmt not in READ_FORMATS):
         raise ModelError(f"{hub}: its {CONFIG_FILE} is not an emovox model config (format {fmt!r}, not {FORMAT!r}); "
                          "a transformers speech encoder on the hub is an encoder to train on: emovox train --encoders "
                          f"hf:{hub.ref.repo_id}")

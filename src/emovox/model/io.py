@@ -1,17 +1,22 @@
-"""Model folders: ``model.safetensors`` (weights) + ``config.json`` (format ``emovox-model/2``). Nothing is pickled.
+"""Model folders: ``model.safetensors`` (weights) + ``config.json`` (format ``emovox-model/3``). Nothing is pickled.
 
 The config is the source of truth: the encoder list (each encoder's :meth:`~emovox.encoders.Encoder.spec`: its
 name, hub id, settings and weights digest; its weights travel in the folder), the labels in the order of the
-heads' outputs, each head's normalisation and temperature, the training settings and software versions, and a
-``digest`` over the weights and the label order: a folder whose labels were reordered or whose weights were
-swapped is a :class:`ModelError`, never silently wrong answers. Folders of the first format
-(``emovox-model/1``: one ``backbone`` plus flags) still load, their weight keys mapped.
+heads' outputs, each head's normalisation, input size and temperature, the familiarity gate, the training record and
+software versions, and a ``digest`` over the weights and the whole config (all but the digest itself).
+
+A folder is all or nothing: every field is checked (a clear :class:`ModelError` naming it), each encoder entry must
+be exactly what the encoder it rebuilds describes, and any edit of the config or the weights after saving is a digest
+mismatch, never silently different answers. A deliberate change goes through :func:`edit_config`, which checks the
+result and seals it again. Folders of the older formats still load: ``emovox-model/2`` (its digest covers the
+weights and the label order only) and ``emovox-model/1`` (one ``backbone`` plus flags; weight keys mapped).
 """
 from __future__ import annotations
 
 import json
 import math
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,8 +33,16 @@ from ..identity import digest
 from .classifier import FINETUNE, EmotionClassifier
 from .familiar import FAMILIARITY_FILE, Familiarity
 
-FORMAT = "emovox-model/2"
+FORMAT = "emovox-model/3"
+#: the previous format: the same fields, its digest over the weights and the label order only
+LABELS_DIGEST_FORMAT = "emovox-model/2"
 LEGACY_FORMAT = "emovox-model/1"
+READ_FORMATS = (FORMAT, LABELS_DIGEST_FORMAT, LEGACY_FORMAT)
+#: the top-level fields of a config (anything else is refused: a typo would otherwise be ignored)
+CONFIG_FIELDS = ("format", "labels", "encoders", "heads", "finetune", "dropout", "digest", "training", "versions",
+                 "familiarity")
+HEAD_FIELDS = ("normalization", "temperature", "input_dim")
+HEAD_NORMALIZATION = {"file": "training", "speaker": "speaker"}
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
@@ -60,6 +73,9 @@ class ModelConfig:
     def from_json(cls, d: Any) -> ModelConfig:
         if not isinstance(d, dict):
             raise ValueError(f"expected a JSON object, found {type(d).__name__}")
+        unknown = sorted(set(d) - set(CONFIG_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))}; a model config has {', '.join(CONFIG_FIELDS)}")
         labels = d.get("labels")
         if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
             raise ValueError("'labels' must be a list of at least two label names")
@@ -75,7 +91,7 @@ class ModelConfig:
                 or not all(isinstance(h, dict) for h in heads.values()):
             raise ValueError("'heads' must be an object with a 'file' head (and optionally a 'speaker' head)")
         for name, h in heads.items():
-            _temperature(h.get("temperature"), f"head {name} temperature")
+            _check_head(name, h)
         finetune = d.get("finetune", "none")
         if finetune not in FINETUNE:
             raise ValueError(f"'finetune' must be one of {', '.join(FINETUNE)}, not {finetune!r}")
@@ -89,8 +105,8 @@ class ModelConfig:
         if stored is not None and not isinstance(stored, str):
             raise ValueError("'digest' must be a hex string")
         familiar = d.get("familiarity")
-        if familiar is not None and not (isinstance(familiar, dict) and isinstance(familiar.get("sha256"), str)):
-            raise ValueError("'familiarity' must be an object with the 'sha256' of its file")
+        if familiar is not None:
+            _check_familiarity(familiar)
         return cls(list(labels), encoders, heads, finetune, float(dropout), training, stored, versions, d.get("format", FORMAT),
                    familiar)
 
@@ -110,16 +126,56 @@ def software_versions() -> dict[str, str]:
 
 
 def model_digest(state: dict[str, torch.Tensor], labels: list[str]) -> str:
-    """The digest that ties a folder's weights to its label order (stored in ``config.json``)."""
+    """The digest of an ``emovox-model/2`` folder: its weights and label order."""
     return digest(state, labels)
 
 
-def model_config(model: EmotionClassifier, training: dict[str, Any] | None = None,
-                 state: dict[str, torch.Tensor] | None = None) -> ModelConfig:
-    """The :class:`ModelConfig` of ``model`` (``state``: the weights as saved, for the digest)."""
-    state = model.state_dict() if state is None else state
+def config_digest(state: dict[str, torch.Tensor], config: dict[str, Any]) -> str:
+    """The digest of an ``emovox-model/3`` folder: its weights and every field of its config but ``digest``."""
+    body = json.loads(json.dumps({k: v for k, v in config.items() if k != "digest"}))  # as it reads back from disk
+    return digest(state, body)
+
+
+def model_config(model: EmotionClassifier, training: dict[str, Any] | None = None) -> ModelConfig:
+    """The :class:`ModelConfig` of ``model``, not yet sealed (:func:`save_model` adds the digest)."""
     return ModelConfig(list(model.labels), [e.spec() for e in model.encoders], model.head_specs(), model.finetune,
-                       model.dropout, training or {}, model_digest(state, list(model.labels)), software_versions())
+                       model.dropout, training or {}, None, software_versions())
+
+
+def _check_head(name: str, h: dict[str, Any]) -> None:
+    unknown = sorted(set(h) - set(HEAD_FIELDS))
+    if unknown:
+        raise ValueError(f"head {name}: unknown field(s) {', '.join(map(repr, unknown))}")
+    _temperature(h.get("temperature"), f"head {name} temperature")
+    if "normalization" in h and h["normalization"] != HEAD_NORMALIZATION[name]:
+        raise ValueError(f"head {name} normalization must be {HEAD_NORMALIZATION[name]!r}, not {h['normalization']!r}")
+    dim = h.get("input_dim")
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+        raise ValueError(f"head {name} input_dim must be a positive whole number, not {dim!r}")
+
+
+def _number(entry: dict[str, Any], key: str, low: float = 0.0, high: float = math.inf, required: bool = False) -> None:
+    value = entry.get(key)
+    if value is None and not required:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low < value <= high:
+        raise ValueError(f"familiarity {key} must be a number in ({low:g}, {high:g}], not {value!r}")
+
+
+def _check_familiarity(entry: Any) -> None:
+    if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)):
+        raise ValueError("'familiarity' must be an object with the 'sha256' of its file")
+    if entry.get("file", FAMILIARITY_FILE) != FAMILIARITY_FILE:
+        raise ValueError(f"familiarity file must be {FAMILIARITY_FILE!r}, not {entry['file']!r}")
+    _number(entry, "threshold", required=True)
+    for key in ("pass_rate", "unconfirmed_rate", "confirmed_rate"):
+        _number(entry, key, high=1.0)
+    for key in ("speaker_cv_quantile", "corpus_cv_quantile", "plain_threshold", "speech_ceiling"):
+        _number(entry, key)
+    for key in ("components", "n_vectors", "classes", "speaker_folds"):
+        v = entry.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"familiarity {key} must be a positive whole number, not {v!r}")
 
 
 def save_familiarity(familiarity: Familiarity, directory: str | Path) -> dict[str, Any]:
@@ -137,6 +193,12 @@ def load_familiarity(directory: Path, entry: dict[str, Any]) -> Familiarity:
     if digest(path) != entry["sha256"]:
         raise ModelError(f"{path}: differs from the file the model was saved with (digest mismatch); re-save the model")
     fam = Familiarity.load(path, {k: v for k, v in entry.items() if k not in ("file", "sha256")})
+    if not math.isclose(float(entry["threshold"]), fam.threshold, rel_tol=1e-6):
+        raise ModelError(f"{directory / CONFIG_FILE}: familiarity threshold {entry['threshold']} is not the one of "
+                         f"{FAMILIARITY_FILE} ({fam.threshold:.6g})")
+    if entry.get("components") is not None and entry["components"] != fam.components:
+        raise ModelError(f"{directory / CONFIG_FILE}: familiarity components {entry['components']} is not the "
+                         f"{fam.components} of {FAMILIARITY_FILE}")
     try:
         fam.speech_ceiling  # checked now, not at the first prediction
     except ModelError as err:
@@ -162,13 +224,49 @@ def save_model(model: EmotionClassifier, directory: str | Path, features: Featur
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
-    config = model_config(model, training, state)
+    if half:  # the config describes the weights as they load back: rounded to half precision
+        import copy
+
+        described = copy.deepcopy(model)
+        described.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        config = model_config(described, training)
+    else:
+        config = model_config(model, training)
     if model.familiarity is not None:
         config = replace(config, familiarity=save_familiarity(model.familiarity, directory))
     elif (directory / FAMILIARITY_FILE).exists():
         (directory / FAMILIARITY_FILE).unlink()  # the model being written over had one; this one has none
-    (directory / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n")
+    _write_config(directory, config.to_json(), state)
     return directory
+
+
+def _write_config(directory: Path, config: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+    """Seal ``config`` (its digest over ``state`` and every other field) and write it, atomically."""
+    config = dict(config) | {"format": FORMAT}
+    config["digest"] = config_digest(state, config)
+    tmp = directory / f".{CONFIG_FILE}.tmp"
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    tmp.replace(directory / CONFIG_FILE)
+
+
+def edit_config(directory: str | Path, edit: Callable[[dict[str, Any]], Any], *, intact: bool = True) -> dict[str, Any]:
+    """Change a model folder's config on purpose: ``edit(config)`` changes the loaded JSON in place; the result is
+    checked as a whole (it must load, with this folder's weights) and sealed with a new digest, else the folder is
+    left as it was. ``intact``: the folder must load before the edit too (its digest intact; ``False`` only for a
+    caller that has just checked it and replaced a file the config describes). Returns the new config."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory).expanduser()
+    if intact:
+        load_model(directory)
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    edit(config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(directory / WEIGHTS_FILE)).items()}
+    config = dict(config) | {"format": FORMAT}
+    config["digest"] = config_digest(state, config)
+    _check_config(directory, config, state)
+    _write_config(directory, config, state)
+    return config
 
 
 def load_model(directory: str | Path) -> tuple[EmotionClassifier, FeatureConfig, dict[str, Any]]:
@@ -182,10 +280,28 @@ def load_model(directory: str | Path) -> tuple[EmotionClassifier, FeatureConfig,
         raise ModelError(f"{directory}: not an emovox model folder (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
     try:
         raw = json.loads(cfg_path.read_text())
+    except ValueError as err:
+        raise ModelError(f"{cfg_path}: malformed model config ({err})") from None
+    try:
+        state = load_file(str(w_path))
+    except Exception as err:
+        raise ModelError(f"{w_path}: cannot read weights ({err})") from None
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    model, config = _check_config(directory, raw, state)
+    return model, model.features, config.to_json()
+
+
+def _check_config(directory: Path, raw: Any, state: dict[str, torch.Tensor]) -> tuple[EmotionClassifier, ModelConfig]:
+    """The model a raw config and its weights make, every field checked (:class:`ModelError` naming the first wrong
+    one, then a digest mismatch for anything else changed since saving)."""
+    cfg_path, w_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    try:
+        if isinstance(raw, dict) and "format" not in raw and "backbone" not in raw:
+            raise ValueError(f"it has no 'format' (this emovox reads {', '.join(READ_FORMATS)})")
         legacy = isinstance(raw, dict) and raw.get("format", LEGACY_FORMAT) == LEGACY_FORMAT
         config = ModelConfig.from_json(_from_legacy(raw) if legacy else raw)
-        if config.format != FORMAT:
-            raise ValueError(f"format {config.format!r} is not one this emovox reads ({FORMAT}, {LEGACY_FORMAT})")
+        if config.format not in READ_FORMATS:
+            raise ValueError(f"format {config.format!r} is not one this emovox reads ({', '.join(READ_FORMATS)})")
     except (ValueError, KeyError, TypeError, EmovoxError) as err:
         raise ModelError(f"{cfg_path}: malformed model config ({err})") from None
     try:
@@ -193,24 +309,23 @@ def load_model(directory: str | Path) -> tuple[EmotionClassifier, FeatureConfig,
                                   dropout=config.dropout, normalize="speaker" if "speaker" in config.heads else "none")
     except EmovoxError as err:
         raise ModelError(f"{cfg_path}: {err}") from None
-    try:
-        state = load_file(str(w_path))
-    except Exception as err:
-        raise ModelError(f"{w_path}: cannot read weights ({err})") from None
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     if legacy:
         state = _legacy_keys(state, config)
     linear = [v for k, v in state.items() if k.startswith("heads.file.") and k.endswith(".weight") and v.ndim == 2]
     if linear and linear[-1].shape[0] != len(config.labels):
         raise ModelError(f"{cfg_path} lists {len(config.labels)} labels but the weights in {w_path.name} classify "
                          f"{linear[-1].shape[0]}: config and weights belong to different models")
-    if not legacy and config.digest is not None and model_digest(state, config.labels) != config.digest:
-        raise ModelError(f"{directory}: its labels or weights differ from the config it was saved with (digest mismatch: "
-                         f"{CONFIG_FILE} was edited, or {WEIGHTS_FILE} comes from another model); re-save or re-train it")
+    for name, h in config.heads.items():
+        if h.get("input_dim") is not None and h["input_dim"] != model.vector_dim:
+            raise ModelError(f"{cfg_path}: head {name} input_dim is {h['input_dim']}, but its encoders give vectors of "
+                             f"length {model.vector_dim}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise ModelError(f"{w_path}: weights do not match the encoders {model.backbone!r}: {str(err).splitlines()[0]}") from None
+    if config.format == FORMAT:  # older folders were checked by their digest alone
+        for k, (entry, encoder) in enumerate(zip(config.encoders, model.encoders)):
+            _same_entry(cfg_path, k, entry, encoder.spec())
     for name, h in config.heads.items():
         model.temperatures_[name] = _temperature(h.get("temperature"), f"head {name} temperature")
     if config.familiarity is not None:
@@ -218,7 +333,31 @@ def load_model(directory: str | Path) -> tuple[EmotionClassifier, FeatureConfig,
         if model.familiarity.dim != model.vector_dim:
             raise ModelError(f"{directory / FAMILIARITY_FILE}: statistics of vectors of length {model.familiarity.dim}, "
                              f"but the model's are {model.vector_dim}")
-    return model.eval(), model.features, config.to_json()
+    if config.format == FORMAT and config.digest is None:
+        raise ModelError(f"{cfg_path}: has no digest ({FORMAT} folders are sealed when saved); re-save it")
+    sealed = config.digest is not None and (
+        config_digest(state, raw) if config.format == FORMAT else model_digest(state, config.labels)) == config.digest
+    if not legacy and config.digest is not None and not sealed:
+        raise ModelError(f"{directory}: its config or weights differ from those it was saved with (digest mismatch: "
+                         f"{CONFIG_FILE} was edited, or {WEIGHTS_FILE} comes from another model); re-save or re-train it "
+                         "(emovox.model.io.edit_config changes a config on purpose)")
+    return model.eval(), config
+
+
+def _same_entry(cfg_path: Path, k: int, entry: dict[str, Any], built: dict[str, Any]) -> None:
+    """An encoder entry must be exactly what the encoder rebuilt from it (with the folder's weights) describes: no
+    field it ignores, none missing, and the size and weights digest of what was loaded."""
+    norm = json.loads(json.dumps(built))
+    extra, missing = sorted(set(entry) - set(norm)), sorted(set(norm) - set(entry))
+    if extra or missing:
+        what = "; ".join(x for x in (extra and f"unknown field(s) {', '.join(extra)}",
+                                       missing and f"missing field(s) {', '.join(missing)}") if x)
+        raise ModelError(f"{cfg_path}: encoder {k} ({entry.get('name')!r}): {what}")
+    for key in norm:
+        if entry[key] != norm[key]:
+            shown = lambda v: json.dumps(v)[:60]  # noqa: E731
+            raise ModelError(f"{cfg_path}: encoder {k} ({entry.get('name')!r}): {key} is {shown(entry[key])}, but the "
+                             f"encoder it describes, with this folder's weights, has {shown(norm[key])}")
 
 
 def _temperature(value: Any, what: str) -> float:

@@ -239,9 +239,11 @@ def train(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     training = cfg.to_dict() | {"weights": _portable(cfg.weights), "split_description": split.description, "sizes": split.sizes(), "n_skipped": len(data.skipped)}
-    if cfg.encoders:  # a local folder by its name only, as for --weights
+    if cfg.encoders:  # a local folder by its name only, as for --weights; the shorthand they replace is not recorded
         training["encoders"] = [f"hf:{Path(e[3:]).name}" if e.startswith("hf:") and Path(e[3:]).expanduser().is_dir() else e
                                 for e in cfg.encoders]
+        for shorthand in ("backbone", "weights", "acoustic"):
+            training.pop(shorthand, None)
     save_model(model, out_dir / "model", features, training, overwrite=overwrite)
     (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     plot_curves(history, out_dir / "curves.png")
@@ -309,7 +311,7 @@ def add_familiarity(directory: str | Path, utts: Sequence[Utterance], *, exclude
     ``cuts``: also the timeline's cut of each file, ``channels``: that many channel copies of each training file
     (defaults for both: as the model was trained, ``timeline_cuts`` and ``channels``; the validation speakers get
     no channel copies, as in training)."""
-    from ..model import CONFIG_FILE, load_model
+    from ..model import edit_config, load_model
     from ..model.io import save_familiarity
 
     directory = Path(directory)
@@ -326,8 +328,7 @@ def add_familiarity(directory: str | Path, utts: Sequence[Utterance], *, exclude
     y = np.array([model.labels.index(u.emotion) for u in used])
     fam = fit_familiarity(x, y, [u.speaker_key for u in used], [u.corpus for u in used])
     entry = save_familiarity(fam, directory)
-    raw = json.loads((directory / CONFIG_FILE).read_text())
-    (directory / CONFIG_FILE).write_text(json.dumps(raw | {"familiarity": entry}, indent=2) + "\n")
+    edit_config(directory, lambda raw: raw.update(familiarity=entry), intact=False)  # loaded whole above
     log(f"{directory}: familiarity gate fitted on {len(x)} vectors of {len({u.speaker_key.split('~aug')[0] for u in used})} "
         f"speakers; threshold {fam.threshold:.3g}, speech ceiling {fam.speech_ceiling:.3g}")
     return fam
