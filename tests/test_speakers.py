@@ -149,3 +149,34 @@ def test_batch_with_a_speaker_column_grows_its_statistics_across_runs(speaker_mo
     s = run_batch(EmotionRecognizer.load(speaker_model), [tone_corpus], tmp_path / "o4.parquet",
                   speaker_from_path=r"/(s\d)/", progress=False)
     assert {r["speaker"] for r in read_dataset(tmp_path / "o4.parquet").to_pylist()} == {"s1", "s2", "s3", "s4"}
+
+
+def test_one_scoring_core_for_every_face(speaker_model, tone_corpus):
+    """``score`` is what predict, the timeline, live streams and batch use: the same numbers whichever way in."""
+    from emovox.errors import UnknownSoundError
+    from emovox.model.familiar import Familiarity
+
+    rec = EmotionRecognizer.load(speaker_model)
+    files = sorted(u.path for u in load_folder(tone_corpus) if u.speaker == "s4")
+    items = [rec.featurize(f) for f in files]
+    plain = rec.score(items)
+    assert plain.heads == ["file"] * 9 and plain.known.all() and plain.ood is None and plain.vectors.shape == (9, rec.model.vector_dim)
+    np.testing.assert_allclose(plain.probabilities, rec.predict_proba(files), atol=1e-6)
+    again = rec.score(items, vectors=plain.vectors)  # vectors computed before (a live stream encodes ahead)
+    np.testing.assert_allclose(again.probabilities, plain.probabilities, atol=1e-6)
+    together = rec.score(items, same_speaker=True)
+    assert together.heads == ["speaker"] * 9
+    np.testing.assert_allclose(together.probabilities, rec.predict_proba(files, same_speaker=True), atol=1e-6)
+    book = SpeakerBook(min_files=4)
+    keyed = rec.score(items[:5], ["s4"] * 4 + [None], book=book)
+    assert keyed.heads == ["speaker"] * 4 + ["file"] and book.count("s4") == 4 and "s4" not in rec.speakers
+
+    # a gate that knows nothing: every item unknown, a strict request refused before any statistics change
+    v = plain.vectors
+    rec.familiarity = Familiarity.fit(v, np.arange(9) % 3, components=2).with_threshold(1e-9)
+    gated = rec.score(items, ["s4"] * 9, book=book)
+    assert not gated.known.any() and (gated.ood > 1).all() and gated.heads == ["file"] * 9 and book.count("s4") == 4
+    with pytest.raises(UnknownSoundError):
+        rec.score(items, ["s4"] * 9, book=book, refuse=[str(f) for f in files])
+    assert book.count("s4") == 4
+    assert all(isinstance(rec.answer(gated, i, str(f)), UnknownSoundError) for i, f in enumerate(files))

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import AudioError, EmovoxError, ModelError, NoSpeechError, UnknownSoundError
-from ..model.familiar import unfamiliar
 from ..storage import run_id, text_name
 from .rows import failed_inputs, file_duration, model_identity, output_schema
 
@@ -103,7 +102,6 @@ class _Predict:
 
     def __call__(self, batch):
         import pyarrow as pa
-        import torch
 
         rows = self.rows
         out: list[dict[str, Any]] = []
@@ -118,25 +116,24 @@ class _Predict:
                     out += rows.error(base, err)
             return pa.Table.from_pylist(out, schema=self.schema)
         items: dict[int, Any] = {}
+        vectors: dict[int, Any] = {}
         for k, r in enumerate(records):
             if r["error"] is None:
                 try:
-                    items[k] = self.rec.vectors([self._prepared(r)])  # one by one: a bad input fails alone
+                    items[k] = self._prepared(r)
+                    vectors[k] = self.rec.vectors([items[k]]).numpy()  # one by one: a bad input fails alone
                 except AudioError as err:
+                    items.pop(k)
                     r["error"], r["no_speech"] = err.problem, isinstance(err, NoSpeechError)
-        probs: dict[int, Any] = {}
-        ood: dict[int, float] = {}
+        answers: dict[int, Any] = {}
         if items:
-            vecs = torch.cat(list(items.values()))
-            probs = dict(zip(items, self.rec.classify(vecs)))
-            scores = self.rec.ood_of([self._prepared(records[k]) for k in items], vecs.numpy())
-            ood = dict(zip(items, map(float, scores))) if scores is not None else {}
+            scores = self.rec.score(list(items.values()), vectors=np.concatenate(list(vectors.values())))
+            answers = {k: self.rec.answer(scores, i, records[k]["path"]) for i, k in enumerate(items)}
         for k, r in enumerate(records):
             base = rows.base(r["path"], r["size"], r["mtime_ns"], r["duration"])
-            if k in ood and unfamiliar(ood[k]):  # unlike any speech the model knows: a "no speech" row with its score
-                out += rows.error(base, UnknownSoundError(r["path"], ood[k]))
-            elif k in probs:
-                out += rows.prediction(base, self.rec._prediction(probs[k], r["path"], ood_score=ood.get(k)))
+            if k in answers:  # a prediction, or a "no speech" row with its score (unlike any speech the model knows)
+                a = answers[k]
+                out += rows.error(base, a) if isinstance(a, UnknownSoundError) else rows.prediction(base, a)
             else:
                 err = (NoSpeechError if r["no_speech"] else AudioError)(r["path"], r["error"])
                 out += rows.error(base, err)

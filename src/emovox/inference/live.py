@@ -22,20 +22,18 @@ by them and classified by the speaker-normalised head. Every segment event says 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..audio.decode import check_sample_rate
 from ..audio.vad import FRAME_S, VAD_RATE, VoiceTracker
 from ..errors import AudioError, EmovoxError
-from ..model.familiar import unfamiliar
 from .results import UNCERTAIN_BELOW, Segment, Timeline, scored
+from .scoring import Scorer
 from .segments import SegmentOptions, windows
 from .speakers import SpeakerBook
 
-if TYPE_CHECKING:
-    from .recognizer import EmotionRecognizer
 
 #: Sample formats of raw PCM bytes (:func:`pcm_samples`): 16-bit signed and 32-bit float, little-endian.
 PCM_FORMATS = ("s16le", "f32le")
@@ -113,7 +111,7 @@ class EmotionStream:
     ``hop_s``, ``adapt`` ...) are those of :func:`~emovox.inference.segments.segment_file`.
     """
 
-    def __init__(self, recognizer: EmotionRecognizer, sample_rate: int, options: SegmentOptions | None = None, *,
+    def __init__(self, recognizer: Scorer, sample_rate: int, options: SegmentOptions | None = None, *,
                  channels: int = 1, name: str = "<stream>", **changes: Any):
         o = SegmentOptions.of(options, **changes)
         if o.speakers != 1:
@@ -137,7 +135,7 @@ class EmotionStream:
         self.segments: list[Segment] = []
         #: windows of voice activity given no segment: unlike all the speech the model knows (``ood_score`` above 1)
         self.unknown: list[tuple[float, float]] = []
-        can_adapt = recognizer.model.has_speaker_head
+        can_adapt = recognizer.can_adapt
         if o.adapt == "on" and not can_adapt:
             raise EmovoxError("adapt='on' needs a model with a speaker-normalised head (trained with --recipe speech or robust)")
         self.adapting = can_adapt and o.adapt != "off"
@@ -275,15 +273,14 @@ class EmotionStream:
 
     def _classify(self, spans: list[tuple[float, float]]) -> list[StreamEvent]:
         rec, events = self.recognizer, []
-        for (s, e), (v, item) in self._vectors(spans):
-            ood = rec.ood_of([item], v[None])
-            if ood is not None and unfamiliar(ood[0]):  # unlike any speech the model knows: no segment, and it never
-                self.unknown.append((s, e))      # joins the speaker's statistics
-                events.append(StreamEvent("unknown", e, span=(s, e), ood_score=float(ood[0])))
+        for (s, e), (v, item) in self._vectors(spans):  # one by one: each window joins the statistics before the next
+            scores = rec.score([item], [SESSION if self.adapting else None], book=self.book, vectors=v[None])
+            if not scores.known[0]:  # unlike any speech the model knows: no segment, and it never joins the statistics
+                self.unknown.append((s, e))
+                events.append(StreamEvent("unknown", e, span=(s, e), ood_score=scores.ood_score(0)))
                 continue
-            p, head = rec.classify_known(v[None], SESSION if self.adapting else None, self.book)
-            probs = {lab: float(x) for lab, x in zip(rec.labels, p[0])}
-            seg = Segment(s, e, max(probs, key=probs.__getitem__), probs, head)
+            probs = {lab: float(x) for lab, x in zip(rec.labels, scores.probabilities[0])}
+            seg = Segment(s, e, max(probs, key=probs.__getitem__), probs, scores.heads[0])
             self.segments.append(seg)
             events.append(StreamEvent("segment", e, seg))
         return events

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
@@ -20,14 +20,17 @@ from ..audio.vad import MIN_SPEECH_S, SPEECH_GATES
 from ..corpora.base import AUDIO_EXTENSIONS, audio_files
 from ..errors import AudioError, EmovoxError, ModelError, NoSpeechError, UnknownSoundError
 from ..model import EmotionClassifier, load_model
-from ..model.familiar import CONFIRM_MEAN_P, CONFIRM_SPEECH_S, unfamiliar
+from ..model.familiar import CONFIRM_MEAN_P, CONFIRM_SPEECH_S
 from ..model.hub import is_hub_model, load_hub_model
 from .engine import Engine, OnnxEngine, TorchEngine, select_engine
 from .frontend import Frontend, Prepared
-from .live import EmotionStream
 from .results import UNCERTAIN_BELOW, Prediction, Timeline, prediction_of
-from .segments import SegmentOptions, segment_file, segment_signal
+from .scoring import Scores
+from .segments import SegmentOptions
 from .speakers import SpeakerBook
+
+if TYPE_CHECKING:
+    from .live import EmotionStream
 
 AudioInput = Union[str, Path, np.ndarray]
 #: What :meth:`EmotionRecognizer.featurize` returns: one prepared input per encoder (a bare array is taken as the
@@ -209,26 +212,68 @@ class EmotionRecognizer:
         distance from the training speech as a multiple of the model's threshold (above 1: unlike any speech the
         model knows; ``None`` when the gate is off or the model has none). With ``same_speaker``, unfamiliar
         inputs are left out of the speaker's statistics (their probabilities are the per-file head's)."""
-        n = len(self.labels)
-        if same_speaker:
+        scores = self.score(items, same_speaker=same_speaker, batch_size=batch_size)
+        return scores.probabilities, scores.ood
+
+    @property
+    def can_adapt(self) -> bool:
+        """True when the model has a speaker-normalised head (speaker keys, ``same_speaker``, timeline adaptation)."""
+        return self.model.has_speaker_head
+
+    def score(self, items: Sequence[Item], keys: Sequence[str | None] | None = None, *, book: SpeakerBook | None = None,
+              same_speaker: bool = False, vectors: np.ndarray | None = None, keep_vectors: bool = False,
+              refuse: Sequence[str] | None = None, batch_size: int = 32) -> Scores:
+        """The scoring core (:mod:`emovox.inference.scoring`): :class:`~emovox.inference.scoring.Scores` of
+        :meth:`featurize` results, the familiarity gate applied (:meth:`ood_of`).
+
+        Which head answers: without ``keys``, the per-file head; ``same_speaker=True``: all items are one speaker's,
+        normalised together, speaker head (when at least two are familiar); ``keys``: each item's speaker key
+        (``None``: unknown), its vectors join the running statistics of ``book`` (default: :attr:`speakers`) and the
+        speaker head answers once the key has enough recordings (:meth:`classify_known`). Unfamiliar items never
+        join any statistics. ``vectors``: the items' vectors, computed before (a live stream encodes ahead);
+        ``keep_vectors``: return them even where an exported network would not show them; ``refuse``: the items'
+        names: raise the :class:`~emovox.errors.UnknownSoundError` of the first unfamiliar item before any statistics
+        change (a refused request leaves the speakers as they were).
+        """
+        n, speakered = len(items), same_speaker or (keys is not None and any(k is not None for k in keys))
+        if speakered:
             self.model.require_speaker_head()
-        if not len(items):
-            return np.zeros((0, n), dtype=np.float32), (np.zeros(0, np.float32) if self.familiarity is not None else None)
-        if same_speaker:
-            vecs = self.vectors(items, batch_size)
-            ood = self.ood_of(items, vecs.numpy())
-            probs = self.classify(vecs)
-            known = np.ones(len(items), bool) if ood is None else ~unfamiliar(ood)
-            if known.sum() >= 2:  # one recording alone normalises to zeros: its per-file answer stays
-                probs[known] = self.classify(vecs[torch.from_numpy(known)], same_speaker=True)
-            return probs, ood
-        probs, vecs = [], []
-        for i in range(0, len(items), batch_size):
-            p, v = self._vector_engine.outputs(self._columns(items[i : i + batch_size]))
-            probs.append(p)
-            vecs.append(v)
-        ood = None if any(v is None for v in vecs) else self.ood_of(items, np.concatenate(vecs))
-        return np.concatenate(probs), ood
+        if keys is not None and len(keys) != n:
+            raise EmovoxError(f"{len(keys)} speaker keys for {n} inputs")
+        if not n:
+            empty = np.zeros(0, np.float32) if self.familiarity is not None else None
+            return Scores(np.zeros((0, len(self.labels)), np.float32), empty, [], np.zeros((0, self.model.vector_dim), np.float32))
+        probs = None
+        if vectors is None and not speakered:  # probabilities and vectors in one pass of the engine
+            outs = [self._vector_engine.outputs(self._columns(items[i : i + batch_size])) for i in range(0, n, batch_size)]
+            probs = np.concatenate([p for p, _ in outs])
+            if all(v is not None for _, v in outs):
+                vectors = np.concatenate([v for _, v in outs])
+            elif keep_vectors:
+                vectors = self.vectors(items, batch_size).numpy()
+        elif vectors is None:
+            vectors = self.vectors(items, batch_size).numpy()
+        ood = None if vectors is None else self.ood_of(items, vectors)
+        scores = Scores(probs, ood, ["file"] * n, vectors)
+        known = scores.known
+        if refuse is not None and not known.all():
+            i = int(np.argmax(~known))
+            raise UnknownSoundError(refuse[i], float(ood[i]))
+        if probs is None:
+            probs = self.classify(torch.from_numpy(np.asarray(vectors, dtype=np.float32)))
+        heads = ["file"] * n
+        if same_speaker and known.sum() >= 2:  # one recording alone normalises to zeros: its per-file answer stays
+            probs[known] = self.classify(torch.from_numpy(vectors[known]), same_speaker=True)
+            heads = ["speaker" if k else "file" for k in known]
+        elif keys is not None and speakered:
+            groups: dict[str | None, list[int]] = {}
+            for i, key in enumerate(keys):
+                groups.setdefault(None if key is None or not known[i] else str(key), []).append(i)
+            for key, rows in groups.items():
+                probs[rows], head = self.classify_known(vectors[rows], key, self.speakers if book is None else book)
+                for i in rows:
+                    heads[i] = head
+        return Scores(probs, ood, heads, vectors)
 
     def ood_scores(self, vectors: np.ndarray) -> np.ndarray | None:
         """The ``ood_score`` of each of :meth:`vectors` (``None`` without a familiarity gate)."""
@@ -298,35 +343,9 @@ class EmotionRecognizer:
         speaker-normalised head (``"speaker"``), before that by the per-file head (``"file"``), as are items whose
         key is ``None``. The more of a speaker's archive has gone through, the better its statistics.
         """
-        probs, heads, _ = self._adapted(items, keys, batch_size)
-        return probs, heads
-
-    def _adapted(self, items: Sequence[Item], keys: Sequence[str | None], batch_size: int = 32, *,
-                 names: Sequence[str] | None = None) -> tuple[np.ndarray, list[str], np.ndarray | None]:
-        """:meth:`adapted` and the ``ood_score`` of each item; unfamiliar items never join a speaker's statistics.
-        ``names`` given: raise the :class:`UnknownSoundError` of the first unfamiliar item before any statistics
-        change (a request that is refused leaves the speakers as they were)."""
         self.model.require_speaker_head()
-        if len(keys) != len(items):
-            raise EmovoxError(f"{len(keys)} speaker keys for {len(items)} inputs")
-        probs = np.zeros((len(items), len(self.labels)), dtype=np.float32)
-        heads = ["file"] * len(items)
-        if not len(items):
-            return probs, heads, None
-        vecs = self.vectors(items, batch_size).numpy()
-        ood = self.ood_of(items, vecs)
-        strange = np.zeros(len(items), bool) if ood is None else unfamiliar(ood)
-        if names is not None and strange.any():
-            i = int(np.argmax(strange))
-            raise UnknownSoundError(names[i], float(ood[i]))
-        groups: dict[str | None, list[int]] = {}
-        for i, key in enumerate(keys):
-            groups.setdefault(None if key is None or strange[i] else str(key), []).append(i)
-        for key, rows in groups.items():
-            probs[rows], head = self.classify_known(vecs[rows], key, self.speakers)
-            for i in rows:
-                heads[i] = head
-        return probs, heads, ood
+        scores = self.score(items, keys, batch_size=batch_size)
+        return scores.probabilities, scores.heads
 
     def classify_known(self, vectors: np.ndarray, key: str | None, book: SpeakerBook) -> tuple[np.ndarray, str]:
         """``(probabilities, head)`` of one speaker's new vectors: they join ``book``'s running statistics of
@@ -342,10 +361,12 @@ class EmotionRecognizer:
         return torch.softmax(logits / self.model.temperature_of(True), dim=1).numpy(), "speaker"
 
     def stream(self, sample_rate: int = 16000, options: SegmentOptions | None = None, *, channels: int = 1,
-               name: str = "<stream>", **changes: Any) -> EmotionStream:
+               name: str = "<stream>", **changes: Any) -> "EmotionStream":
         """A live session over blocks of samples at ``sample_rate``: :class:`~emovox.inference.live.EmotionStream`
         (``stream.feed(block)`` -> events, ``stream.close()``); the timeline options by name as for
         :meth:`timeline`."""
+        from .live import EmotionStream
+
         return EmotionStream(self, sample_rate, options, channels=channels, name=name, **changes)
 
     def predict_proba(self, x: AudioInput | Sequence[AudioInput], sample_rate: int | None = None, same_speaker: bool = False) -> np.ndarray:
@@ -378,20 +399,22 @@ class EmotionRecognizer:
                  same_speaker: bool = False, batch_size: int = 32, strict: bool = False) -> list[Prediction | UnknownSoundError]:
         """A :class:`Prediction` of each item, or the :class:`UnknownSoundError` of one the familiarity gate stops
         (``strict``: raised before speaker statistics change)."""
-        heads: Sequence[str | None]
         if keys is not None:
-            probs, heads, ood = self._adapted(items, keys, batch_size, names=names if strict else None)
-        else:
-            probs, ood = self.assess(items, batch_size, same_speaker)
-            keys, heads = [None] * len(items), [None] * len(items)
-        out: list[Prediction | UnknownSoundError] = []
-        for i, name in enumerate(names):
-            score = None if ood is None else float(ood[i])
-            if score is not None and unfamiliar(score):
-                out.append(UnknownSoundError(name, score))
-            else:
-                out.append(self._prediction(probs[i], name, keys[i], heads[i], score))
-        return out
+            self.model.require_speaker_head()
+        scores = self.score(items, keys, same_speaker=same_speaker, batch_size=batch_size,
+                            refuse=names if strict and keys is not None else None)
+        return [self.answer(scores, i, name, keys is not None, None if keys is None else keys[i])
+                for i, name in enumerate(names)]
+
+    def answer(self, scores: Scores, i: int, source: str | None, keyed: bool = False,
+               speaker: str | None = None) -> Prediction | UnknownSoundError:
+        """Item ``i`` of :meth:`score` results as the user gets it: a :class:`Prediction` (saying which head answered
+        when speaker keys were given: ``keyed``), or the :class:`UnknownSoundError` of an input unlike all the speech
+        the model knows."""
+        ood = scores.ood_score(i)
+        if not scores.known[i]:
+            return UnknownSoundError(source or "<array>", ood)
+        return self._prediction(scores.probabilities[i], source, speaker, scores.heads[i] if keyed else None, ood)
 
     def _prediction(self, probs: np.ndarray, source: str | None, speaker: str | None = None,
                     head: str | None = None, ood_score: float | None = None) -> Prediction:
@@ -404,6 +427,8 @@ class EmotionRecognizer:
         ``options`` (a :class:`~emovox.inference.segments.SegmentOptions`) and ``changes`` by name (``vad``,
         ``max_segment_s``, ``hop_s``, ``adapt`` ...) set how.
         """
+        from .segments import segment_file, segment_signal
+
         if isinstance(x, np.ndarray):
             if sample_rate is None:
                 raise EmovoxError("an audio array needs its sample rate: timeline(signal, sample_rate=16000)")

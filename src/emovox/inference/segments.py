@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,12 +28,10 @@ from ..audio.stream import MAX_WHOLE_MB, ArraySource, Source, cut_spans, open_so
 from ..audio.decode import resample
 from ..audio.vad import VAD_METHODS, VAD_RATE, detect
 from ..errors import AudioError, EmovoxError
-from ..model.familiar import unfamiliar
 from .results import Segment, Timeline
+from .scoring import Scorer
 from .voices import VOICE_THRESHOLD, VoiceEmbedder, cluster_voices, parse_speakers, speaker_name
 
-if TYPE_CHECKING:
-    from .recognizer import EmotionRecognizer
 
 #: Speaker adaptation (``adapt="auto"``) needs at least this many segments: with fewer, a recording's own
 #: statistics are too noisy to normalise by. Measured on long recordings of held-out RAVDESS actors
@@ -136,11 +134,11 @@ def _adapt_mode(adapt: str | bool) -> str:
     return mode
 
 
-def timeline_of(recognizer: EmotionRecognizer, source: Source, options: SegmentOptions) -> Timeline:
+def timeline_of(recognizer: Scorer, source: Source, options: SegmentOptions) -> Timeline:
     """Timeline of an open :class:`~emovox.audio.stream.Source` (see :func:`segment_file`)."""
     o = options
     mode = o.adapt
-    can_adapt = recognizer.model.has_speaker_head
+    can_adapt = recognizer.can_adapt
     if mode == "on" and not can_adapt:
         raise EmovoxError("adapt='on' needs a model with a speaker-normalised head (trained with --recipe speech or robust)")
     regions, duration, method, peak = detect(source, o.vad, o.block_s, o.min_speech_s, o.min_silence_s, o.pad_s)
@@ -163,22 +161,15 @@ def timeline_of(recognizer: EmotionRecognizer, source: Source, options: SegmentO
     def flush() -> None:
         if not pending:
             return
-        items = [spec for _, spec, _ in pending]
-        if keep_vectors or recognizer.familiarity is not None:
-            v = recognizer.vectors(items, o.batch_size)
-            ood = recognizer.ood_of(items, v.numpy())
-            if ood is not None and unfamiliar(ood).any():  # unlike any speech the model knows: no emotion for it
-                keep = ~unfamiliar(ood)
-                tl.unknown.extend(span for (span, _, _), k in zip(pending, keep) if not k)
-                pending[:] = [p for p, k in zip(pending, keep) if k]
-                v = v[torch.from_numpy(keep)]
-                if not pending:
-                    return
-            if keep_vectors:
-                vectors.append(v)
-            probs.extend(recognizer.classify(v))
-        else:
-            probs.extend(recognizer.probabilities(items, o.batch_size))
+        scores = recognizer.score([spec for _, spec, _ in pending], keep_vectors=keep_vectors, batch_size=o.batch_size)
+        keep = scores.known  # unlike any speech the model knows: no emotion for it
+        tl.unknown.extend(span for (span, _, _), k in zip(pending, keep) if not k)
+        pending[:] = [p for p, k in zip(pending, keep) if k]
+        if not pending:
+            return
+        if keep_vectors:
+            vectors.append(torch.from_numpy(scores.vectors[keep]))
+        probs.extend(scores.probabilities[keep])
         if voices is not None:
             embeddings.append(voices.embed_many([y if rate == VAD_RATE else resample(y, rate, VAD_RATE) for _, _, y in pending]))
         done.extend(span for span, _, _ in pending)
@@ -229,7 +220,7 @@ def _empty_message(name: str, tl: Timeline) -> str:
     return f"{name}: the speech regions were too quiet to classify; the timeline is empty"
 
 
-def _adapt_each(recognizer: EmotionRecognizer, tl: Timeline, o: SegmentOptions, who: np.ndarray, probs: list[np.ndarray],
+def _adapt_each(recognizer: Scorer, tl: Timeline, o: SegmentOptions, who: np.ndarray, probs: list[np.ndarray],
                 vectors: list[Any], can_adapt: bool) -> list[str]:
     """Adapt to each speaker on its own (its segments normalised by its own statistics, the speaker head), where
     it has enough segments; fills ``probs`` in place, the notes in ``tl``; the head of every segment."""
@@ -264,7 +255,7 @@ def _labelled(p: np.ndarray, labels: list[str]) -> tuple[str, dict[str, float]]:
     return labels[int(np.argmax(p))], {lab: float(v) for lab, v in zip(labels, p)}
 
 
-def segment_file(recognizer: EmotionRecognizer, path: str | Path, options: SegmentOptions | None = None,
+def segment_file(recognizer: Scorer, path: str | Path, options: SegmentOptions | None = None,
                  **changes: Any) -> Timeline:
     """Timeline of emotions in the audio file ``path`` (``options``, with ``changes`` by name on top).
 
@@ -282,7 +273,7 @@ def segment_file(recognizer: EmotionRecognizer, path: str | Path, options: Segme
     return timeline_of(recognizer, source, o)
 
 
-def segment_signal(recognizer: EmotionRecognizer, y: np.ndarray, sample_rate: int, options: SegmentOptions | None = None,
+def segment_signal(recognizer: Scorer, y: np.ndarray, sample_rate: int, options: SegmentOptions | None = None,
                    *, source: str = "<array>", **changes: Any) -> Timeline:
     """Timeline of emotions in an in-memory signal sampled at ``sample_rate`` (see :func:`segment_file`)."""
     return timeline_of(recognizer, ArraySource(y, sample_rate, source), SegmentOptions.of(options, **changes))
