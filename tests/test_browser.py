@@ -211,7 +211,7 @@ def test_listen_shows_emotions_while_the_microphone_is_still_speaking(playwright
         with pg.expect_download() as dl:
             pg.locator("#live-csv").click()
         rows = Path(dl.value.path()).read_text().splitlines()
-        assert rows[0].startswith("start,end,label,confidence,head,prob_") and len(rows) - 1 == len(
+        assert rows[0].startswith("start,end,label,confidence,uncertain,prob_") and len(rows) - 1 == len(
             pg.locator("#timeline-table tbody tr").all())
         assert problems == []
     finally:

@@ -125,7 +125,14 @@ def test_cli_predict_table_json_csv_and_bad_file(run_dir, tone_corpus, tmp_path,
 
     assert main(["predict", "--model", model, "--format", "csv", str(folder / "angry_01.wav")]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert rows[0] == ["file", "label", "confidence", "uncertain", "angry", "neutral", "sad"] and rows[1][1] == "angry"
+    assert rows[0] == ["file", "label", "confidence", "uncertain", "prob_angry", "prob_neutral", "prob_sad", "ood_score"]
+    assert rows[1][1] == "angry" and 0 <= float(rows[1][-1]) <= 1  # the model's familiarity gate: its score
+    # one table shape: the CLI's, a timeline's and a batch dataset's answer columns have the same names
+    from emovox.batch.rows import output_schema
+    from emovox.inference.results import table_columns
+
+    assert rows[0][1:] == table_columns(["angry", "neutral", "sad"], ood=True)
+    assert set(rows[0][1:-1]) <= set(output_schema(["angry", "neutral", "sad"], segments=False).names)
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, capsys):

@@ -112,7 +112,7 @@ def test_no_speech_gives_an_empty_timeline_with_a_message(rec, tmp_path, content
     tl = segment_file(rec, path, vad="energy")
     assert len(tl) == 0 and tl.speech == [] and tl.overall() is None and tl.label is None
     assert "no speech" in tl.message and str(path) in tl.message
-    assert tl.to_csv().strip() == "start,end,label,confidence,angry,neutral,sad"
+    assert tl.to_csv().strip() == "start,end,label,confidence,uncertain,prob_angry,prob_neutral,prob_sad"
     assert json.loads(tl.to_json())["segments"] == []
     png = plot_timeline(tl, tmp_path / "empty.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -121,11 +121,11 @@ def test_no_speech_gives_an_empty_timeline_with_a_message(rec, tmp_path, content
 def test_outputs_rows_csv_json_and_plot(rec, tmp_path):
     tl = segment_signal(rec, angry_quiet_sad(), SR, vad="energy", source="talk")
     rows = tl.rows()
-    assert [r["label"] for r in rows] == ["angry", "sad"] and set(rows[0]) == {"start", "end", "label", "confidence", "probabilities"}
+    assert [r["label"] for r in rows] == ["angry", "sad"] and set(rows[0]) == {"start", "end", "label", "confidence", "uncertain", "probabilities"}
     text = tl.to_csv(tmp_path / "t.csv")
     table = list(csv.DictReader(io.StringIO(text)))
     assert (tmp_path / "t.csv").read_text() == text
-    assert [r["label"] for r in table] == ["angry", "sad"] and float(table[1]["sad"]) > 0.5
+    assert [r["label"] for r in table] == ["angry", "sad"] and float(table[1]["prob_sad"]) > 0.5 and table[1]["uncertain"] == "false"
     d = json.loads(tl.to_json(tmp_path / "t.json"))
     assert d["source"] == "talk" and d["vad"] == "energy" and len(d["speech"]) == 2 and len(d["segments"]) == 2
     assert d["overall"]["label"] in ("angry", "sad") and json.loads((tmp_path / "t.json").read_text()) == d

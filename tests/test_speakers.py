@@ -73,8 +73,8 @@ def test_speaker_keys_from_paths_on_the_command_line(speaker_model, tone_corpus,
             "--speakers", str(stats), str(tone_corpus)]
     assert main(args) == 0
     rows = [r.split(",") for r in capsys.readouterr().out.strip().splitlines()]
-    assert rows[0][-2:] == ["speaker", "head"] and len(rows) == 1 + 36
-    assert {r[-2] for r in rows[1:]} == {"s1", "s2", "s3", "s4"} and {r[-1] for r in rows[1:]} == {"file"}  # 9 each: < 10
+    assert rows[0][:2] == ["file", "speaker"] and rows[0][-1] == "head" and len(rows) == 1 + 36
+    assert {r[1] for r in rows[1:]} == {"s1", "s2", "s3", "s4"} and {r[-1] for r in rows[1:]} == {"file"}  # 9 each: < 10
     assert SpeakerBook.load(stats).count("s1") == 9
     assert main(args) == 0  # the archive grows: a second run starts from the saved statistics
     rows = [r.split(",") for r in capsys.readouterr().out.strip().splitlines()[1:]]

@@ -342,6 +342,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     from .inference import DEFAULT_MODEL_NOTICE, EmotionRecognizer, expand_inputs
+    from .inference.results import csv_cells, flat, table_columns
 
     rec = EmotionRecognizer.load(args.model, engine=args.engine, speech_gate=args.speech_gate, min_speech_s=args.min_speech,
                                  ood_gate=args.ood_gate == "on")
@@ -367,9 +368,11 @@ def cmd_predict(args) -> int:
             rec.speakers = SpeakerBook.load(args.speakers)
     failed = 0
     k = min(args.top_k, len(rec.labels))
-    writer = csv.writer(sys.stdout) if args.format == "csv" else None
+    writer = csv.writer(sys.stdout, lineterminator="\n") if args.format == "csv" else None
+    columns = table_columns(rec.labels, ("file",), speaker=speaker_of is not None, head=speaker_of is not None,
+                            ood=rec.familiarity is not None)
     if writer:
-        writer.writerow(["file", "label", "confidence", "uncertain", *rec.labels, *(["speaker", "head"] if speaker_of else [])])
+        writer.writerow(columns)
     elif args.format == "table":
         width = max(len(str(p)) for p in paths)
         print(f"{'file':<{width}}  {'emotion':<9} {'prob':>5}" + ("  next" if k > 1 else ""))
@@ -384,7 +387,8 @@ def cmd_predict(args) -> int:
             unknown = isinstance(result, UnknownSoundError)
             what = "not speech I know" if unknown else "no speech"
             if writer:
-                writer.writerow([result.source, what, "", "", *([""] * len(rec.labels))])
+                writer.writerow(csv_cells({"file": result.source, "label": what,
+                                           "ood_score": round(result.score, 4) if unknown else None}, columns))
             elif args.format == "json":
                 extra = {"unknown": True, "ood_score": round(result.score, 4)} if unknown else {}
                 print(json.dumps({"source": result.source, "label": None, "no_speech": not unknown} | extra
@@ -399,9 +403,7 @@ def cmd_predict(args) -> int:
             print(f"skipped: {result}", file=sys.stderr)
             continue
         if writer:
-            writer.writerow([result.source, result.label, f"{result.confidence:.4f}", str(result.is_uncertain(args.uncertain_below)).lower(),
-                             *(f"{result.probabilities[lab]:.4f}" for lab in rec.labels),
-                             *([result.speaker or "", result.head or ""] if speaker_of else [])])
+            writer.writerow(csv_cells({"file": result.source} | flat(result.to_dict(args.uncertain_below)), columns))
         elif args.format == "json":
             d = result.to_dict(args.uncertain_below)
             d["top"] = [{"label": lab, "probability": p} for lab, p in result.top(k)]

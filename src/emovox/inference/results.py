@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,41 @@ def flat(record: dict[str, Any]) -> dict[str, Any]:
     """A record of :func:`scored` with its probabilities as ``prob_<label>`` columns (tables: CSV, Parquet)."""
     out = {k: v for k, v in record.items() if k != "probabilities"}
     return out | {f"prob_{lab}": p for lab, p in record["probabilities"].items()}
+
+
+def table_columns(labels: Sequence[str], first: Sequence[str] = (), *, speaker: bool = False, head: bool = False,
+                  ood: bool = False) -> list[str]:
+    """The columns of every table of answers emovox writes (the CLI's CSV, a timeline's, the web page's, and the
+    answer columns of a batch dataset), in this order: ``first`` (``file``, or ``start, end``), ``speaker``,
+    ``label``, ``confidence``, ``uncertain``, ``prob_<label>`` per label, ``head``, ``ood_score``."""
+    return [*first, *(["speaker"] if speaker else []), "label", "confidence", "uncertain",
+            *(f"prob_{lab}" for lab in labels), *(["head"] if head else []), *(["ood_score"] if ood else [])]
+
+
+def csv_text(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
+    """Rows (records flattened by :func:`flat`) as CSV: times to the millisecond, scores to 4 decimals, booleans as
+    ``true``/``false``, missing values empty."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for row in rows:
+        w.writerow(csv_cells(row, columns))
+    return buf.getvalue()
+
+
+def csv_cells(row: dict[str, Any], columns: Sequence[str]) -> list[str]:
+    """One row's cells as :func:`csv_text` writes them (for tables written a row at a time)."""
+    return [_cell(c, row.get(c)) for c in columns]
+
+
+def _cell(column: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.3f}" if column in ("start", "end") else f"{value:.4f}"
+    return str(value)
 
 
 def prediction_of(probs: np.ndarray, labels: Sequence[str], source: str | None = None, speaker: str | None = None,
@@ -89,11 +124,12 @@ class Segment:
     def confidence(self) -> float:
         return self.probabilities[self.label]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, threshold: float = UNCERTAIN_BELOW) -> dict[str, Any]:
+        """Its window and :func:`scored` record (``uncertain`` below ``threshold``), its ``head`` and ``speaker``
+        where known."""
         extra = {"head": self.head} if self.head is not None else {}
         extra |= {"speaker": self.speaker} if self.speaker is not None else {}
-        return {"start": round(self.start, 3), "end": round(self.end, 3), "label": self.label,
-                "confidence": self.confidence, "probabilities": dict(self.probabilities)} | extra
+        return {"start": round(self.start, 3), "end": round(self.end, 3)} | scored(self.label, self.probabilities, threshold) | extra
 
 
 @dataclass
@@ -211,17 +247,13 @@ class Timeline:
             Path(path).write_text(text + "\n")
         return text
 
-    def to_csv(self, path: str | Path | None = None) -> str:
-        """One CSV row per segment (start, end, the speaker when speakers were told apart, label, confidence, one
-        column per label)."""
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        who = bool(self.speakers)
-        w.writerow(["start", "end", *(["speaker"] if who else []), "label", "confidence", *self.labels])
-        for s in self.segments:
-            w.writerow([f"{s.start:.3f}", f"{s.end:.3f}", *([s.speaker] if who else []), s.label, f"{s.confidence:.4f}",
-                        *(f"{s.probabilities[lab]:.4f}" for lab in self.labels)])
-        text = buf.getvalue()
+    def to_csv(self, path: str | Path | None = None, threshold: float = UNCERTAIN_BELOW) -> str:
+        """One CSV row per segment in the columns of :func:`table_columns` (start, end, the speaker when speakers were
+        told apart, label, confidence, uncertain, ``prob_<label>`` per label, the head where it was decided per
+        segment); also written to ``path`` when given."""
+        heads = any(s.head is not None for s in self.segments)
+        columns = table_columns(self.labels, ("start", "end"), speaker=bool(self.speakers), head=heads)
+        text = csv_text((flat(s.to_dict(threshold)) for s in self.segments), columns)
         if path is not None:
             Path(path).write_text(text)
         return text

@@ -36,7 +36,6 @@ from fastapi.staticfiles import StaticFiles
 
 from .._version import __version__
 from ..errors import AudioError, EmovoxError, UnknownSoundError
-from ..inference.results import scored
 from ..inference.segments import segment_file
 from ..inference.voices import parse_speakers
 from .config import ServeConfig
@@ -121,10 +120,8 @@ class Predictor:
         self.speakers_lock = threading.Lock()  # the recognizer's running speaker statistics are shared by threads
 
     def result(self, pred: Any, filename: str) -> dict[str, Any]:
-        who = {"speaker": pred.speaker, "head": pred.head} if pred.head is not None else {}
-        who |= {"ood_score": round(pred.ood_score, 4)} if pred.ood_score is not None else {}
-        return {"filename": filename} | scored(pred.label, pred.probabilities, self.cfg.uncertain_below,
-                                               self.recognizer.labels) | {"threshold": self.cfg.uncertain_below} | who
+        record = {k: v for k, v in pred.to_dict(self.cfg.uncertain_below).items() if k != "source"}
+        return {"filename": filename} | record | {"threshold": self.cfg.uncertain_below}
 
     @staticmethod
     def audio_error(err: AudioError, files: list[UploadedFile]) -> Reject:

@@ -395,9 +395,10 @@
   }
 
   function csvOf(tl) {
-    const head = ["start", "end", "label", "confidence", "head", ...tl.labels.map((l) => `prob_${l}`)];
-    const rows = tl.segments.map((s) => [s.start.toFixed(3), s.end.toFixed(3), s.label, s.confidence.toFixed(4), s.head,
-      ...tl.labels.map((l) => s.probabilities[l].toFixed(4))]);
+    // the columns of every emovox table (emovox.inference.results.table_columns): a timeline's, as the CLI writes it
+    const head = ["start", "end", "label", "confidence", "uncertain", ...tl.labels.map((l) => `prob_${l}`), "head"];
+    const rows = tl.segments.map((s) => [s.start.toFixed(3), s.end.toFixed(3), s.label, s.confidence.toFixed(4),
+      String(s.uncertain), ...tl.labels.map((l) => s.probabilities[l].toFixed(4)), s.head]);
     return [head, ...rows].map((r) => r.join(",")).join("\n") + "\n";
   }
 
