@@ -108,7 +108,7 @@ def metrics(labels: list[str], truth: list[str], probs: np.ndarray) -> dict:
 
 
 def markdown(result: dict) -> str:
-    """The README's table of a result: per channel and model, RAVDESS held-out actors' accuracy (share of clean
+    """The channels table of a result (docs/channels.md): per channel and model, RAVDESS held-out actors' accuracy (share of clean
     kept), adapted accuracy, ECE, accuracy over every clip (TESS words too) and the share refused."""
     names = list(result["models"])
     rav = "ravdess held-out actors"
@@ -137,7 +137,7 @@ def main() -> None:
     ap.add_argument("--ravdess", type=Path, default=SHARED / "data" / "ravdess")
     ap.add_argument("--every", type=int, default=1, help="every N-th held-out clip (default: %(default)s)")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "channels.json")
-    ap.add_argument("--markdown", action="store_true", help="print the README table of --json (measured before) and stop")
+    ap.add_argument("--markdown", action="store_true", help="print the docs table of --json (measured before) and stop")
     args = ap.parse_args()
     if args.markdown:
         print(markdown(json.loads(args.json.read_text())))

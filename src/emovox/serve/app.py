@@ -210,7 +210,7 @@ def create_app(recognizer: EmotionRecognizer, config: ServeConfig | None = None,
         title="emovox",
         version=__version__,
         description="Speech emotion recognition. Upload a recording to `POST /v1/predict`; stream live audio to the "
-                    "WebSocket `/v1/stream` (binary PCM in, JSON events out; see the README); the web page is at `/`.",
+                    "WebSocket `/v1/stream` (binary PCM in, JSON events out; see docs/live.md); the web page is at `/`.",
         docs_url=None,  # add_docs serves Swagger UI from this service (no CDN)
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,

@@ -140,7 +140,7 @@ class TrainConfig:
 
 
 #: Named presets for ``emovox train --recipe``: TrainConfig fields, chosen by cross-validation
-#: (docs/benchmarks.md, "Unseen speakers"). ``plain``: the original recipe (frozen CNN, linear
+#: (the benchmarks page of the docs, "Unseen speakers"). ``plain``: the original recipe (frozen CNN, linear
 #: head, Adam, 10 epochs). ``robust``: frozen EfficientNet-Lite0 embeddings with
 #: pooled intermediate stages, ComParE functionals, two augmented copies of each
 #: training file, per-speaker normalisation, L2 logistic regression. ``speech``: the frozen
