@@ -637,11 +637,8 @@ def cmd_backbones(args) -> int:
 
     for kind, cls in REGISTRY.items():
         print(f"{kind} encoders:")
-        for name, text in getattr(cls, "NAMES", {}).items():
+        for name, text in (getattr(cls, "NAMES", {}) | cls.PATTERNS).items():
             print(f"  {name:<26} {text}")
-        if kind == "speech":
-            print(f"  {'hf:HUB_ID_OR_FOLDER':<26} any transformers speech encoder (Whisper, wav2vec2, HuBERT, WavLM, "
-                  "data2vec-audio) by hub id or local folder")
     return 0
 
 

@@ -50,6 +50,9 @@ class Preparer:
 
     sample_rate: int = 16000
     cached: ClassVar[bool] = False
+    #: its input is the (trimmed) waveform itself: the familiarity gate crops a long one and asks the voice-activity
+    #: detector about it (:meth:`waveform_of`)
+    waveform: ClassVar[bool] = False
 
     def __call__(self, y: np.ndarray, sr: int, source: str = "<array>") -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -57,6 +60,11 @@ class Preparer:
     def file(self, path: str | Path) -> np.ndarray:
         """The input of the audio file ``path``: decoded at :attr:`sample_rate`, then prepared."""
         return self(load_audio(path, self.sample_rate), self.sample_rate, str(path))
+
+    def waveform_of(self, prepared: np.ndarray) -> np.ndarray | None:
+        """The waveform (at :attr:`sample_rate`) a prepared input is, or ``None`` when it is something else (a
+        spectrogram, functionals)."""
+        return prepared if self.waveform else None
 
     def digest(self) -> str:
         """Identity of what this preparer computes (keys cached inputs)."""
@@ -78,6 +86,11 @@ class Encoder(nn.Module):
     int8_by_default: ClassVar[bool] = False
     #: prepared inputs encoded per call of :meth:`encode` in bulk passes (training, evaluation)
     batch_size: ClassVar[int] = 1
+    #: a model of this encoder alone runs as one network on batches of :meth:`network_input` (``emovox export``
+    #: writes it whole as ``model.onnx``)
+    whole_network: ClassVar[bool] = False
+    #: names of the command line beyond :attr:`NAMES` (patterns such as ``hf:HUB_ID_OR_FOLDER``), with descriptions
+    PATTERNS: ClassVar[dict[str, str]] = {}
 
     def __init__(self, name: str):
         super().__init__()
@@ -145,6 +158,10 @@ class Encoder(nn.Module):
     def trainable(self) -> bool:
         """True when some of its parameters train (a fine-tuned image CNN)."""
         return any(p.requires_grad for p in self.parameters())
+
+    def network_input(self, prepared: Sequence[np.ndarray]) -> torch.Tensor:  # pragma: no cover - whole networks
+        """The batch that the whole network of a model of this encoder alone reads (:attr:`whole_network`)."""
+        raise ModelError(f"encoder {self.name!r} does not run as one network")
 
     def export_onnx(self, path: str | Path) -> Path:  # pragma: no cover - overridden by exportable encoders
         raise ModelError(f"encoder {self.name!r} cannot be exported to ONNX")

@@ -292,6 +292,7 @@ class ImageEncoder(Encoder):
     kind = "image"
     exportable = True
     batch_size = 32
+    whole_network = True
     NAMES = {name: entry.description for name, entry in BACKBONES.items()}
     FINETUNE = ("none", "last", "all")
 
@@ -367,6 +368,8 @@ class ImageEncoder(Encoder):
     def images(self, specs: Sequence[np.ndarray]) -> torch.Tensor:
         """Spectrograms -> the normalised image batch the body reads."""
         return spec_images(specs, self.input_spec, self.features)
+
+    network_input = images  # the whole network of a model of this CNN alone reads these images
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images)

@@ -99,6 +99,7 @@ class WaveformPreparer(Preparer):
 
     trim: bool = True
     top_db: float = 60.0
+    waveform = True
 
     def __call__(self, y: np.ndarray, sr: int, source: str = "<array>") -> np.ndarray:
         return prepare_signal(y, sr, SPEECH_RATE, trim=self.trim, top_db=self.top_db, source=source)
@@ -188,6 +189,8 @@ class SpeechEncoder(Encoder):
     exportable = True
     onnx_by_default = True
     NAMES = DESCRIPTIONS
+    PATTERNS = {"hf:HUB_ID_OR_FOLDER": "any transformers speech encoder (Whisper, wav2vec2, HuBERT, WavLM, data2vec-audio) "
+                                       "by hub id or local folder"}
 
     def __init__(self, name: str, net: nn.Module, extractor: Any, config: dict[str, Any], hub_id: str | None = None,
                  context: str = "clip", trim: bool = True, top_db: float = 60.0):

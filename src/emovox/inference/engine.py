@@ -40,7 +40,7 @@ def file_digest(directory: str | Path) -> str:
 def whole_model_exportable(model: EmotionClassifier) -> bool:
     """True when ``model`` runs as one network on batches (one encoder whose inputs batch: an image CNN), which
     ``emovox export`` writes as ``model.onnx``."""
-    return len(model.encoders) == 1 and hasattr(model.encoders[0], "images")
+    return len(model.encoders) == 1 and model.encoders[0].whole_network
 
 
 class Engine:
@@ -129,7 +129,7 @@ class OnnxEngine(Engine):
         if not len(inputs[0]):
             return np.zeros((0, len(self.model.labels)), dtype=np.float32)
         enc = self.model.encoders[0]
-        batches = [self.logits(enc.images(inputs[0][i : i + 32]).numpy()) for i in range(0, len(inputs[0]), 32)]
+        batches = [self.logits(enc.network_input(inputs[0][i : i + 32]).numpy()) for i in range(0, len(inputs[0]), 32)]
         return torch.softmax(torch.from_numpy(np.concatenate(batches)) / self.model.temperature, dim=1).numpy()
 
 

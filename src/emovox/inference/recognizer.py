@@ -291,7 +291,7 @@ class EmotionRecognizer:
         long_rows, crops = [], []
         for i, item in enumerate(items):
             inputs = item.inputs if isinstance(item, Prepared) else (item,)
-            cut = tuple(_loudest(x, int(GATE_WINDOW_S * p.sample_rate)) if x.ndim == 1 else x
+            cut = tuple(_loudest(x, int(GATE_WINDOW_S * p.sample_rate)) if p.waveform_of(x) is not None else x
                         for x, p in zip(inputs, self.frontend.preparers))
             if any(c is not x for c, x in zip(cut, inputs)):
                 long_rows.append(i)
@@ -310,7 +310,8 @@ class EmotionRecognizer:
         from ..audio.vad import silero_available, speech_evidence
 
         inputs = item.inputs if isinstance(item, Prepared) else (item,)
-        wave = next(((x, p.sample_rate) for x, p in zip(inputs, self.frontend.preparers) if x.ndim == 1), None)
+        wave = next(((p.waveform_of(x), p.sample_rate) for x, p in zip(inputs, self.frontend.preparers)
+                     if p.waveform_of(x) is not None), None)
         if wave is None:
             return False  # a model that reads spectrograms only: no waveform to ask about
         if not silero_available():

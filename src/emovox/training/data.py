@@ -157,7 +157,7 @@ def stem_features(model: EmotionClassifier, data: Prepared, *, batch_size: int =
     stem = enc.stages[0].eval()
     out = []
     for start in tqdm(range(0, len(data.specs), batch_size), desc="frozen stem", unit="batch", disable=not progress, file=sys.stderr):
-        out.append(stem(enc.images(data.specs[start : start + batch_size])))
+        out.append(stem(enc.network_input(data.specs[start : start + batch_size])))
     return torch.cat(out)
 
 
@@ -188,7 +188,7 @@ def forward_fn(model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndar
     if not isinstance(inputs, torch.Tensor):
         prep = transform or (lambda spec: spec)
         enc = model.encoders[0]
-        return lambda idx: model(enc.images([prep(inputs[i]) for i in idx.tolist()]).to(dev))
+        return lambda idx: model(enc.network_input([prep(inputs[i]) for i in idx.tolist()]).to(dev))
     if model.finetune == "none":
         head = head_of(model, speaker)
         return lambda idx: head(inputs[idx].to(dev))
