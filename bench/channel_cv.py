@@ -76,7 +76,6 @@ def main() -> None:
     labels = sort_labels(data.utts[i].emotion for i in split.train)
     model = EmotionClassifier(encoders, labels, normalize="none")
     x = model_inputs(model, data).numpy()
-    n = len(data.utts)
     y = np.array([labels.index(u.emotion) if u.emotion in labels else -1 for u in data.utts])
     corpus = np.array([u.corpus for u in data.utts])
     speaker = np.array([u.speaker_key for u in data.utts])

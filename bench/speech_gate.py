@@ -22,7 +22,6 @@ import numpy as np
 from emovox.audio import load_audio
 from emovox.corpora import load_corpus
 from emovox.errors import AudioError, NoSpeechError
-from emovox.features import FeatureConfig
 from emovox.model import EmotionClassifier
 from emovox.inference.recognizer import MIN_SPEECH_S, EmotionRecognizer
 
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     print("| gate | corpus / input | n | rejected | rate | ms per file |\n|---|---|---|---|---|---|")
     for gate in args.gates.split(","):
-        rec = EmotionRecognizer(model, FeatureConfig(), speech_gate=gate, min_speech_s=args.min_speech)
+        rec = EmotionRecognizer(model, speech_gate=gate, min_speech_s=args.min_speech)
         res: dict[str, dict] = {}
         for name, items in list(signals.items()) + [(k, [(f"<{k} {i}>", y) for i, y in enumerate(v)]) for k, v in bad.items()]:
             rejected, t0 = [], time.perf_counter()

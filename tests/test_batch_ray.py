@@ -118,6 +118,6 @@ def test_ray_resumes_a_dataset_and_segments_match(local_ray, rec, archive, tmp_p
 def test_ray_engine_needs_a_model_loaded_from_a_folder(local_ray, rec, archive, tmp_path):
     from emovox.errors import EmovoxError
 
-    bare = EmotionRecognizer(rec.model, rec.features)
+    bare = EmotionRecognizer(rec.model)
     with pytest.raises(EmovoxError, match="load it from a folder"):
         run_batch(bare, [archive[0]], tmp_path / "o", engine="ray", progress=False)

@@ -103,7 +103,6 @@ def test_balancing_corpora_keeps_a_small_corpus_from_being_outvoted(tmp_path):
     from emovox.training.splits import Split
     from emovox.training.train import TrainConfig, fit
     from emovox.model import EmotionClassifier
-    from emovox.features import FeatureConfig
 
     rng = np.random.default_rng(0)
     # feature 0 marks angry in the big corpus; feature 1 marks it, the other way round, in the small one
@@ -125,7 +124,7 @@ def test_balancing_corpora_keeps_a_small_corpus_from_being_outvoted(tmp_path):
                 self.heads, self.temperatures_ = torch.nn.ModuleDict({"file": linear_head(2, 2, 0.0)}), {"file": 1.0}
 
         model = Probe()
-        fit(model, x, y, split, TrainConfig(solver="logreg", logreg_c=1.0, balance_corpora=balance), FeatureConfig(),
+        fit(model, x, y, split, TrainConfig(solver="logreg", logreg_c=1.0, balance_corpora=balance),
             progress=False, corpora=corpora)
         with torch.inference_mode():
             return float((model.head(x[220:]).argmax(1) == y[220:]).float().mean())

@@ -133,7 +133,7 @@ def test_balance_recovers_a_rare_class(solver):
     split = Split(np.arange(n_tr), np.arange(n_tr), np.arange(n_tr, len(y)), "synthetic")
     recall = {}
     for balance in (False, True):
-        fit(model, inputs, y, split, TrainConfig(solver=solver, balance=balance, epochs=20), SMALL, progress=False)
+        fit(model, inputs, y, split, TrainConfig(solver=solver, balance=balance, epochs=20), progress=False)
         with torch.inference_mode():
             pred = model.head(inputs[n_tr:]).argmax(1).numpy()
         y_te_ = np.asarray(y_te)

@@ -92,7 +92,7 @@ def test_what_is_not_speech_gets_no_emotion(rec, kind):
     with pytest.raises(NoSpeechError, match="no speech found"):
         rec.predict(y.astype(np.float32), sample_rate=SR)
     assert rec.predict(tone_signal("sad", 1.2), sample_rate=SR).label == "sad"  # voiced sound still passes
-    off = EmotionRecognizer(rec.model, rec.features, speech_gate="off")
+    off = EmotionRecognizer(rec.model, speech_gate="off")
     assert off.predict(y.astype(np.float32), sample_rate=SR).label  # the gate can be turned off
 
 

@@ -1,4 +1,7 @@
-"""The robust recipe: acoustic functionals, speaker normalisation, logistic-regression heads."""
+"""The robust recipe: acoustic functionals, speaker normalisation, logistic-regression heads.
+
+Its accuracy on real speech of unseen actors is a benchmark, not a test (minutes of CPU):
+``emovox benchmark --config bench/robust.toml`` (the benchmarks page of the docs, "Unseen speakers")."""
 import json
 
 import numpy as np
@@ -163,20 +166,6 @@ def test_same_speaker_needs_a_speaker_normalised_model(tmp_path, tone_corpus, ca
         rec.predict(tone_corpus / "sad" / "s1", same_speaker=True)
 
 
-@pytest.mark.slow
-def test_robust_recipe_on_unseen_ravdess_actors(ravdess_dir, cache_dir, tmp_path):
-    """Real speech, actors never heard in training: the robust recipe far above chance (12.5 %) and above the plain recipe's ~48 %."""
-    from emovox.corpora import load_corpus
-
-    utts = [u for u in load_corpus("ravdess", ravdess_dir)]
-    cfg = recipe_config("robust", split="speaker", test_speakers=("15", "16", "17", "18"), val_speakers=("13", "14"))
-    summary = train(utts, tmp_path / "run", cfg, workers=2, cache_dir=cache_dir, progress=False, log=lambda m: None)
-    per_file, per_speaker = summary["metrics"], summary["metrics_speaker"]
-    assert per_file["n"] == per_speaker["n"] == 240
-    assert per_file["accuracy"] > 0.45
-    assert per_speaker["accuracy"] > 0.55 and per_speaker["uar"] > 0.5
-
-
 def test_cli_recipe_with_overrides(tone_corpus, tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["train", "--recipe", "robust", "--acoustic", "egemaps", "--augment", "0", "--corpus", "folder", "--data", str(tone_corpus),
@@ -224,7 +213,7 @@ def test_augmented_copies_join_the_training_part_only(tone_corpus, tmp_path):
     model = EmotionClassifier("efficientnet_lite0", sorted(TONE_LABELS), acoustic="egemaps")
     inputs = model_inputs(model, data, None, progress=False)
     y = torch.tensor([sorted(TONE_LABELS).index(u.emotion) for u in data.utts])
-    aug = augment_inputs(model, data, split.train, 1, None, progress=False)
+    aug = augment_inputs(model, data, split.train, 1, progress=False)
     big, big_y, utts, aug_split = with_augmented(inputs, y, data.utts, split, aug)
     n, t = len(data.utts), len(split.train)
     assert big.shape == (n + t, model.vector_dim) and len(utts) == n + t

@@ -49,14 +49,14 @@ def timeline_grid(timeline: Timeline, columns: int = 1000) -> tuple[np.ndarray, 
 
 
 def plot_timeline(timeline: Timeline, path: str | Path, *, title: str | None = None,
-                  uncertain_below: float | None = None, stacked: bool = False) -> Path:
+                  uncertain_below: float | None = None) -> Path:
     """Save a PNG of the timeline, readable at a glance on long recordings.
 
     Top: a band coloured by the most probable emotion of each segment
     (hatched where its probability is below ``uncertain_below``, default
     :data:`emovox.inference.results.UNCERTAIN_BELOW` as in ``emovox predict``; white
     where there is no speech). Below: a heatmap of every label's probability over
-    time. ``stacked`` is accepted for compatibility and ignored.
+    time.
     """
     import matplotlib
 
@@ -65,7 +65,6 @@ def plot_timeline(timeline: Timeline, path: str | Path, *, title: str | None = N
     from matplotlib.patches import Patch
 
 
-    del stacked
     uncertain_below = UNCERTAIN_BELOW if uncertain_below is None else uncertain_below
     path = Path(path)
     labels = timeline.labels

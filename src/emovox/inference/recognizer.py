@@ -74,10 +74,8 @@ class EmotionRecognizer:
     """A trained emotion model, ready to predict: its :class:`Frontend` (decoding, speech gate, each encoder's
     preparer) and an :class:`~emovox.inference.engine.Engine` that runs its networks."""
 
-    def __init__(self, model: EmotionClassifier, features: Any = None, config: dict[str, Any] | None = None,
-                 engine: Engine | None = None, speech_gate: str = "energy", min_speech_s: float = MIN_SPEECH_S,
-                 ood_gate: bool = True):
-        del features  # accepted for compatibility: each encoder carries its own settings
+    def __init__(self, model: EmotionClassifier, config: dict[str, Any] | None = None, engine: Engine | None = None,
+                 speech_gate: str = "energy", min_speech_s: float = MIN_SPEECH_S, ood_gate: bool = True):
         self.model = model.eval()
         self.config = config or {}
         #: what runs the model: PyTorch, or ONNX Runtime (see :mod:`emovox.inference.engine`)
@@ -146,7 +144,7 @@ class EmotionRecognizer:
         else:
             model, _, config = load_model(path)
             origin = str(Path(path).expanduser().resolve())
-        rec = cls(model, None, config, select_engine(model, path, engine, threads), speech_gate=speech_gate,
+        rec = cls(model, config, select_engine(model, path, engine, threads), speech_gate=speech_gate,
                   min_speech_s=min_speech_s, ood_gate=ood_gate)
         if rec.ood_note:
             warnings.warn(f"{path}: {rec.ood_note}", stacklevel=2)

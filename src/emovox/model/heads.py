@@ -16,10 +16,6 @@ from torch import nn
 from ..encoders.base import Standardize
 from ..errors import EmovoxError
 
-#: head name -> how its input is normalised
-HEADS = {"file": "training statistics (standardised per dimension)", "speaker": "the speaker's own statistics"}
-
-
 def linear_head(dim: int, n_classes: int, dropout: float) -> nn.Module:
     """Standardise, dropout, linear: the head every multi-encoder model and every speaker head uses."""
     # Embeddings and compressed functionals have unlike spreads: a low floor keeps the small ones.

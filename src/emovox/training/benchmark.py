@@ -157,7 +157,7 @@ def run_benchmark(
                 t_fold = time.perf_counter()
                 head_inputs = speaker_inputs(fold_inputs, fold_utts) if speaker else fold_inputs
                 if speaker not in fitted:
-                    fit(model, head_inputs, fold_y, split, tc, features, progress=False, speaker=speaker,
+                    fit(model, head_inputs, fold_y, split, tc, progress=False, speaker=speaker,
                         corpora=[u.corpus for u in fold_utts])
                     calibrate(model, head_inputs, fold_y, split.val, features, speaker, cfg=tc, split=split,
                               utts=fold_utts, corpora=[u.corpus for u in fold_utts])

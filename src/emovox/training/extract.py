@@ -11,19 +11,12 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from ..cache import ArrayCache, content_hash, default_cache_dir
 from ..errors import AudioError
-from ..features import FeatureConfig, file_features
-
-
-def spectrogram_job(cfg: FeatureConfig) -> tuple[Callable[[str], np.ndarray], str]:
-    """``(path -> spectrogram, cache namespace)`` for :func:`extract_arrays`."""
-    return partial(file_features, cfg=cfg), f"features/{cfg.digest()}"
 
 
 def _worker(args: tuple[str, Callable[[str], np.ndarray], str, Path | None]) -> tuple[np.ndarray | None, str | None, str | None]:
@@ -49,7 +42,7 @@ def _worker(args: tuple[str, Callable[[str], np.ndarray], str, Path | None]) -> 
 
 @dataclass
 class Extracted:
-    """Result of :func:`extract_features`: spectrograms (``None`` for failures) and errors by index."""
+    """Result of :func:`extract_arrays`: arrays (``None`` for failures) and errors by index."""
 
     specs: list[np.ndarray | None]
     errors: dict[int, str] = field(default_factory=dict)
@@ -59,26 +52,6 @@ class Extracted:
     @property
     def ok(self) -> list[int]:
         return [i for i, s in enumerate(self.specs) if s is not None]
-
-
-def extract_features(
-    paths: Sequence[str | Path],
-    cfg: FeatureConfig,
-    *,
-    workers: int | None = None,
-    cache_dir: str | Path | None = None,
-    use_cache: bool = True,
-    progress: bool = True,
-    desc: str = "features",
-) -> Extracted:
-    """Spectrograms of ``paths`` computed by ``workers`` processes (default: all cores).
-
-    Files that fail are reported in ``errors`` (index -> message) and left
-    as ``None``; the rest go on.
-    """
-    compute, namespace = spectrogram_job(cfg)
-    return extract_arrays(paths, compute, namespace, workers=workers, cache_dir=cache_dir, use_cache=use_cache,
-                          progress=progress, desc=desc)
 
 
 def extract_arrays(

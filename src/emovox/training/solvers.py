@@ -20,7 +20,6 @@ from torch import nn
 
 from ..encoders.base import Standardize
 from ..errors import EmovoxError
-from ..features import FeatureConfig
 from ..model import EmotionClassifier
 from .config import TrainConfig
 from .data import forward_fn, head_of
@@ -116,7 +115,7 @@ class Job:
 
 def fit(
     model: EmotionClassifier, inputs: torch.Tensor | Sequence[np.ndarray], y: torch.Tensor, split: Split, cfg: TrainConfig,
-    features: FeatureConfig | None = None, *, progress: bool = True, speaker: bool = False,
+    *, progress: bool = True, speaker: bool = False,
     corpora: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model``'s ``file`` head (``speaker=True``: its ``speaker`` head, on speaker-normalised ``inputs``)
@@ -125,9 +124,7 @@ def fit(
     ``inputs`` come from :func:`~emovox.training.data.model_inputs`: encoder vectors (frozen encoders: only the
     head runs), stem outputs (``last``) or spectrograms (``all``). ``y`` holds class indices, ``-1`` for labels
     the model does not know (left out). ``corpora`` names the corpus of every row (for ``cfg.balance_corpora``).
-    ``features`` is accepted for compatibility and unused.
     """
-    del features
     if cfg.solver not in SOLVERS:
         raise EmovoxError(f"solver must be one of {', '.join(SOLVERS)}, not {cfg.solver!r}")
     train_idx, val_idx = labelled(split.train, y), labelled(split.val, y)

@@ -60,17 +60,15 @@ class Augmented:
 
 
 def augment_inputs(
-    model: EmotionClassifier, data: Prepared, idx: Sequence[int], copies: int, tag: str | None = None, *, progress: bool = True,
+    model: EmotionClassifier, data: Prepared, idx: Sequence[int], copies: int, *, progress: bool = True,
     kind: str = "chain",
 ) -> Augmented:
     """Vectors of ``copies`` augmented copies of the prepared utterances ``idx`` (every encoder's input through its
     preparer; inputs and vectors cached like the originals'). ``kind="cut"``: one copy, the timeline's cut of each
     (:func:`~emovox.training.augment.cut_inputs`); ``kind="channel"``: copies through simulated rooms, telephone
-    lines, codecs, babble and noise (:func:`~emovox.training.augment.channel_inputs`). ``tag`` is accepted for
-    compatibility."""
+    lines, codecs, babble and noise (:func:`~emovox.training.augment.channel_inputs`)."""
     from .augment import augmented_inputs, channel_inputs, cut_inputs
 
-    del tag
     if model.finetune != "none":
         raise EmovoxError("augmented copies are added to frozen-encoder vectors (finetune='none')")
     source = np.asarray(idx, dtype=np.int64)
@@ -220,13 +218,13 @@ def train(
         log(f"added {' and '.join(what)} of each training file: {split.sizes()}")
     t0 = time.perf_counter()
     corpora = [u.corpus for u in utts_all]
-    history = fit(model, inputs, y, split, cfg, features, progress=progress, corpora=corpora)
+    history = fit(model, inputs, y, split, cfg, progress=progress, corpora=corpora)
     model.eval()
     calibrate(model, inputs, y, split.val, features, cfg=cfg, split=split, utts=utts_all, corpora=corpora)
     heads = [(False, inputs)]
     if model.normalize == "speaker":
         spk_inputs = speaker_inputs(inputs, utts_all)
-        fit(model, spk_inputs, y, split, cfg, features, progress=progress, speaker=True, corpora=corpora)
+        fit(model, spk_inputs, y, split, cfg, progress=progress, speaker=True, corpora=corpora)
         model.eval()
         calibrate(model, spk_inputs, y, split.val, features, speaker=True, cfg=cfg, split=split, utts=utts_all,
                   corpora=corpora)
