@@ -86,7 +86,7 @@ def training_comparison(data_dir: Path, limit: int | None, epochs: int) -> dict:
     seed_everything(cfg.seed)
     model = EmotionClassifier(cfg.backbone, labels, finetune="none")
     t0 = time.perf_counter()
-    inputs = model_inputs(model, data, None, progress=False)  # no embedding cache: a cold, honest pass
+    inputs = model_inputs(model, data, progress=False)  # no embedding cache: a cold, honest pass
     t_pass = time.perf_counter() - t0
     t0 = time.perf_counter()
     fit(model, inputs, y, split, cfg, features, progress=False)

@@ -221,7 +221,7 @@ def test_training_embeddings_through_onnx_runtime_match_pytorch(tmp_path):
     pytest.importorskip("onnxruntime")
     from emovox.features import FeatureConfig
     from emovox.model import EmotionClassifier
-    from emovox.training.data import Prepared, embed
+    from emovox.training.data import PreparedCorpus, embed
 
     torch.manual_seed(0)
     feats = FeatureConfig(image_size=64)
@@ -229,7 +229,7 @@ def test_training_embeddings_through_onnx_runtime_match_pytorch(tmp_path):
     enc = model.encoders[0]
     rng = np.random.default_rng(0)
     specs = [rng.uniform(-80, 0, (128, 101)).astype(np.float32) for _ in range(70)]  # >= 2 batches: the ONNX path
-    data = Prepared([None] * 70, specs, [None] * 70, [], enc.preparer(), None)
+    data = PreparedCorpus([None] * 70, specs, [None] * 70, [], enc.preparer(), None)
     with torch.inference_mode():
         ref = torch.cat([enc(enc.images(specs[i : i + 32])) for i in range(0, 70, 32)])
     got = embed(model, data, progress=False)

@@ -211,7 +211,7 @@ def test_augmented_copies_join_the_training_part_only(tone_corpus, tmp_path):
     data = prepare(load_folder(tone_corpus), FAST, cache_dir=tmp_path, progress=False, log=lambda m: None)
     split = make_split("speaker", data.utts, test_speakers=("s4",), val_speakers=("s3",))
     model = EmotionClassifier("efficientnet_lite0", sorted(TONE_LABELS), acoustic="egemaps")
-    inputs = model_inputs(model, data, None, progress=False)
+    inputs = model_inputs(model, data, progress=False)
     y = torch.tensor([sorted(TONE_LABELS).index(u.emotion) for u in data.utts])
     aug = augment_inputs(model, data, split.train, 1, progress=False)
     big, big_y, utts, aug_split = with_augmented(inputs, y, data.utts, split, aug)

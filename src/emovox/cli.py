@@ -10,7 +10,8 @@ from pathlib import Path
 from ._version import __version__
 from .errors import AudioError, EmovoxError, NoSpeechError, UnknownSoundError
 
-UNCERTAIN_BELOW = 0.4  # same as emovox.inference.results.UNCERTAIN_BELOW, without importing torch for --help
+from .defaults import (HOP_S, MIN_SPEECH_S, REGION_MIN_S, SPEECH_GATES, UNCERTAIN_BELOW, VAD_METHODS,  # light: --help
+                       WINDOW_S)
 
 EPILOG = """examples:
   emovox train --corpus tess --data data/tess --split words --out runs/tess
@@ -165,12 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speakers", type=Path, default=None, metavar="STATS.npz", help="with --speaker / --speaker-from-path: running speaker statistics to start from (when the file exists) and to save after the run, so a growing archive adapts as it grows")
     p.add_argument("--segments", action="store_true", help="long recordings: find the speech, classify overlapping windows and print a timeline per file (see 'emovox timeline' for its options)")
     p.add_argument("--plot", type=Path, help="with --segments and one file: save the timeline as this PNG")
-    p.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="with --segments: voice activity detector (default: %(default)s)")
+    p.add_argument("--vad", default="auto", choices=list(VAD_METHODS), help="with --segments: voice activity detector (default: %(default)s)")
     p.add_argument("--adapt", default="auto", choices=["auto", "on", "off"], help="with --segments: adapt to the speaker of each recording (one speaker assumed): auto when it has enough segments and the model a speaker head (default: %(default)s)")
     p.add_argument("--voices", default="1", metavar="auto|N", help="with --segments: tell the voices of each recording apart (as 'emovox timeline --speakers'; default: 1)")
-    p.add_argument("--speech-gate", default="energy", choices=["energy", "silero", "off"], help="voice-activity check before predicting: a file with less than --min-speech seconds of speech is reported as 'no speech', never given an emotion; energy rejects silence, noise, DC and very short clips, silero (vad extra) also tones and music (default: %(default)s)")
+    p.add_argument("--speech-gate", default="energy", choices=list(SPEECH_GATES), help="voice-activity check before predicting: a file with less than --min-speech seconds of speech is reported as 'no speech', never given an emotion; energy rejects silence, noise, DC and very short clips, silero (vad extra) also tones and music (default: %(default)s)")
     p.add_argument("--ood-gate", default="on", choices=["on", "off"], help="familiarity check after encoding: a file unlike all the speech the model was trained on (a tone, a chord, a sweep, coloured noise) is reported as 'not speech I know' with its ood_score, never given an emotion; models saved without familiarity statistics are not checked (said once) (default: %(default)s)")
-    p.add_argument("--min-speech", type=float, default=0.25, help="seconds of voice activity a file needs for a prediction (default: %(default)s)")
+    p.add_argument("--min-speech", type=float, default=MIN_SPEECH_S, help="seconds of voice activity a file needs for a prediction (default: %(default)s)")
     p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"], help="inference engine: auto uses ONNX Runtime when the model folder has an up-to-date model.onnx (see 'emovox export'), else PyTorch (default: %(default)s)")
 
     x = sub.add_parser("export", help="export a model to ONNX for ONNX Runtime", description="Export a model folder to ONNX (images -> logits; batch and image size dynamic), checked against PyTorch before it is written. 'emovox predict' then uses ONNX Runtime for it. Needs: pip install 'emovox[onnx]'.")
@@ -203,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", type=_model, default=None, help=MODEL_HELP + "; default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
     b.add_argument("--segments", action="store_true", help="one row per timeline segment (start, end) instead of one per file")
     b.add_argument("--batch-size", type=_positive_int, default=32, help="files per inference batch (default: %(default)s)")
-    b.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="with --segments: voice activity detector (default: %(default)s)")
+    b.add_argument("--vad", default="auto", choices=list(VAD_METHODS), help="with --segments: voice activity detector (default: %(default)s)")
     b.add_argument("--speakers", default="1", metavar="auto|N", help="with --segments: tell the voices of each recording apart (auto: estimated, or N) and adapt to each on its own; rows gain 'speaker' (S1, S2 ...) and 'head' (default: 1, one voice)")
     b.add_argument("--chunk", type=_positive_int, default=512, help="inputs per part file: an interruption loses at most this many (default: %(default)s)")
     b.add_argument("--uncertain-below", type=float, default=UNCERTAIN_BELOW, help="flag predictions whose top probability is below this (default: %(default)s)")
@@ -217,10 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     tl = sub.add_parser("timeline", help="emotion over time in a long recording", description="Find the speech in a recording (voice activity detection), classify overlapping windows of it, and print the timeline; optionally save it as CSV, JSON and a PNG plot. The file is read in blocks, so hour-long recordings fit in memory.")
     tl.add_argument("input", type=Path, metavar="FILE", help="audio file")
     tl.add_argument("--model", type=_model, default=None, help=MODEL_HELP + "; default: the bundled model (non-commercial use only, see MODEL_CARD.md)")
-    tl.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="voice activity detector: auto uses silero-vad when installed, else an energy threshold (default: %(default)s)")
-    tl.add_argument("--max-segment", type=float, default=4.0, help="longest window classified at once, seconds (default: %(default)s)")
-    tl.add_argument("--hop", type=float, default=2.0, help="largest step between overlapping windows, seconds (default: %(default)s)")
-    tl.add_argument("--min-speech", type=float, default=0.3, help="shortest speech region kept, seconds (default: %(default)s)")
+    tl.add_argument("--vad", default="auto", choices=list(VAD_METHODS), help="voice activity detector: auto uses silero-vad when installed, else an energy threshold (default: %(default)s)")
+    tl.add_argument("--max-segment", type=float, default=WINDOW_S, help="longest window classified at once, seconds (default: %(default)s)")
+    tl.add_argument("--hop", type=float, default=HOP_S, help="largest step between overlapping windows, seconds (default: %(default)s)")
+    tl.add_argument("--min-region", type=float, default=REGION_MIN_S, help="shortest speech region kept, seconds (default: %(default)s)")
     tl.add_argument("--csv", type=Path, help="write one row per segment to this CSV file")
     tl.add_argument("--json", type=Path, help="write the timeline to this JSON file")
     tl.add_argument("--plot", type=Path, help="save the timeline as this PNG (top emotion per segment + probability heatmap)")
@@ -235,10 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--channels", type=_positive_int, default=1, help="interleaved channels of the PCM on stdin, mixed to mono (default: %(default)s)")
     li.add_argument("--realtime", action="store_true", help="play a FILE at real time (as if it were being spoken), not as fast as possible")
     li.add_argument("--format", dest="output_format", default="table", choices=["table", "json"], help="one table row or one JSON line per segment (default: %(default)s)")
-    li.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="voice activity detector: auto uses silero-vad when installed (default: %(default)s)")
+    li.add_argument("--vad", default="auto", choices=list(VAD_METHODS), help="voice activity detector: auto uses silero-vad when installed (default: %(default)s)")
     li.add_argument("--adapt", default="auto", choices=["auto", "on", "off"], help="adapt to the speaker as the session grows (default: %(default)s)")
-    li.add_argument("--max-segment", type=float, default=4.0, help="longest window classified at once, seconds (default: %(default)s)")
-    li.add_argument("--hop", type=float, default=2.0, help="step between the windows of a long speech region, seconds (default: %(default)s)")
+    li.add_argument("--max-segment", type=float, default=WINDOW_S, help="longest window classified at once, seconds (default: %(default)s)")
+    li.add_argument("--hop", type=float, default=HOP_S, help="step between the windows of a long speech region, seconds (default: %(default)s)")
     li.add_argument("--csv", type=Path, help="at the end, write the session's timeline to this CSV file")
     li.add_argument("--json", type=Path, help="at the end, write the session's timeline to this JSON file")
 
@@ -249,8 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=_positive_int, default=8000, help="TCP port (default: %(default)s)")
     sv.add_argument("--max-upload-mb", type=float, default=25.0, help="largest accepted upload, MiB (default: %(default)s)")
     sv.add_argument("--workers", type=_positive_int, default=2, help="inference threads (default: %(default)s)")
-    sv.add_argument("--uncertain-below", type=float, default=0.4, help="flag predictions whose top probability is below this (default: %(default)s)")
-    sv.add_argument("--vad", default="auto", choices=["auto", "silero", "energy"], help="voice activity detector for timelines (default: %(default)s)")
+    sv.add_argument("--uncertain-below", type=float, default=UNCERTAIN_BELOW, help="flag predictions whose top probability is below this (default: %(default)s)")
+    sv.add_argument("--vad", default="auto", choices=list(VAD_METHODS), help="voice activity detector for timelines (default: %(default)s)")
     sv.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN", help="let web pages from this origin (e.g. https://app.example.org) POST to the service; other cross-origin requests get 403 (repeatable)")
     sv.add_argument("--allow-host", action="append", default=None, metavar="NAME", help="Host header names the service answers to (repeatable; default: this machine's names when bound to 127.0.0.1, any otherwise)")
     sv.add_argument("--upload-timeout", type=float, default=60.0, help="seconds a request body may take to arrive (slower: 408; default: %(default)s)")
@@ -497,7 +498,7 @@ def cmd_batch(args) -> int:
 def cmd_timeline(args) -> int:
     from .inference import EmotionRecognizer, SegmentOptions
 
-    options = SegmentOptions(max_segment_s=args.max_segment, hop_s=args.hop, vad=args.vad, min_speech_s=args.min_speech,
+    options = SegmentOptions(max_segment_s=args.max_segment, hop_s=args.hop, vad=args.vad, min_speech_s=args.min_region,
                              adapt=args.adapt, speakers=args.speakers)
     return _timeline(EmotionRecognizer.load(args.model), args.input, options, args.csv, args.json, args.plot)
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..defaults import MIN_SPEECH_S, REGION_MIN_S, REGION_MIN_SILENCE_S, REGION_PAD_S, SPEECH_GATES, VAD_METHODS
 from ..errors import EmovoxError, NoSpeechError
 from .decode import SILENCE_PEAK
 from .stream import MAX_WHOLE_MB, Source, source_of
 
-VAD_METHODS = ("auto", "silero", "energy")
 #: Rate at which voice activity is analysed, Hz.
 VAD_RATE = 16000
 #: VAD frame, samples at :data:`VAD_RATE` (32 ms; the size silero-vad expects).
@@ -29,12 +29,9 @@ FRAME_S = VAD_FRAME / VAD_RATE
 ENERGY_FLOOR_DB = -60.0
 #: Frames whose spectral flatness (100 Hz - 4 kHz) is above this are noise-like, not voiced sound.
 MAX_FLATNESS = 0.45
-#: Voice activity (seconds) an input needs before it gets an emotion; less is "no speech".
-MIN_SPEECH_S = 0.25
-#: Voice-activity detectors that gate predictions: ``energy`` (level + spectral flatness: rejects silence,
-#: noise, DC and clips of a few milliseconds; cheap), ``silero`` (neural: also rejects tones and music;
-#: needs the vad extra), ``off``.
-SPEECH_GATES = ("energy", "silero", "off")
+# MIN_SPEECH_S: voice activity (seconds) an input needs before it gets an emotion; less is "no speech".
+# SPEECH_GATES: ``energy`` (level + spectral flatness: rejects silence, noise, DC and clips of a few milliseconds;
+# cheap), ``silero`` (neural: also rejects tones and music), ``off``. Both from emovox.defaults.
 
 #: Hysteresis of the detectors (the file's and the live tracker's alike): silero's speech probability to start /
 #: keep a region; the energy detector keeps a region down to this many dB under its start threshold.
@@ -202,8 +199,8 @@ def detect(source: Source, vad: str, block_s: float, min_speech_s: float, min_si
 
 
 def speech_regions(
-    audio: str | Path | np.ndarray, sample_rate: int | None = None, *, vad: str = "auto", min_speech_s: float = 0.3,
-    min_silence_s: float = 0.3, pad_s: float = 0.1, block_s: float = 30.0, max_whole_mb: float = MAX_WHOLE_MB,
+    audio: str | Path | np.ndarray, sample_rate: int | None = None, *, vad: str = "auto", min_speech_s: float = REGION_MIN_S,
+    min_silence_s: float = REGION_MIN_SILENCE_S, pad_s: float = REGION_PAD_S, block_s: float = 30.0, max_whole_mb: float = MAX_WHOLE_MB,
     name: str | None = None,
 ) -> list[tuple[float, float]]:
     """Speech regions ``(start, end)`` in seconds of a file or an array (with ``sample_rate``; ``name`` in errors)."""
@@ -268,7 +265,8 @@ class VoiceTracker:
     :attr:`open_regions` the ones still growing, each ``(start, end so far)``.
     """
 
-    def __init__(self, vad: str = "auto", min_speech_s: float = 0.3, min_silence_s: float = 0.3, pad_s: float = 0.1):
+    def __init__(self, vad: str = "auto", min_speech_s: float = REGION_MIN_S, min_silence_s: float = REGION_MIN_SILENCE_S,
+                 pad_s: float = REGION_PAD_S):
         self.method = resolve_vad(vad)
         self.min_speech_s, self.min_silence_s, self.pad_s = min_speech_s, min_silence_s, pad_s
         self._model = None

@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-#: Below this top probability a prediction is reported as uncertain.
-UNCERTAIN_BELOW = 0.4
+from ..defaults import UNCERTAIN_BELOW
 
 
 def scored(label: str, probabilities: dict[str, float], threshold: float = UNCERTAIN_BELOW,

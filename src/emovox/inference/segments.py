@@ -27,6 +27,7 @@ from ..audio.decode import SILENCE_PEAK
 from ..audio.stream import MAX_WHOLE_MB, ArraySource, Source, cut_spans, open_source
 from ..audio.decode import resample
 from ..audio.vad import VAD_METHODS, VAD_RATE, detect
+from ..defaults import HOP_S, REGION_MIN_S, REGION_MIN_SILENCE_S, REGION_PAD_S, WINDOW_S
 from ..errors import AudioError, EmovoxError
 from .results import Segment, Timeline
 from .scoring import Scorer
@@ -64,12 +65,12 @@ class SegmentOptions:
         voice_threshold: cosine distance at which ``speakers="auto"`` stops merging voices.
     """
 
-    max_segment_s: float = 4.0
-    hop_s: float = 2.0
+    max_segment_s: float = WINDOW_S
+    hop_s: float = HOP_S
     vad: str = "auto"
-    min_speech_s: float = 0.3
-    min_silence_s: float = 0.3
-    pad_s: float = 0.1
+    min_speech_s: float = REGION_MIN_S
+    min_silence_s: float = REGION_MIN_SILENCE_S
+    pad_s: float = REGION_PAD_S
     block_s: float = 30.0
     batch_size: int = 16
     max_whole_mb: float = MAX_WHOLE_MB
@@ -102,7 +103,7 @@ class SegmentOptions:
         return replace(options or cls(), **changes)
 
 
-def windows(regions: Iterable[tuple[float, float]], max_segment_s: float = 4.0, hop_s: float = 2.0) -> list[tuple[float, float]]:
+def windows(regions: Iterable[tuple[float, float]], max_segment_s: float = WINDOW_S, hop_s: float = HOP_S) -> list[tuple[float, float]]:
     """Cut regions longer than ``max_segment_s`` into windows of that length.
 
     A region's windows start at its start and every ``hop_s`` seconds after, as long as they end inside it; a last

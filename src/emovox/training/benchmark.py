@@ -42,7 +42,7 @@ from ..features import FeatureConfig
 from ..labels import sort_labels
 from ..model import EmotionClassifier
 from .calibration import calibration_report
-from .data import Log, Prepared, logits_for, model_inputs, prepare, score, speaker_inputs
+from .data import Log, PreparedCorpus, logits_for, model_inputs, prepare, score, speaker_inputs
 from .metrics import classification_metrics, plot_confusion
 from .splits import protocol_folds
 from .train import RECIPES, TrainConfig, augment_inputs, calibrate, fit, seed_everything, with_augmented
@@ -109,7 +109,7 @@ def run_benchmark(
         raise EmovoxError(f"{out_dir}: already holds a report; choose another --out or pass --overwrite")
     out_dir.mkdir(parents=True, exist_ok=True)
     data_paths = {k: (cfg["_base"] / v) for k, v in cfg.get("data", {}).items()}
-    prepared: dict[tuple[str, FeatureConfig, bool], Prepared] = {}
+    prepared: dict[tuple[str, FeatureConfig, bool], PreparedCorpus] = {}
     rows: list[dict[str, Any]] = []
     for cell in expand_cells(cfg):
         t_cell = time.perf_counter()

@@ -36,7 +36,7 @@ Log = Callable[[str], object]
 
 
 @dataclass
-class Prepared:
+class PreparedCorpus:
     """Utterances whose audio decoded, their content keys, and the inputs of the preparer they were prepared with
     (``specs``: empty arrays unless that preparer's inputs are worth caching, e.g. spectrograms)."""
 
@@ -56,7 +56,7 @@ class Prepared:
 def prepare(
     utts: Sequence[Utterance], preparer: Preparer | FeatureConfig, *, spectrograms: bool = True, workers: int | None = None,
     cache_dir: str | Path | None = None, use_cache: bool = True, progress: bool = True, log: Log = print,
-) -> Prepared:
+) -> PreparedCorpus:
     """Check that every file of ``utts`` decodes (in parallel, cached); unreadable files are reported and dropped.
 
     ``preparer``: the first encoder's preparer (a :class:`FeatureConfig` stands for its spectrogram preparer, or with
@@ -76,7 +76,7 @@ def prepare(
     ok = ext.ok
     if not ok:
         raise EmovoxError("no usable audio: every file failed to load")
-    return Prepared([utts[i] for i in ok], [ext.specs[i] for i in ok], [ext.keys[i] for i in ok],
+    return PreparedCorpus([utts[i] for i in ok], [ext.specs[i] for i in ok], [ext.keys[i] for i in ok],
                     list(ext.errors.values()), preparer, root)
 
 
@@ -94,7 +94,7 @@ def _readable(path: str, rate: int) -> np.ndarray:
     return np.zeros(0, dtype=np.float32)
 
 
-def encoder_inputs(enc: Encoder, data: Prepared, idx: Sequence[int], *, progress: bool = True) -> Iterable[np.ndarray]:
+def encoder_inputs(enc: Encoder, data: PreparedCorpus, idx: Sequence[int], *, progress: bool = True) -> Iterable[np.ndarray]:
     """Inputs of encoder ``enc`` for the utterances ``idx``: the prepared ones when ``data`` holds them, else through
     its preparer (in parallel worker processes and cached when the preparer says so, else one by one as needed)."""
     prep = enc.preparer()
@@ -140,7 +140,7 @@ def encoder_vectors(enc: Encoder, keys: Sequence[str | None], inputs: Callable[[
     return np.stack(out)
 
 
-def embed(model: EmotionClassifier, data: Prepared, *, progress: bool = True) -> torch.Tensor:
+def embed(model: EmotionClassifier, data: PreparedCorpus, *, progress: bool = True) -> torch.Tensor:
     """What the heads read, ``(n, vector_dim)``: every encoder's vectors of every prepared utterance, concatenated
     (computed once per file and encoder, and cached)."""
     parts = [encoder_vectors(enc, data.keys, partial(encoder_inputs, enc, data, progress=progress), data.cache_root,
@@ -149,7 +149,7 @@ def embed(model: EmotionClassifier, data: Prepared, *, progress: bool = True) ->
 
 
 @torch.inference_mode()
-def stem_features(model: EmotionClassifier, data: Prepared, *, batch_size: int = 32, progress: bool = True) -> torch.Tensor:
+def stem_features(model: EmotionClassifier, data: PreparedCorpus, *, batch_size: int = 32, progress: bool = True) -> torch.Tensor:
     """Outputs of the frozen stem (``finetune="last"``): computed once, then only the tail trains."""
     from tqdm.auto import tqdm
 
@@ -161,7 +161,7 @@ def stem_features(model: EmotionClassifier, data: Prepared, *, batch_size: int =
     return torch.cat(out)
 
 
-def model_inputs(model: EmotionClassifier, data: Prepared, tag: str | None = None, *,
+def model_inputs(model: EmotionClassifier, data: PreparedCorpus, *,
                  progress: bool = True) -> torch.Tensor | list[np.ndarray]:
     """What training feeds the model: vectors (frozen encoders), stem outputs (``last``) or spectrograms (``all``)."""
     if model.finetune == "none":

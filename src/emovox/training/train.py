@@ -28,7 +28,7 @@ from ..model import EmotionClassifier, Familiarity, save_model
 from .calibration import calibration_report, fit_temperature
 from .config import RECIPES, SCHEDULES, SOLVER_NAMES, TrainConfig, recipe_config
 from .familiar import fit_familiarity
-from .data import Log, Prepared, encoder_vectors, logits_for, model_inputs, prepare, score, speaker_inputs
+from .data import Log, PreparedCorpus, encoder_vectors, logits_for, model_inputs, prepare, score, speaker_inputs
 from .metrics import format_metrics, plot_confusion
 from .solvers import (class_weights, fit, fit_adam, fit_logreg, group_weights, lr_factor, param_groups, resolve_device,
                       seed_everything, spec_augment)
@@ -60,7 +60,7 @@ class Augmented:
 
 
 def augment_inputs(
-    model: EmotionClassifier, data: Prepared, idx: Sequence[int], copies: int, *, progress: bool = True,
+    model: EmotionClassifier, data: PreparedCorpus, idx: Sequence[int], copies: int, *, progress: bool = True,
     kind: str = "chain",
 ) -> Augmented:
     """Vectors of ``copies`` augmented copies of the prepared utterances ``idx`` (every encoder's input through its
