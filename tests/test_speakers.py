@@ -115,40 +115,118 @@ def test_http_speaker_key_adapts_across_requests(speaker_model, tone_corpus, tmp
         assert r.status_code == 422
 
 
-def test_batch_with_a_speaker_column_grows_its_statistics_across_runs(speaker_model, tone_corpus, tmp_path):
+def _keyed_rows(out):
+    from emovox.batch.local import read_dataset
+
+    return sorted(read_dataset(out).to_pylist(), key=lambda r: r["path"])
+
+
+def _same_rows(a, b, probs_atol=1e-5):
+    assert [r["path"] for r in a] == [r["path"] for r in b]
+    for x, y in zip(a, b):
+        assert (x["label"], x["head"], x["speaker"]) == (y["label"], y["head"], y["speaker"]), x["path"]
+        np.testing.assert_allclose([v for k, v in x.items() if k.startswith("prob_")],
+                                   [v for k, v in y.items() if k.startswith("prob_")], atol=probs_atol)
+
+
+def test_batch_speaker_adaptation_does_not_depend_on_file_order(speaker_model, tone_corpus, tmp_path, monkeypatch):
+    """Each speaker's files are classified against its statistics over all of them: path order, shuffled, resumed
+    after an interruption and extended by a second run all give the rows of ``same_speaker=True`` per speaker."""
+    pytest.importorskip("pyarrow")
+    import random
+
+    import pyarrow.dataset as ds
+
+    from emovox.batch import keyed, run_batch
+
+    utts = sorted(load_folder(tone_corpus), key=lambda u: str(u.path))
+    by_path = [(str(u.path), u.speaker) for u in utts]
+    shuffled = by_path[:]
+    random.Random(3).shuffle(shuffled)
+
+    def manifest(name, rows):
+        m = tmp_path / name
+        m.write_text("path,voice\n" + "".join(f"{p},{k}\n" for p, k in rows))
+        return m
+
+    def run(out, rows, **kw):
+        rec = EmotionRecognizer.load(speaker_model)
+        rec.speakers = SpeakerBook(min_files=7)  # the threshold is kept with the dataset
+        return run_batch(rec, [manifest(f"{out}.csv", rows)], tmp_path / out, speaker_column="voice", progress=False, **kw)
+
+    run("ordered", by_path, chunk=5)
+    run("shuffled", shuffled, chunk=5)
+    ordered = _keyed_rows(tmp_path / "ordered")
+    _same_rows(ordered, _keyed_rows(tmp_path / "shuffled"))
+    assert {r["head"] for r in ordered} == {"speaker"}  # 9 files a speaker, 7 needed
+    rec = EmotionRecognizer.load(speaker_model)
+    for spk in ("s1", "s4"):
+        mine = [r for r in ordered if r["speaker"] == spk]
+        whole = rec.predict_proba([r["path"] for r in mine], same_speaker=True)
+        np.testing.assert_allclose([[v for k, v in r.items() if k.startswith("prob_")] for r in mine], whole, atol=1e-4)
+    truth = {str(u.path): u.emotion for u in utts}
+    assert np.mean([r["label"] == truth[r["path"]] for r in ordered if r["speaker"] == "s4"]) > 0.6  # unseen voice; chance 1/3
+
+    # cut off after its first part: the vectors were saved first, so the rerun completes it with the same rows
+    from emovox.storage import PartStore
+
+    real_write = PartStore.write
+    calls = {"n": 0}
+
+    def dying(self, table, stem):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise KeyboardInterrupt
+        return real_write(self, table, stem)
+
+    monkeypatch.setattr(PartStore, "write", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run("resumed", shuffled, chunk=1)
+    monkeypatch.setattr(PartStore, "write", real_write)
+    assert 0 < len(_keyed_rows(tmp_path / "resumed")) < len(by_path)
+    s = run("resumed", shuffled, chunk=5)
+    assert s.skipped > 0 and s.skipped + s.annotated == len(by_path)
+    _same_rows(ordered, _keyed_rows(tmp_path / "resumed"))
+
+    # an archive that grows: the first run sees 5 files a speaker (per-file head), the second the rest; the old rows
+    # of every speaker are rewritten with its statistics over all 9
+    first = by_path[::2]  # 4 or 5 files a speaker
+    run("grown", first)
+    assert {r["head"] for r in _keyed_rows(tmp_path / "grown")} == {"file"}
+    s = run("grown", by_path)
+    assert s.skipped == len(first) and s.annotated == len(by_path) - len(first)
+    _same_rows(ordered, _keyed_rows(tmp_path / "grown"))
+
+    # the folder is one Parquet dataset: the side file is skipped by readers
+    assert (tmp_path / "grown" / keyed.SPEAKERS_FILE).is_file()
+    assert ds.dataset(tmp_path / "grown", format="parquet").to_table().num_rows == len(by_path)
+    pd = pytest.importorskip("pandas")
+    assert len(pd.read_parquet(tmp_path / "grown")) == len(by_path)
+    duckdb = pytest.importorskip("duckdb")
+    assert duckdb.sql(f"select count(*) from read_parquet('{tmp_path / 'grown'}/*.parquet')").fetchone()[0] == len(by_path)
+
+
+def test_batch_speaker_keys_errors_and_path_patterns(speaker_model, tone_corpus, tmp_path):
     pytest.importorskip("pyarrow")
     from emovox.batch import run_batch
-    from emovox.batch.local import SPEAKERS_FILE, read_dataset
+    from emovox.batch.keyed import LEGACY_SPEAKERS_FILE
 
     rec = EmotionRecognizer.load(speaker_model)
-    rec.speakers = SpeakerBook(min_files=7)  # the book, its threshold too, is saved with the dataset
-    utts = sorted(load_folder(tone_corpus), key=lambda u: str(u.path))
-    first, later = utts[::2], utts[1::2]
-    out = tmp_path / "out.parquet"
     manifest = tmp_path / "m.csv"
-    manifest.write_text("path,voice\n" + "".join(f"{u.path},{u.speaker}\n" for u in first))
-    s = run_batch(rec, [manifest], out, speaker_column="voice", progress=False)
-    assert s.annotated == len(first) and (out / SPEAKERS_FILE).is_file()
-    t = read_dataset(out).to_pylist()
-    assert {r["speaker"] for r in t} == {"s1", "s2", "s3", "s4"} and {r["head"] for r in t} == {"file"}  # 3 or 6 each
-    assert SpeakerBook.from_bytes((out / SPEAKERS_FILE).read_bytes()).count("s1") == sum(u.speaker == "s1" for u in first)
-    # the archive grows: the new files start from the saved statistics, and every speaker has 9 recordings by then
-    manifest.write_text("path,voice\n" + "".join(f"{u.path},{u.speaker}\n" for u in utts))
-    again = EmotionRecognizer.load(speaker_model)
-    s = run_batch(again, [manifest], out, speaker_column="voice", progress=False)
-    assert s.skipped == len(first) and s.annotated == len(later)
-    new = [r for r in read_dataset(out).to_pylist() if r["path"] in {str(u.path) for u in later}]
-    assert {r["head"] for r in new} == {"speaker"}
-    assert again.speakers.count("s1") == sum(u.speaker == "s1" for u in utts)
-    truth = {str(u.path): u.emotion for u in utts}
-    assert np.mean([r["label"] == truth[r["path"]] for r in new]) > 0.6  # 3 classes: chance 1/3
+    manifest.write_text("path,voice\n" + "".join(f"{u.path},{u.speaker}\n" for u in load_folder(tone_corpus)))
     with pytest.raises(EmovoxError, match="needs a 'voice ' column; it has path, voice"):
         run_batch(rec, [manifest], tmp_path / "o2.parquet", speaker_column="voice ", progress=False)
     with pytest.raises(EmovoxError, match="whole files"):
         run_batch(rec, [manifest], tmp_path / "o3.parquet", speaker_column="voice", segments=True, progress=False)
-    s = run_batch(EmotionRecognizer.load(speaker_model), [tone_corpus], tmp_path / "o4.parquet",
-                  speaker_from_path=r"/(s\d)/", progress=False)
-    assert {r["speaker"] for r in read_dataset(tmp_path / "o4.parquet").to_pylist()} == {"s1", "s2", "s3", "s4"}
+    s = run_batch(rec, [tone_corpus], tmp_path / "o4.parquet", speaker_from_path=r"/(s\d)/", progress=False)
+    rows = _keyed_rows(tmp_path / "o4.parquet")
+    assert s.annotated == len(rows) and {r["speaker"] for r in rows} == {"s1", "s2", "s3", "s4"}
+    assert rec.speakers.count("s2") == 9  # the run's statistics stay with the recognizer
+    old = tmp_path / "old.parquet"
+    old.mkdir()
+    (old / LEGACY_SPEAKERS_FILE).write_bytes(SpeakerBook().to_bytes())
+    with pytest.raises(EmovoxError, match="running speaker statistics.*new folder"):
+        run_batch(rec, [manifest], old, speaker_column="voice", progress=False)
 
 
 def test_one_scoring_core_for_every_face(speaker_model, tone_corpus):

@@ -101,10 +101,6 @@ def _manifest_rows(path: Path, column: str | None = None) -> list[tuple[str, Any
     return [(p if is_url(p) or Path(p).is_absolute() else str(path.parent / p), k) for p, k in rows]
 
 
-#: The running speaker statistics of a dataset written with speaker keys, beside its parts.
-SPEAKERS_FILE = "speakers.npz"
-
-
 def speaker_keys(inputs: Sequence[str | Path], column: str | None = None,
                  from_path: str | None = None) -> Callable[[str], str | None] | None:
     """The speaker key of an input's path: from the ``column`` of the manifests among ``inputs``, or the first
@@ -152,8 +148,7 @@ def done_keys(out: str | Path | PartStore) -> set[tuple[str, int, int]]:
 
 
 def _file_rows(rec: EmotionRecognizer, paths: Sequence[str], stats: dict[str, tuple[int, int]], batch_size: int,
-               rows: RowMaker, vad: str = "auto",
-               speaker_of: Callable[[str], str | None] | None = None) -> Iterator[list[dict[str, Any]]]:
+               rows: RowMaker, vad: str = "auto") -> Iterator[list[dict[str, Any]]]:
     """Rows of every input (a list per input, in order); ``stats``: each path's ``(size, mtime_ns)``."""
 
     def base(path: str) -> dict[str, Any]:
@@ -166,45 +161,47 @@ def _file_rows(rec: EmotionRecognizer, paths: Sequence[str], stats: dict[str, tu
             except AudioError as err:
                 yield rows.error(base(path), err)
         return
-    for path, result in zip(paths, rec.predict_files(paths, batch_size=batch_size, speaker_of=speaker_of)):
-        if speaker_of is not None and isinstance(result, AudioError):  # a prediction carries its own key
-            yield rows.error(base(path) | {"speaker": text_name(speaker_of(path) or "") or None}, result)
-            continue
+    for path, result in zip(paths, rec.predict_files(paths, batch_size=batch_size)):
         yield rows.error(base(path), result) if isinstance(result, AudioError) else rows.prediction(base(path), result)
 
 
 def _run_local(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[int, int]], store: PartStore, schema,
                rows: RowMaker, batch_size: int, chunk: int, vad: str, progress: bool,
                speaker_of: Callable[[str], str | None] | None = None) -> tuple[int, int]:
-    """The local engine: returns ``(failed inputs, rows written)``."""
+    """The local engine: returns ``(failed inputs, rows written)``. With speaker keys: :func:`.keyed.run_keyed`."""
     import sys
 
     import pyarrow as pa
     from tqdm.auto import tqdm
 
     run = run_id()
+    parts = 0
+
+    def write_part(pending: list[dict[str, Any]]) -> None:
+        nonlocal parts
+        store.write(pa.Table.from_pylist(pending, schema=schema), f"{run}-{parts:05d}")
+        parts += 1
+
+    if speaker_of is not None:
+        from .keyed import run_keyed
+
+        return run_keyed(rec, todo, stats, store, rows, batch_size, chunk, progress, speaker_of, write_part)
     bar = tqdm(total=len(todo), unit="file", desc="emovox batch", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     pending: list[dict[str, Any]] = []
-    inputs = failed = written = parts = 0
-
-    def flush() -> None:
-        nonlocal pending, inputs, written, parts
-        store.write(pa.Table.from_pylist(pending, schema=schema), f"{run}-{parts:05d}")
-        if speaker_of is not None:  # the statistics so far, after their rows: a resumed run goes on from them
-            store.write_bytes(SPEAKERS_FILE, rec.speakers.to_bytes())
-        written += len(pending)
-        pending, inputs, parts = [], 0, parts + 1
-
+    inputs = failed = written = 0
     try:
-        for file_rows in _file_rows(rec, todo, stats, batch_size, rows, vad, speaker_of):
+        for file_rows in _file_rows(rec, todo, stats, batch_size, rows, vad):
             pending.extend(file_rows)
             inputs += 1
             failed += len(failed_inputs(file_rows))
             bar.update(1)
             if inputs >= chunk:
-                flush()
+                write_part(pending)
+                written += len(pending)
+                pending, inputs = [], 0
         if pending:
-            flush()
+            write_part(pending)
+            written += len(pending)
     finally:
         bar.close()
     return failed, written
@@ -234,9 +231,11 @@ def run_batch(
     ``engine``: ``"local"`` or ``"ray"`` (``address``: the Ray cluster, default: ``$RAY_ADDRESS`` or a new local
     instance; ``actors``: model replicas, see :func:`emovox.batch.ray_engine.run_ray`). ``vad``: the voice-activity
     detector of the timelines (``segments=True``). ``speaker_column`` (a column of the manifests) or
-    ``speaker_from_path`` (a regular expression; its first group) give each input's speaker: a speaker's inputs
-    join its running statistics, kept in ``<out>/speakers.npz`` so that a resumed or extended run goes on from
-    them, and are classified by the speaker head once enough are in (rows: ``speaker``, ``head``). ``voices``
+    ``speaker_from_path`` (a regular expression; its first group) give each input's speaker: every input is
+    encoded first, and each is classified against its speaker's statistics over all of that speaker's inputs in
+    the dataset, by the speaker head once the speaker has ``rec.speakers.min_files`` (rows: ``speaker``, ``head``),
+    whatever order the inputs come in; an extended run rewrites the rows of speakers it adds recordings to (see
+    :mod:`emovox.batch.keyed`; the vectors are kept in ``<out>/_speakers.npz``, which Parquet readers skip). ``voices``
     (with ``segments``): ``"auto"`` or a number tells the voices of each recording apart (rows: ``speaker`` S1, S2
     ..., ``head``)."""
     _require_pyarrow()
@@ -258,11 +257,6 @@ def run_batch(
         if engine != "local":
             raise EmovoxError("speaker keys run on the local engine (their running statistics are one process's)")
         rec.model.require_speaker_head()
-        saved = store.read_bytes(SPEAKERS_FILE)
-        if saved is not None:
-            from ..inference.speakers import SpeakerBook
-
-            rec.speakers = SpeakerBook.from_bytes(saved, f"{store}/{SPEAKERS_FILE}")
     from ..inference.voices import parse_speakers
 
     voices = parse_speakers(voices)

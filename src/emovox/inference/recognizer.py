@@ -25,7 +25,7 @@ from ..model.hub import is_hub_model, load_hub_model
 from .engine import Engine, OnnxEngine, TorchEngine, select_engine
 from .frontend import Frontend, Prepared
 from .results import UNCERTAIN_BELOW, Prediction, Timeline, prediction_of
-from .scoring import Scores
+from .scoring import Scores, concat_scores
 from .segments import SegmentOptions
 from .speakers import SpeakerBook
 
@@ -334,18 +334,6 @@ class EmotionRecognizer:
         and uses the speaker-normalised head (see :meth:`probabilities`)."""
         return self.model.probabilities(vectors, same_speaker)
 
-    def adapted(self, items: Sequence[Item], keys: Sequence[str | None], batch_size: int = 32) -> tuple[np.ndarray, list[str]]:
-        """``(probabilities, head of each)`` of :meth:`featurize` results whose speakers are known by key.
-
-        Each speaker's vectors join its running statistics in :attr:`speakers` first; once it has
-        ``speakers.min_files`` recordings, its items are normalised by those statistics and classified by the
-        speaker-normalised head (``"speaker"``), before that by the per-file head (``"file"``), as are items whose
-        key is ``None``. The more of a speaker's archive has gone through, the better its statistics.
-        """
-        self.model.require_speaker_head()
-        scores = self.score(items, keys, batch_size=batch_size)
-        return scores.probabilities, scores.heads
-
     def classify_known(self, vectors: np.ndarray, key: str | None, book: SpeakerBook) -> tuple[np.ndarray, str]:
         """``(probabilities, head)`` of one speaker's new vectors: they join ``book``'s running statistics of
         ``key`` first; once it is ready, they are normalised by them and the speaker head answers (``"speaker"``),
@@ -354,10 +342,44 @@ class EmotionRecognizer:
             book.add(key, vectors)
         if key is None or not book.ready(key):
             return self.model.probabilities(torch.from_numpy(np.asarray(vectors, dtype=np.float32))), "file"
+        return self.speaker_probabilities(vectors, key, book), "speaker"
+
+    def speaker_probabilities(self, vectors: np.ndarray, key: str, book: SpeakerBook) -> np.ndarray:
+        """The speaker head's probabilities of ``vectors`` normalised by ``book``'s statistics of ``key`` (as they
+        are: nothing is added)."""
         z = torch.from_numpy(book.normalize(key, vectors))
         with torch.inference_mode():
             logits = self.model.classify(z, speaker_normalized=True)
-        return torch.softmax(logits / self.model.temperature_of(True), dim=1).numpy(), "speaker"
+        return torch.softmax(logits / self.model.temperature_of(True), dim=1).numpy()
+
+    def by_speaker(self, scores: Scores, keys: Sequence[str | None], book: SpeakerBook) -> Scores:
+        """``scores`` (with their vectors) answered by the speaker head wherever ``book`` already holds the statistics
+        of the item's speaker and it is ready; unknown keys, speakers not ready and unfamiliar items keep the per-file
+        answer. Nothing is added to ``book``: give it every recording of each speaker first (:meth:`learn_speakers`),
+        and no recording's answer depends on the order they came in."""
+        if scores.vectors is None:
+            raise EmovoxError("speaker answers need the items' vectors (score(..., keep_vectors=True))")
+        probs, heads, known = scores.probabilities.copy(), list(scores.heads), scores.known
+        groups: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            if key is not None and known[i]:
+                groups.setdefault(str(key), []).append(i)
+        for key, rows in groups.items():
+            if book.ready(key):
+                probs[rows] = self.speaker_probabilities(scores.vectors[rows], key, book)
+                for i in rows:
+                    heads[i] = "speaker"
+        return Scores(probs, scores.ood, heads, scores.vectors)
+
+    def learn_speakers(self, scores: Scores, keys: Sequence[str | None], book: SpeakerBook) -> None:
+        """Add the familiar items of known speakers to ``book`` (an unfamiliar input never joins any statistics)."""
+        known = scores.known
+        groups: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            if key is not None and known[i]:
+                groups.setdefault(str(key), []).append(i)
+        for key, rows in groups.items():
+            book.add(key, scores.vectors[rows])
 
     def stream(self, sample_rate: int = 16000, options: SegmentOptions | None = None, *, channels: int = 1,
                name: str = "<stream>", **changes: Any) -> "EmotionStream":
@@ -381,7 +403,7 @@ class EmotionRecognizer:
         ``same_speaker=True``: the inputs are all one speaker's recordings;
         normalise them together (see :meth:`probabilities`). ``speaker``: the key of the speaker of all inputs
         (or one key per input, ``None`` for unknown): they join that speaker's running statistics and are
-        classified by the speaker head once enough of its recordings are in (see :meth:`adapted`); each
+        classified by the speaker head once enough of its recordings are in (see :meth:`score`); each
         prediction says which head answered. Raises :class:`AudioError` for an unusable input (and
         :class:`~emovox.errors.UnknownSoundError`, a "no speech" error, for one unlike all the speech the model knows:
         its ``ood_score`` is above 1); use :meth:`predict_files` to skip bad files in a batch.
@@ -438,36 +460,84 @@ class EmotionRecognizer:
 
     def predict_files(self, paths: Iterable[str | Path], batch_size: int = 32, same_speaker: bool = False,
                       speaker_of: Callable[[str], str | None] | None = None) -> Iterator[Prediction | AudioError]:
-        """Stream predictions over many files, ``batch_size`` at a time, in input order.
+        """Predictions over many files, ``batch_size`` at a time, in input order.
 
         A file that cannot be used yields its :class:`AudioError` instead of a
-        prediction, and the rest go on. Memory stays bounded by the batch,
-        except with ``same_speaker=True`` (all files are one speaker's,
-        normalised together: every file is read before the first prediction).
-        ``speaker_of``: the speaker key of a file's path (``None``: unknown); files of known speakers adapt to
-        them as they come (see :meth:`adapted`).
+        prediction, and the rest go on. Predictions stream and memory stays bounded by the batch, except with
+        ``same_speaker=True`` (all files are one speaker's, normalised together) and ``speaker_of`` (the speaker key
+        of a file's path, ``None``: unknown): every file is encoded first, each speaker's recordings join its
+        statistics in :attr:`speakers`, then each is classified against its speaker's statistics over all of them
+        (:meth:`by_speaker`), so that no answer depends on the order of the files. Memory: one vector per file.
         """
+        if speaker_of is not None and not same_speaker:
+            yield from self._keyed_files(paths, batch_size, speaker_of)
+            return
         flush_at = 1 << 62 if same_speaker else batch_size
         batch: list[tuple[str, Item | AudioError]] = []
 
         def flush() -> Iterator[Prediction | AudioError]:
             good = [(n, s) for n, s in batch if not isinstance(s, AudioError)]
-            keys = [speaker_of(n) for n, _ in good] if speaker_of else None
-            answers = iter(self._answers([s for _, s in good], [n for n, _ in good], keys, same_speaker, batch_size)
+            answers = iter(self._answers([s for _, s in good], [n for n, _ in good], None, same_speaker, batch_size)
                            if good else ())
             for _, s in batch:
                 yield s if isinstance(s, AudioError) else next(answers)
             batch.clear()
 
         for path in paths:
-            try:
-                item: Item | AudioError = self.featurize(path)
-            except AudioError as err:
-                item = err
-            batch.append((str(path), item))
+            batch.append((str(path), self._featurized(path)))
             if len(batch) >= flush_at:
                 yield from flush()
         yield from flush()
+
+    def _featurized(self, path: str | Path) -> Item | AudioError:
+        try:
+            return self.featurize(path)
+        except AudioError as err:
+            return err
+
+    def encode_files(self, paths: Iterable[str | Path], batch_size: int = 32,
+                     on_file: Callable[[], object] | None = None) -> tuple[list[str], Scores, list[AudioError | None]]:
+        """Pass one of a speaker-keyed run: ``(names, scores with vectors of the good files, the error of each file or
+        None)``; the scores' rows follow the files without an error, in order. ``on_file``: called after each file
+        (a progress bar)."""
+        self.model.require_speaker_head()
+        names: list[str] = []
+        errors: list[AudioError | None] = []
+        parts: list[Scores] = []
+        pending: list[Item] = []
+
+        def flush() -> None:
+            if pending:
+                parts.append(self.score(pending, keep_vectors=True, batch_size=batch_size))
+                pending.clear()
+
+        for path in paths:
+            item = self._featurized(path)
+            names.append(str(path))
+            errors.append(item if isinstance(item, AudioError) else None)
+            if not isinstance(item, AudioError):
+                pending.append(item)
+                if len(pending) >= batch_size:
+                    flush()
+            if on_file is not None:
+                on_file()
+        flush()
+        return names, concat_scores(parts, len(self.labels), self.model.vector_dim, self.familiarity is not None), errors
+
+    def _keyed_files(self, paths: Iterable[str | Path], batch_size: int,
+                     speaker_of: Callable[[str], str | None]) -> Iterator[Prediction | AudioError]:
+        names, scores, errors = self.encode_files(paths, batch_size)
+        good = [n for n, e in zip(names, errors) if e is None]
+        keys = [speaker_of(n) for n in good]
+        self.learn_speakers(scores, keys, self.speakers)
+        scores = self.by_speaker(scores, keys, self.speakers)
+        i = 0
+        for err in errors:
+            if err is not None:
+                yield err
+                continue
+            yield self.answer(scores, i, good[i], True, keys[i])
+            i += 1
 
 
 __all__ = ["AUDIO_EXTENSIONS", "DEFAULT_MODEL", "EmotionRecognizer", "Frontend", "MIN_SPEECH_S", "ModelError", "NoSpeechError",

@@ -53,6 +53,16 @@ class Scores:
         return None if self.ood is None else float(self.ood[i])
 
 
+def concat_scores(parts: Sequence[Scores], n_labels: int, dim: int, gated: bool) -> Scores:
+    """The :class:`Scores` of several batches as one (their vectors kept); empty shapes when there are none."""
+    if not parts:
+        return Scores(np.zeros((0, n_labels), np.float32), np.zeros(0, np.float32) if gated else None, [],
+                      np.zeros((0, dim), np.float32))
+    ood = None if parts[0].ood is None else np.concatenate([p.ood for p in parts])
+    vectors = None if any(p.vectors is None for p in parts) else np.concatenate([p.vectors for p in parts])
+    return Scores(np.concatenate([p.probabilities for p in parts]), ood, [h for p in parts for h in p.heads], vectors)
+
+
 class Scorer(Protocol):
     """What timelines and live streams need of a recognizer (:class:`~emovox.inference.recognizer.EmotionRecognizer`
     is one)."""
