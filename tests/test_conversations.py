@@ -148,3 +148,91 @@ def test_faces_cli_http_batch_and_plot(bundled, tmp_path, capsys):
     with pytest.raises(EmovoxError, match="needs timelines"):
         run_batch(bundled, [str(path)], tmp_path / "other.parquet", voices="auto", progress=False)
     assert json.loads(json.dumps(rows[0], default=str))["path"] == str(path)
+
+
+def test_turns_split_a_region_where_the_voice_changes_and_keep_short_replies():
+    from emovox.inference.turns import pieces, speaker_turns
+
+    regions = [(0.0, 6.0), (6.5, 7.0), (8.0, 9.0)]
+    spans = pieces(regions)
+    assert spans[0] == (0.0, 1.5) and (6.5, 7.0) in spans and (8.0, 9.0) in spans  # short regions: one piece each
+    assert all(b - a <= 1.5 + 1e-9 for a, b in spans)
+    # voice 0 speaks until 3 s, voice 1 from there on, with no pause; the short reply is voice 2's, then voice 0
+    mid = [(a + b) / 2 for a, b in spans]
+    labels = [0 if m < 3.0 else 1 for m in mid[:-2]] + [2, 0]
+    turns = speaker_turns(regions, spans, labels)
+    assert [k for _, _, k in turns] == [0, 1, 2, 0]
+    assert abs(turns[0][1] - 3.0) <= 0.4 and turns[1][1] == 6.0  # the region is cut near the change
+    assert turns[2] == (6.5, 7.0, 2)  # a 0.5-s "yes" keeps its own voice
+    # one piece of another voice inside a long turn claims only the middle of that piece (where no other piece
+    # outweighs it), and two such pieces in a row a longer stretch
+    flicker = [0] * len(spans[:-2])
+    flicker[3] = 1
+    turns = speaker_turns(regions[:1], spans[:-2], flicker)
+    assert [k for _, _, k in turns] == [0, 1, 0] and turns[1][1] - turns[1][0] < 0.8
+    assert spans[3][0] < turns[1][0] < turns[1][1] < spans[3][1]
+    flicker[4] = 1
+    longer = speaker_turns(regions[:1], spans[:-2], flicker)
+    assert longer[1][1] - longer[1][0] > turns[1][1] - turns[1][0]
+
+
+def test_diarization_error_counts_missed_false_alarm_and_confusion():
+    pytest.importorskip("pyannote.metrics")
+    from emovox.inference.turns import diarization_error
+
+    ref = [(0.0, 10.0, "A"), (10.0, 20.0, "B")]
+    assert diarization_error(ref, [(0.0, 10.0, "x"), (10.0, 20.0, "y")])["der"] == pytest.approx(0.0)
+    wrong = diarization_error(ref, [(0.0, 20.0, "x")], collar=0.0)  # one voice found: B's 10 s confused
+    assert wrong["confusion"] == pytest.approx(0.5) and wrong["missed"] == pytest.approx(0.0)
+    half = diarization_error(ref, [(0.0, 10.0, "x")], collar=0.0)  # B not found at all: missed
+    assert half["missed"] == pytest.approx(0.5) and half["der"] == pytest.approx(0.5)
+    extra = diarization_error(ref, [(0.0, 10.0, "x"), (10.0, 25.0, "y")], collar=0.0)
+    assert extra["false_alarm"] == pytest.approx(0.25)
+
+
+@needs_voices
+def test_three_real_voices_with_no_pause_between_two_of_them(tmp_path):
+    """Three speakers, the second answering the first without a pause (one speech region, two voices): the timeline
+    splits the region at the change and the turns score a low diarization error."""
+    pytest.importorskip("pyannote.metrics")
+    import librosa
+
+    from emovox.inference.segments import SegmentOptions, voice_turns
+    from emovox.audio.stream import ArraySource
+    from emovox.audio.vad import speech_regions
+    from emovox.inference.turns import diarization_error
+    from emovox.inference.voices import VoiceEmbedder
+
+    root = SHARED_DATA
+    if not (root / "ravdess").is_dir() or not (root / "tess").is_dir():
+        pytest.skip("real RAVDESS and TESS data not found")
+    pick = {"m": sorted((root / "ravdess" / "Actor_01").glob("*.flac"))[10:14],
+            "f": sorted((root / "ravdess" / "Actor_02").glob("*.flac"))[20:24],
+            "o": sorted((root / "tess").glob("OAF_*/*.flac"))[:6]}
+    rate = 16000
+
+    def speech(p):
+        y = load_audio(p, rate)
+        _, (a, b) = librosa.effects.trim(y, top_db=35)
+        return y[a:b]
+
+    order = ["m", "f", "o", "m", "o", "f"]
+    gaps = [0.6, 0.0, 0.8, 0.7, 0.0, 0.9]  # 0.0: the next voice starts at once
+    used = {k: 0 for k in pick}
+    parts, ref, t = [np.zeros(int(0.5 * rate), np.float32)], [], 0.5
+    for who, gap in zip(order, gaps):
+        y = np.concatenate([speech(p) for p in pick[who][used[who] : used[who] + 2]])
+        used[who] += 2
+        ref.append((t, t + y.size / rate, who))
+        parts += [y, np.zeros(int(gap * rate), np.float32)]
+        t += y.size / rate + gap
+    y = np.concatenate(parts + [np.zeros(int(0.5 * rate), np.float32)])
+    y = y + np.random.default_rng(0).standard_normal(y.size).astype(np.float32) * 3e-4
+    regions = speech_regions(y, rate, vad="energy")
+    assert len(regions) < len(ref)  # the detector joined turns: a region holds two voices
+    turns = voice_turns(ArraySource(y, rate, "talk"), regions, VoiceEmbedder.shared(), SegmentOptions(speakers=3, vad="energy"))
+    assert len({k for _, _, k in turns}) == 3
+    der = diarization_error(ref, turns)
+    assert der["der"] < 0.2, der
+    one = diarization_error(ref, [(regions[0][0], regions[-1][1], "x")])  # what a single voice would score
+    assert one["der"] > 0.4 and one["der"] > 3 * der["der"]

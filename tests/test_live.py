@@ -96,6 +96,34 @@ def test_adaptation_grows_as_it_listens(bundled):
     assert again.book.count("session") == 0
 
 
+@needs_silero
+def test_a_session_catches_up_with_revisions_to_the_file_timeline(bundled, tmp_path):
+    """Events go out at once; once the speaker head answers, earlier segments are classified again and those whose
+    label changed are sent as ``revised``: the session's timeline ends as the file timeline (adapted whole) is."""
+    y = conversation()
+    path = tmp_path / "talk.flac"
+    sf.write(path, y, 16000)
+    whole = bundled.timeline(path, adapt="on")
+    stream = bundled.stream(sample_rate=16000, adapt="on")
+    events = [ev for _, ev in fed(stream, y)]
+    first = [ev.segment for ev in events if ev.kind == "segment"]
+    revised = [ev for ev in events if ev.kind == "revised"]
+    final = stream.timeline().segments
+    assert [(s.start, s.end) for s in final] == [(s.start, s.end) for s in whole.segments] == [(s.start, s.end) for s in first]
+    assert first[0].head == "file" and all(s.head == "speaker" for s in final)
+    assert [s.label for s in final] == [s.label for s in whole.segments]
+    for a, b in zip(final, whole.segments):
+        assert max(abs(a.probabilities[k] - b.probabilities[k]) for k in a.probabilities) < 1e-3
+    by_window = {(s.start, s.end): s.label for s in first}
+    for ev in revised:  # a revision is sent only for a label that changed, and says what it is now
+        assert ev.segment.label != by_window[(ev.segment.start, ev.segment.end)]
+        by_window[(ev.segment.start, ev.segment.end)] = ev.segment.label
+        assert ev.to_dict()["type"] == "revised" and ev.segment.head == "speaker"
+    assert by_window == {(s.start, s.end): s.label for s in final}  # the events, revisions applied, are the timeline
+    quiet_stream = bundled.stream(sample_rate=16000, adapt="on", revise=False)
+    assert not [ev for _, ev in fed(quiet_stream, y) if ev.kind == "revised"]
+
+
 def test_energy_stream_finds_tones_and_keeps_memory_bounded(tmp_path):
     rec = EmotionRecognizer.load(tone_model(tmp_path))
     piece = np.concatenate([quiet(1.0), tone_signal("angry", 2.0), quiet(1.0), tone_signal("sad", 2.0)])

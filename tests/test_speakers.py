@@ -203,7 +203,8 @@ def test_batch_speaker_adaptation_does_not_depend_on_file_order(speaker_model, t
     pd = pytest.importorskip("pandas")
     assert len(pd.read_parquet(tmp_path / "grown")) == len(by_path)
     duckdb = pytest.importorskip("duckdb")
-    assert duckdb.sql(f"select count(*) from read_parquet('{tmp_path / 'grown'}/*.parquet')").fetchone()[0] == len(by_path)
+    con = duckdb.connect()
+    assert con.execute(f"select count(*) from read_parquet('{tmp_path / 'grown'}/*.parquet')").fetchall()[0][0] == len(by_path)
 
 
 def test_batch_speaker_keys_errors_and_path_patterns(speaker_model, tone_corpus, tmp_path):

@@ -567,13 +567,14 @@ def cmd_listen(args) -> int:
 
     def show(events) -> None:
         for ev in events:
-            if ev.kind not in ("segment", "unknown"):
+            if ev.kind not in ("segment", "unknown", "revised"):
                 continue
             if table and ev.kind == "unknown":
                 print(f"{ev.span[0]:>8.2f} {ev.span[1]:>8.2f}  not speech I know (ood_score {ev.ood_score:.2f})", flush=True)
             elif table:
                 seg = ev.segment
-                print(f"{seg.start:>8.2f} {seg.end:>8.2f}  {seg.label:<9} {seg.confidence:>5.2f}  {seg.head}", flush=True)
+                again = " (revised)" if ev.kind == "revised" else ""
+                print(f"{seg.start:>8.2f} {seg.end:>8.2f}  {seg.label:<9} {seg.confidence:>5.2f}  {seg.head}{again}", flush=True)
             else:
                 print(json.dumps(ev.to_dict()), flush=True)
 

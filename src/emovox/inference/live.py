@@ -18,6 +18,13 @@ once enough silence follows it that nothing can join it. The windows and, withou
 Speaker adaptation grows as it listens: each window's vector joins the session's running statistics, and once
 ``adapt_min_segments`` windows are in (``adapt="auto"``; from the second with ``"on"``) each new window is normalised
 by them and classified by the speaker-normalised head. Every segment event says which head answered.
+
+Events go out at once, so the first segments of a session are classified before its statistics are any good. The
+session catches up: whenever the speaker head answers (``revise=True``, the default), every earlier segment is
+classified again with the statistics as they are now, and each whose label changes is sent again as a ``revised``
+event (the same window, its new label, probabilities and head); :meth:`EmotionStream.timeline` always holds the
+revised segments, so that a session's timeline ends where the file timeline of the same audio is (its adaptation
+normalises the whole recording at once).
 """
 from __future__ import annotations
 
@@ -75,8 +82,9 @@ class _Resampler:
 @dataclass(frozen=True)
 class StreamEvent:
     """What a stream noticed: ``speech_start`` / ``speech_end`` of a region (at ``time``, seconds into the
-    stream), a classified ``segment`` (its window, label, probabilities and head), or an ``unknown`` window:
-    voice activity unlike all the speech the model knows (``span`` and its ``ood_score``), given no emotion."""
+    stream), a classified ``segment`` (its window, label, probabilities and head), a ``revised`` segment (an earlier
+    window whose label changed once the session's statistics grew), or an ``unknown`` window: voice activity unlike
+    all the speech the model knows (``span`` and its ``ood_score``), given no emotion."""
 
     kind: str
     time: float
@@ -112,7 +120,7 @@ class EmotionStream:
     """
 
     def __init__(self, recognizer: Scorer, sample_rate: int, options: SegmentOptions | None = None, *,
-                 channels: int = 1, name: str = "<stream>", **changes: Any):
+                 channels: int = 1, name: str = "<stream>", revise: bool = True, **changes: Any):
         o = SegmentOptions.of(options, **changes)
         if o.speakers != 1:
             raise EmovoxError("a live stream is one voice; telling speakers apart (speakers=) is for recorded timelines")
@@ -132,7 +140,9 @@ class EmotionStream:
         self._ahead: dict[tuple[float, float], tuple[np.ndarray, Any]] = {}  # a region's likely last window, encoded early
         self._announced: set[float] = set()
         self.regions: list[tuple[float, float]] = []  # final speech regions
-        self.segments: list[Segment] = []
+        self.segments: list[Segment] = []  # as revised so far
+        self._segment_vectors: list[np.ndarray] = []  # what the heads read, per segment (a few KB each)
+        self.revise = bool(revise)
         #: windows of voice activity given no segment: unlike all the speech the model knows (``ood_score`` above 1)
         self.unknown: list[tuple[float, float]] = []
         can_adapt = recognizer.can_adapt
@@ -279,10 +289,25 @@ class EmotionStream:
                 self.unknown.append((s, e))
                 events.append(StreamEvent("unknown", e, span=(s, e), ood_score=scores.ood_score(0)))
                 continue
-            probs = {lab: float(x) for lab, x in zip(rec.labels, scores.probabilities[0])}
-            seg = Segment(s, e, max(probs, key=probs.__getitem__), probs, scores.heads[0])
+            seg = _segment(s, e, scores.probabilities[0], rec.labels, scores.heads[0])
             self.segments.append(seg)
+            self._segment_vectors.append(np.asarray(v, np.float32))
             events.append(StreamEvent("segment", e, seg))
+            if self.revise and seg.head == "speaker" and len(self.segments) > 1:
+                events += self._revised(e)
+        return events
+
+    def _revised(self, now: float) -> list[StreamEvent]:
+        """Every earlier segment classified again with the session's statistics as they are now; a ``revised``
+        event for each whose label changed."""
+        rec, events = self.recognizer, []
+        probs = rec.speaker_probabilities(np.stack(self._segment_vectors[:-1]), SESSION, self.book)
+        for k, p in enumerate(probs):
+            old = self.segments[k]
+            new = _segment(old.start, old.end, p, rec.labels, "speaker")
+            self.segments[k] = new
+            if new.label != old.label:
+                events.append(StreamEvent("revised", now, new))
         return events
 
     def _look_ahead(self) -> None:
@@ -309,7 +334,12 @@ class EmotionStream:
             self._audio, self._audio_start = self._audio[drop:].copy(), self._audio_start + drop
 
 
+def _segment(start: float, end: float, p: np.ndarray, labels: list[str], head: str) -> Segment:
+    probs = {lab: float(x) for lab, x in zip(labels, p)}
+    return Segment(start, end, max(probs, key=probs.__getitem__), probs, head)
+
+
 def _ordered(events: list[StreamEvent]) -> list[StreamEvent]:
-    """Events by time; at one time a region's start before its segments before its end."""
-    rank = {"speech_start": 0, "segment": 1, "unknown": 1, "speech_end": 2}
+    """Events by time; at one time a region's start before its segments (and the revisions they bring) before its end."""
+    rank = {"speech_start": 0, "segment": 1, "unknown": 1, "revised": 1, "speech_end": 2}
     return sorted(events, key=lambda ev: (ev.time, rank[ev.kind]))

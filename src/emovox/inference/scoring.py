@@ -88,5 +88,7 @@ class Scorer(Protocol):
 
     def classify(self, vectors: torch.Tensor, same_speaker: bool = False) -> np.ndarray: ...
 
+    def speaker_probabilities(self, vectors: np.ndarray, key: str, book: SpeakerBook) -> np.ndarray: ...
+
 
 __all__ = ["Scorer", "Scores"]

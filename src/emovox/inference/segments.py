@@ -25,12 +25,12 @@ import torch
 
 from ..audio.decode import SILENCE_PEAK
 from ..audio.stream import MAX_WHOLE_MB, ArraySource, Source, cut_spans, open_source
-from ..audio.decode import resample
 from ..audio.vad import VAD_METHODS, VAD_RATE, detect
 from ..defaults import HOP_S, REGION_MIN_S, REGION_MIN_SILENCE_S, REGION_PAD_S, WINDOW_S
 from ..errors import AudioError, EmovoxError
 from .results import Segment, Timeline
 from .scoring import Scorer
+from .turns import pieces, speaker_turns
 from .voices import VOICE_THRESHOLD, VoiceEmbedder, cluster_voices, parse_speakers, speaker_name
 
 
@@ -148,16 +148,26 @@ def timeline_of(recognizer: Scorer, source: Source, options: SegmentOptions) -> 
         why = "it is silent" if peak < SILENCE_PEAK else f"the {method} voice-activity detector found no speech"
         tl.message = f"{source.name}: no speech found ({why}); the timeline is empty"
         return tl
-    spans = windows(regions, o.max_segment_s, o.hop_s)
+    voices = VoiceEmbedder.shared() if o.speakers != 1 else None
+    if voices is not None:  # who speaks when first: the windows are cut from each voice's turns, never across two
+        turns = voice_turns(source, regions, voices, o)
+        spans, voice_of = [], []
+        for a, b, k in turns:
+            for w in windows([(a, b)], o.max_segment_s, o.hop_s):
+                spans.append(w)
+                voice_of.append(k)
+        order = sorted(range(len(spans)), key=lambda i: spans[i])
+        spans, voice_of = [spans[i] for i in order], [voice_of[i] for i in order]
+    else:
+        spans, voice_of = windows(regions, o.max_segment_s, o.hop_s), [0] * 0
     rate = recognizer.sample_rate
     labels = recognizer.labels
-    voices = VoiceEmbedder.shared() if o.speakers != 1 else None
     keep_vectors = can_adapt and mode != "off"
     done: list[tuple[float, float]] = []
+    done_voice: list[int] = []
     probs: list[np.ndarray] = []
     vectors: list[Any] = []  # the heads' input per segment, kept (a few KB each) when adaptation may follow
-    embeddings: list[np.ndarray] = []  # each segment's voice, when the speakers are told apart
-    pending: list[tuple[tuple[float, float], Any, np.ndarray]] = []
+    pending: list[tuple[tuple[float, float], Any, int]] = []
 
     def flush() -> None:
         if not pending:
@@ -171,9 +181,8 @@ def timeline_of(recognizer: Scorer, source: Source, options: SegmentOptions) -> 
         if keep_vectors:
             vectors.append(torch.from_numpy(scores.vectors[keep]))
         probs.extend(scores.probabilities[keep])
-        if voices is not None:
-            embeddings.append(voices.embed_many([y if rate == VAD_RATE else resample(y, rate, VAD_RATE) for _, _, y in pending]))
         done.extend(span for span, _, _ in pending)
+        done_voice.extend(v for _, _, v in pending)
         pending.clear()
 
     for i, y in cut_spans(source, spans, rate, o.block_s):
@@ -182,13 +191,13 @@ def timeline_of(recognizer: Scorer, source: Source, options: SegmentOptions) -> 
             spec = recognizer.featurize(y, rate, source=f"{source.name} [{s:.2f}-{e:.2f} s]", gate=False)
         except AudioError:
             continue  # a window that is silent after all: no prediction for it
-        pending.append(((s, e), spec, y if voices is not None else y[:0]))
+        pending.append(((s, e), spec, voice_of[i] if voices is not None else 0))
         if len(pending) >= o.batch_size:
             flush()
     flush()
     n = len(done)
     if voices is not None:
-        who = cluster_voices(np.concatenate(embeddings) if embeddings else np.zeros((0, 256)), o.speakers, o.voice_threshold)
+        who = _first_appearance(np.asarray(done_voice, dtype=int))
         heads = _adapt_each(recognizer, tl, o, who, probs, vectors, can_adapt)
         tl.segments = [Segment(s, e, *_labelled(p, labels), heads[k], speaker_name(int(who[k])))
                        for k, ((s, e), p) in enumerate(zip(done, probs))]
@@ -212,6 +221,31 @@ def timeline_of(recognizer: Scorer, source: Source, options: SegmentOptions) -> 
     if not tl.segments:
         tl.message = _empty_message(source.name, tl)
     return tl
+
+
+def voice_turns(source: Source, regions: list[tuple[float, float]], embedder: VoiceEmbedder,
+                o: SegmentOptions) -> list[tuple[float, float, int]]:
+    """Speaker turns of the speech ``regions`` of ``source`` (:mod:`.turns`): short pieces embedded, clustered into
+    ``o.speakers`` voices (or as many as found), a voice per 50 ms."""
+    spans = pieces(regions)
+    emb: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
+    for _, y in cut_spans(source, spans, VAD_RATE, o.block_s):
+        batch.append(y)
+        if len(batch) >= 64:
+            emb.append(embedder.embed_many(batch))
+            batch = []
+    if batch:
+        emb.append(embedder.embed_many(batch))
+    labels = cluster_voices(np.concatenate(emb) if emb else np.zeros((0, 256)), o.speakers, o.voice_threshold)
+    return speaker_turns(regions, spans, labels)
+
+
+def _first_appearance(who: np.ndarray) -> np.ndarray:
+    order: dict[int, int] = {}
+    for w in who.tolist():
+        order.setdefault(w, len(order))
+    return np.array([order[w] for w in who.tolist()], dtype=int)
 
 
 def _empty_message(name: str, tl: Timeline) -> str:

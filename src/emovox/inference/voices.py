@@ -7,8 +7,9 @@ read (``torch.load(weights_only=True)``); the network and its input are built he
 averaged and L2-normalised.
 
 :func:`cluster_voices` groups the embeddings by spectral clustering of their cosine affinities, the number of
-speakers given or estimated (``"auto"``: one voice below the :data:`VOICE_THRESHOLD` cut-off, else the number with
-the best silhouette); the cut-off is chosen on conversations of held-out voices (``bench/conversations.py``).
+speakers given or estimated (``"auto"``: :func:`count_voices`, the groups average-linkage clustering leaves at the
+:data:`VOICE_THRESHOLD` cut-off); the cut-off is chosen on conversations of held-out voices by cross-validation over
+speakers (``bench/diarization.py``; :mod:`.turns` clusters short pieces of speech, not windows).
 """
 from __future__ import annotations
 
@@ -147,9 +148,7 @@ def cluster_voices(embeddings: np.ndarray, speakers: str | int = "auto", thresho
 
     ``speakers``: a number, or ``"auto"``. Voices are grouped by spectral clustering (scikit-learn) of the cosine
     affinities, each row's weakest 70 % pruned (the affinity of two windows of one voice is high, of two voices
-    middling, and the middle is where the noise is). ``"auto"``: one voice when average-linkage clustering finds no
-    two groups further apart than ``threshold`` (cosine distance); else the number of voices (2 to
-    ``max_speakers``) whose clustering has the best silhouette."""
+    middling, and the middle is where the noise is). ``"auto"``: the number of voices is :func:`count_voices`'s."""
     x = np.asarray(embeddings, dtype=np.float64)
     n = len(x)
     speakers = parse_speakers(speakers)
@@ -158,28 +157,29 @@ def cluster_voices(embeddings: np.ndarray, speakers: str | int = "auto", thresho
     if speakers == 1 or n == 1:
         return np.zeros(n, dtype=int)
     if speakers == "auto":
-        from sklearn.cluster import AgglomerativeClustering
-        from sklearn.metrics import silhouette_score
-
-        merged = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold, metric="cosine",
-                                         linkage="average").fit_predict(x)
-        if len(set(merged.tolist())) == 1 or n < 4:
-            raw = merged
-        else:
-            best, raw = -2.0, merged
-            for k in range(2, min(max_speakers, n - 1) + 1):
-                labels = _spectral(x, k)
-                if len(set(labels.tolist())) < 2:
-                    continue
-                score = silhouette_score(x, labels, metric="cosine")
-                if score > best:
-                    best, raw = score, labels
+        k = count_voices(x, threshold, max_speakers)
+        raw = np.zeros(n, dtype=int) if k == 1 else _spectral(x, k)
     else:
         raw = _spectral(x, min(int(speakers), n)) if n > int(speakers) else np.arange(n)
     order: dict[int, int] = {}
     for r in raw:
         order.setdefault(int(r), len(order))
     return np.array([order[int(r)] for r in raw], dtype=int)
+
+
+def count_voices(x: np.ndarray, threshold: float = VOICE_THRESHOLD, max_speakers: int = 8,
+                 min_share: float = 0.05) -> int:
+    """How many voices the embeddings ``x`` hold: the groups average-linkage clustering leaves at cosine distance
+    ``threshold`` that hold at least ``min_share`` of the rows (at least 2; fewer are stray pieces: a cough, a
+    turn boundary), between 1 and ``max_speakers``."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    if len(x) < 4:
+        return 1
+    merged = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold, metric="cosine",
+                                     linkage="average").fit_predict(x)
+    sizes = np.bincount(merged)
+    return int(min(max_speakers, max(1, (sizes >= max(2, min_share * len(x))).sum())))
 
 
 def _spectral(x: np.ndarray, k: int, keep: float = 0.3) -> np.ndarray:

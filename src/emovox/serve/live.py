@@ -8,7 +8,8 @@ The protocol:
 2. The server answers ``{"type": "ready", "sample_rate": ..., "labels": [...], ...}``.
 3. Send the audio as binary messages of raw little-endian PCM (any size up to ``max_frame_kb``, whole samples).
    The server sends JSON text events: ``speech_start`` / ``speech_end`` (``time``) and ``segment`` (``start``,
-   ``end``, ``label``, ``confidence``, ``uncertain``, ``probabilities``, ``head``, ``adapted``), and ``unknown``
+   ``end``, ``label``, ``confidence``, ``uncertain``, ``probabilities``, ``head``, ``adapted``), ``revised`` (the
+   same fields: an earlier segment whose label changed once the session's speaker statistics grew), and ``unknown``
    (``start``, ``end``, ``ood_score``) for a window unlike all the speech the model knows, see
    :class:`~emovox.inference.live.StreamEvent`.
 4. Send the text ``{"type": "end"}``: the server sends what is still due, then ``{"type": "end", ...}`` with the

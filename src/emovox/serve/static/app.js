@@ -454,6 +454,10 @@
       liveConfidence.textContent = `${pct(ev.confidence)}` + (ev.adapted ? " · adapted to this voice" : "") +
         (ev.uncertain ? " · uncertain" : "");
       drawLive();
+    } else if (ev.type === "revised") {
+      const k = session.segments.findIndex((x) => x.start === ev.start && x.end === ev.end);
+      if (k >= 0) session.segments[k] = ev;
+      drawLive();
     } else if (ev.type === "end") {
       session.seconds = ev.seconds;
       finish(session, `Session ended: ${ev.segments} segment(s) in ${ev.seconds.toFixed(1)} s.`);
