@@ -198,6 +198,14 @@ class PartStore:
         return str(final)
 
 
+    def replace(self, part: str, table) -> str:
+        """Write ``table`` in place of the part file ``part`` (a path :meth:`parts` gave), atomically."""
+        name = part.rsplit("/", 1)[-1]
+        if not (name.startswith(PART_PREFIX) and name.endswith(".parquet")):
+            raise EmovoxError(f"{part}: not a part file of {self}")
+        return self.write(table, name[len(PART_PREFIX) : -len(".parquet")])
+
+
 def run_id() -> str:
     """A name prefix for one run's parts: sorts by start time, unique across machines."""
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import EmovoxError, UnknownSoundError
 from ..inference.results import prediction_of
+from ..inference.scoring import Scores
 from ..inference.speakers import RunningStats, SpeakerBook
 from ..storage import text_name
 from .rows import failed_inputs
@@ -119,45 +120,36 @@ def load_vectors(store: PartStore, min_files: int) -> SpeakerVectors:
     return SpeakerVectors(min_files) if saved is None else SpeakerVectors.from_bytes(saved, f"{store}/{SPEAKERS_FILE}")
 
 
-def _speakers_with_rows(store: PartStore) -> set[str]:
-    found: set[str] = set()
-    for part in store.parts():
-        found.update(k for k in store.read(part, columns=["speaker"]).column("speaker").to_pylist() if k is not None)
-    return found
-
-
-def _answer_row(rec: EmotionRecognizer, rows: RowMaker, row: dict[str, Any], vector: np.ndarray,
-                book: SpeakerBook) -> dict[str, Any]:
-    key = row["speaker"]
-    if book.ready(key):
-        probs, head = rec.speaker_probabilities(vector[None], key, book)[0], "speaker"
-    else:
-        import torch
-
-        probs, head = rec.classify(torch.from_numpy(vector[None]))[0], "file"
-    base = {k: row[k] for k in ("path", "size", "mtime_ns", "model", "duration")}
-    return rows.prediction(base, prediction_of(probs, rec.labels, row["path"], key, head))[0]
-
-
 def rewrite_speakers(rec: EmotionRecognizer, store: PartStore, rows: RowMaker, saved: SpeakerVectors,
                      book: SpeakerBook) -> int:
     """Rewrite the rows of :attr:`SpeakerVectors.pending` speakers with ``book``; returns the rows rewritten."""
     import pyarrow as pa
+    import torch
 
     done = 0
     for part in store.parts():
-        table = store.read(part)
-        speakers = set(table.column("speaker").to_pylist())
-        if not speakers & saved.pending:
+        if not set(store.read(part, columns=["speaker"]).column("speaker").to_pylist()) & saved.pending:
             continue
+        table = store.read(part)
         records = table.to_pylist()
+        redo = []  # (row, vector) of each answered row of a pending speaker
         for i, r in enumerate(records):
             found = saved.vectors.get((r["path"], r["size"], r["mtime_ns"]))
             if r["speaker"] in saved.pending and r["error"] is None and found is not None:
-                records[i] = _answer_row(rec, rows, r, found[1], book)
-                done += 1
-        stem = part.rsplit("/", 1)[-1][len("part-"):-len(".parquet")]
-        store.write(pa.Table.from_pylist(records, schema=table.schema), stem)  # replaces the part atomically
+                redo.append((i, found[1]))
+        if not redo:
+            continue
+        vectors = np.stack([v for _, v in redo])
+        keys = [records[i]["speaker"] for i, _ in redo]
+        file_head = Scores(rec.classify(torch.from_numpy(vectors)), None, ["file"] * len(redo), vectors)
+        scores = rec.by_speaker(file_head, keys, book)
+        for k, (i, _) in enumerate(redo):
+            r = records[i]
+            base = {name: r[name] for name in ("path", "size", "mtime_ns", "model", "duration")}
+            answer = prediction_of(scores.probabilities[k], rec.labels, r["path"], keys[k], scores.heads[k])
+            records[i] = rows.prediction(base, answer)[0]
+        store.replace(part, pa.Table.from_pylist(records, schema=table.schema))
+        done += len(redo)
     return done
 
 
@@ -176,13 +168,18 @@ def run_keyed(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[in
         names, scores, errors = rec.encode_files(todo, batch_size, on_file=lambda: bar.update(1))
     finally:
         bar.close()
+
+    def key_of(name: str) -> str | None:  # as the rows spell it
+        k = speaker_of(name)
+        return None if k is None else text_name(str(k))
+
     good = [n for n, e in zip(names, errors) if e is None]
-    keys = [None if (k := speaker_of(n)) is None else text_name(str(k)) for n in good]  # as the rows spell them
+    keys = [key_of(n) for n in good]
     known = scores.known
     found = {(text_name(n), *stats[n]): (k, scores.vectors[i])
              for i, (n, k) in enumerate(zip(good, keys)) if k is not None and known[i]}
     changed = saved.merge(found)
-    saved.pending |= changed & _speakers_with_rows(store)
+    saved.pending |= changed  # their rows already written, if any, are answered again below
     store.write_bytes(SPEAKERS_FILE, saved.to_bytes())  # before any row: a run cut off from here on is resumable
     book = saved.book()
     if saved.pending:
@@ -198,7 +195,7 @@ def run_keyed(rec: EmotionRecognizer, todo: list[str], stats: dict[str, tuple[in
     for name, err in zip(names, errors):
         base = rows.base(name, *stats[name], file_duration(name))
         if err is not None:
-            out = rows.error(base | {"speaker": text_name(speaker_of(name) or "") or None}, err)
+            out = rows.error(base | {"speaker": key_of(name)}, err)
         else:
             a = rec.answer(scores, i, name, True, keys[i])
             out = rows.error(base | {"speaker": keys[i]}, a) \

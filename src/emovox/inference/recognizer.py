@@ -61,6 +61,16 @@ def _loudest(y: np.ndarray, n: int) -> np.ndarray:
     return y[best : best + n]
 
 
+def _speaker_rows(scores: Scores, keys: Sequence[str | None]) -> dict[str, list[int]]:
+    """The rows of each known speaker's familiar items."""
+    known = scores.known
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        if key is not None and known[i]:
+            groups.setdefault(str(key), []).append(i)
+    return groups
+
+
 def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
     """Files as given, folders replaced by the audio files below them (sorted)."""
     out: list[Path] = []
@@ -227,7 +237,7 @@ class EmotionRecognizer:
         Which head answers: without ``keys``, the per-file head; ``same_speaker=True``: all items are one speaker's,
         normalised together, speaker head (when at least two are familiar); ``keys``: each item's speaker key
         (``None``: unknown), its vectors join the running statistics of ``book`` (default: :attr:`speakers`) and the
-        speaker head answers once the key has enough recordings (:meth:`classify_known`). Unfamiliar items never
+        speaker head answers once the key has enough recordings (:meth:`learn_speakers`, then :meth:`by_speaker`). Unfamiliar items never
         join any statistics. ``vectors``: the items' vectors, computed before (a live stream encodes ahead);
         ``keep_vectors``: return them even where an exported network would not show them; ``refuse``: the items'
         names: raise the :class:`~emovox.errors.UnknownSoundError` of the first unfamiliar item before any statistics
@@ -263,14 +273,11 @@ class EmotionRecognizer:
         if same_speaker and known.sum() >= 2:  # one recording alone normalises to zeros: its per-file answer stays
             probs[known] = self.classify(torch.from_numpy(vectors[known]), same_speaker=True)
             heads = ["speaker" if k else "file" for k in known]
-        elif keys is not None and speakered:
-            groups: dict[str | None, list[int]] = {}
-            for i, key in enumerate(keys):
-                groups.setdefault(None if key is None or not known[i] else str(key), []).append(i)
-            for key, rows in groups.items():
-                probs[rows], head = self.classify_known(vectors[rows], key, self.speakers if book is None else book)
-                for i in rows:
-                    heads[i] = head
+        elif keys is not None and speakered:  # the items join their speakers' statistics, then are answered by them
+            book = self.speakers if book is None else book
+            scores = Scores(probs, ood, heads, vectors)
+            self.learn_speakers(scores, keys, book)
+            return self.by_speaker(scores, keys, book)
         return Scores(probs, ood, heads, vectors)
 
     def ood_scores(self, vectors: np.ndarray) -> np.ndarray | None:
@@ -334,16 +341,6 @@ class EmotionRecognizer:
         and uses the speaker-normalised head (see :meth:`probabilities`)."""
         return self.model.probabilities(vectors, same_speaker)
 
-    def classify_known(self, vectors: np.ndarray, key: str | None, book: SpeakerBook) -> tuple[np.ndarray, str]:
-        """``(probabilities, head)`` of one speaker's new vectors: they join ``book``'s running statistics of
-        ``key`` first; once it is ready, they are normalised by them and the speaker head answers (``"speaker"``),
-        before that (and for ``key=None``) the per-file head (``"file"``)."""
-        if key is not None:
-            book.add(key, vectors)
-        if key is None or not book.ready(key):
-            return self.model.probabilities(torch.from_numpy(np.asarray(vectors, dtype=np.float32))), "file"
-        return self.speaker_probabilities(vectors, key, book), "speaker"
-
     def speaker_probabilities(self, vectors: np.ndarray, key: str, book: SpeakerBook) -> np.ndarray:
         """The speaker head's probabilities of ``vectors`` normalised by ``book``'s statistics of ``key`` (as they
         are: nothing is added)."""
@@ -359,12 +356,8 @@ class EmotionRecognizer:
         and no recording's answer depends on the order they came in."""
         if scores.vectors is None:
             raise EmovoxError("speaker answers need the items' vectors (score(..., keep_vectors=True))")
-        probs, heads, known = scores.probabilities.copy(), list(scores.heads), scores.known
-        groups: dict[str, list[int]] = {}
-        for i, key in enumerate(keys):
-            if key is not None and known[i]:
-                groups.setdefault(str(key), []).append(i)
-        for key, rows in groups.items():
+        probs, heads = scores.probabilities.copy(), list(scores.heads)
+        for key, rows in _speaker_rows(scores, keys).items():
             if book.ready(key):
                 probs[rows] = self.speaker_probabilities(scores.vectors[rows], key, book)
                 for i in rows:
@@ -373,12 +366,7 @@ class EmotionRecognizer:
 
     def learn_speakers(self, scores: Scores, keys: Sequence[str | None], book: SpeakerBook) -> None:
         """Add the familiar items of known speakers to ``book`` (an unfamiliar input never joins any statistics)."""
-        known = scores.known
-        groups: dict[str, list[int]] = {}
-        for i, key in enumerate(keys):
-            if key is not None and known[i]:
-                groups.setdefault(str(key), []).append(i)
-        for key, rows in groups.items():
+        for key, rows in _speaker_rows(scores, keys).items():
             book.add(key, scores.vectors[rows])
 
     def stream(self, sample_rate: int = 16000, options: SegmentOptions | None = None, *, channels: int = 1,

@@ -151,15 +151,13 @@ def timeline_of(recognizer: Scorer, source: Source, options: SegmentOptions) -> 
     voices = VoiceEmbedder.shared() if o.speakers != 1 else None
     if voices is not None:  # who speaks when first: the windows are cut from each voice's turns, never across two
         turns = voice_turns(source, regions, voices, o)
-        spans, voice_of = [], []
+        spans, voice_of = [], []  # in time order: turns follow each other, a turn's windows start inside it
         for a, b, k in turns:
             for w in windows([(a, b)], o.max_segment_s, o.hop_s):
                 spans.append(w)
                 voice_of.append(k)
-        order = sorted(range(len(spans)), key=lambda i: spans[i])
-        spans, voice_of = [spans[i] for i in order], [voice_of[i] for i in order]
     else:
-        spans, voice_of = windows(regions, o.max_segment_s, o.hop_s), [0] * 0
+        spans, voice_of = windows(regions, o.max_segment_s, o.hop_s), []
     rate = recognizer.sample_rate
     labels = recognizer.labels
     keep_vectors = can_adapt and mode != "off"
